@@ -1,0 +1,31 @@
+import type { Process } from './process.ts';
+
+/** Attribute values an observer passes on to spans. */
+export type AttrValue = string | number | boolean | bigint;
+export type Attrs = Record<string, AttrValue>;
+
+export type LockMode = 'exclusive' | 'shared';
+
+/** What a lock looks like to an observer. */
+export interface ObservedLock {
+  readonly name: string;
+  readonly kind: 'spinlock' | 'mutex' | 'rwlock' | 'trylock';
+}
+
+/**
+ * The engine's narrow interface for tracing. With no observer attached every call site costs
+ * one branch (`if (sim.observer !== null)`). Times are the engine's virtual nanoseconds
+ * (`sim.now`); `p` is the process on whose behalf the thing happens (null for engine callbacks).
+ */
+export interface SimObserver {
+  processStart(p: Process<any>): void;
+  processEnd(p: Process<any>): void;
+  /** An operation begins; returns an id for opEnd. `link` is the id of an op in another actor that caused it. */
+  opBegin(p: Process<any> | null, name: string, attrs: Attrs | undefined, link: number): number;
+  opEnd(id: number, attrs: Attrs | undefined): void;
+  lockWait(p: Process<any>, lock: ObservedLock, mode: LockMode, holders: string[]): void;
+  lockAcquire(p: Process<any>, lock: ObservedLock, mode: LockMode, waitedNs: number): void;
+  lockRelease(p: Process<any>, lock: ObservedLock, mode: LockMode, heldNs: number): void;
+  lockBusy(p: Process<any> | null, lock: ObservedLock, mode: LockMode, answer: string): void;
+  instant(p: Process<any> | null, name: string, attrs: Attrs | undefined): void;
+}

@@ -1,0 +1,484 @@
+import { EventQueue, type Schedulable } from './event_queue.ts';
+import {
+  CONTINUE, Interrupt, Process, SUSPEND, type Blocker, type Proc, type SpawnOptions, type Yield,
+} from './process.ts';
+import { Condition, SimEvent } from './event.ts';
+import { assert } from './assert.ts';
+import { Fingerprint } from './fingerprint.ts';
+import { RngRegistry, type Rng } from './rng.ts';
+import { StatsRegistry } from './stats.ts';
+import type { Attrs, SimObserver } from './observer.ts';
+import type { Cpu } from './cpu.ts';
+import type { Instant, Duration } from './clock.ts';
+
+export interface SimOptions {
+  seed: number;
+  /** Record every event's (time, seq, kind) so a determinism check can name a divergence. */
+  recordEvents?: boolean;
+  /** Soft-lockup threshold, the kernel watchdog's default 20 s (kernel/watchdog.c: 2 x watchdog_thresh). */
+  softLockupNs?: Duration;
+}
+
+/** A failure inside a run, decorated with what reproduces it. */
+export class SimError extends Error {
+  override name = 'SimError';
+  constructor(
+    message: string,
+    readonly seed: number,
+    readonly time: Instant,
+    readonly processName: string | null,
+    override readonly cause?: unknown,
+  ) {
+    super(`${message} [seed=${seed} t=${time}ns${processName === null ? '' : ` process=${processName}`}]`);
+  }
+}
+
+export interface SoftLockup {
+  cpu: string;
+  thread: string;
+  /** When the watchdog would have fired: start of the atomic stretch plus the threshold. */
+  at: Instant;
+  stuckNs: Duration;
+}
+
+/** A cancellable callback scheduled in virtual time. */
+export class Timer implements Schedulable {
+  cancelled = false;
+  constructor(
+    readonly kindId: number,
+    private readonly fn: () => void,
+  ) {}
+  fire(): boolean {
+    if (this.cancelled) return false;
+    this.fn();
+    return true;
+  }
+  cancel(): void {
+    this.cancelled = true;
+  }
+}
+
+/**
+ * The simulation handle: virtual time, the event queue, processes, seeded random streams,
+ * statistics and the observer hook. Passed explicitly to every model function.
+ */
+export class Sim {
+  now: Instant = 0;
+  readonly seed: number;
+  readonly queue = new EventQueue();
+  readonly fingerprint: Fingerprint;
+  readonly stats: StatsRegistry;
+  readonly softLockupNs: Duration;
+  readonly softLockups: SoftLockup[] = [];
+  observer: SimObserver | null = null;
+
+  /** The process whose generator is executing, or null inside engine callbacks. */
+  current: Process<any> | null = null;
+  /** Events with the same time as the previous one (they ran in scheduling order). */
+  ties = 0;
+  eventsExecuted = 0;
+  eventsStale = 0;
+
+  private readonly rngs: RngRegistry;
+  private readonly live = new Map<number, Process<any>>();
+  private readonly kindNames: string[] = [];
+  private readonly kindsByLabel = new Map<string, number>();
+  private nextProcessId = 0;
+  private immediate: unknown = undefined;
+  private lastTime = -1;
+  readonly cpus: Cpu[] = [];
+  readonly blockers: Blocker[] = [];
+
+  constructor(options: SimOptions) {
+    assert(Number.isSafeInteger(options.seed), 'seed must be a safe integer', options.seed);
+    this.seed = options.seed;
+    this.rngs = new RngRegistry(options.seed);
+    this.fingerprint = new Fingerprint(options.recordEvents ?? false);
+    this.stats = new StatsRegistry(this);
+    this.softLockupNs = options.softLockupNs ?? 20_000_000_000;
+  }
+
+  // ---- Random streams and kinds --------------------------------------------------------------
+
+  /** The random stream named after its purpose, e.g. `guest.vcpu.3.workload`. */
+  rng(name: string): Rng {
+    return this.rngs.get(name);
+  }
+
+  /** Registers a label for fingerprints and divergence reports; returns its small id. */
+  registerKind(label: string): number {
+    this.kindNames.push(label);
+    return this.kindNames.length - 1;
+  }
+
+  /** The kind id shared by every event with this label (processes of one name, timers of one label). */
+  kindFor(label: string): number {
+    let kind = this.kindsByLabel.get(label);
+    if (kind === undefined) {
+      kind = this.registerKind(label);
+      this.kindsByLabel.set(label, kind);
+    }
+    return kind;
+  }
+
+  kindName(id: number): string {
+    return this.kindNames[id] ?? `kind#${id}`;
+  }
+
+  // ---- Processes -----------------------------------------------------------------------------
+
+  spawn<T>(body: Proc<T>, options: SpawnOptions | string): Process<T> {
+    const opts = typeof options === 'string' ? { name: options } : options;
+    const id = this.nextProcessId++;
+    const p = new Process<T>(this, id, this.kindFor(`process ${opts.name}`), opts.name, body, opts);
+    this.live.set(id, p);
+    if (opts.cpu !== undefined) opts.cpu.attach(p);
+    if (this.observer !== null) this.observer.processStart(p);
+    this.queue.push(this.now, p, p.wakeGen);
+    return p;
+  }
+
+  /** Runs p's generator until it suspends or finishes. Called by the engine only. */
+  resume(p: Process<any>): void {
+    const previous = this.current;
+    this.current = p;
+    p.state = 'running';
+    p.blockedOn = null;
+    let value = p.resumeValue;
+    p.resumeValue = undefined;
+    for (;;) {
+      let r: IteratorResult<Yield, unknown>;
+      try {
+        if (p.pendingThrow !== undefined) {
+          const e = p.pendingThrow;
+          p.pendingThrow = undefined;
+          r = p.gen.throw(e);
+        } else {
+          r = p.gen.next(value);
+        }
+      } catch (e) {
+        this.current = previous;
+        p.state = 'done';
+        throw this.decorate(e, p);
+      }
+      if (r.done === true) {
+        this.finish(p, r.value);
+        break;
+      }
+      if (r.value === SUSPEND) {
+        if (p.state === 'running') p.state = 'blocked';
+        break;
+      }
+      assert(r.value === CONTINUE, 'a process must yield a command (sim.sleep, event.wait, lock.acquire, ...)', p);
+      value = this.immediate;
+      this.immediate = undefined;
+    }
+    this.current = previous;
+  }
+
+  private finish(p: Process<any>, result: unknown): void {
+    p.state = 'done';
+    p.result = result;
+    this.live.delete(p.id);
+    if (p.cpu !== null) p.cpu.detach(p);
+    if (this.observer !== null) this.observer.processEnd(p);
+    if (p.doneEvent !== null) p.doneEvent.succeed(result);
+  }
+
+  /** The running process; primitives call this to find whom to block. */
+  running(): Process<any> {
+    const p = this.current;
+    assert(p !== null, 'a blocking primitive was called outside a process');
+    return p;
+  }
+
+  /** Lets a primitive complete at once: the yield evaluates to value. */
+  continueWith(value: unknown): Yield {
+    this.immediate = value;
+    return CONTINUE;
+  }
+
+  /**
+   * Marks the running process blocked on b and releases its CPU (a blocked thread does not run).
+   * Sleeping while non-preemptible is the kernel's "scheduling while atomic" bug.
+   */
+  block(b: Blocker): Process<any> {
+    const p = this.running();
+    if (p.cpu !== null) assert(p.preemptCount === 0 && p.irqsOff === 0, 'scheduling while atomic: blocking with preemption or interrupts disabled', p);
+    p.blockedOn = b;
+    p.blockedSince = this.now;
+    if (p.cpu !== null && p.cpu.owner === p) p.cpu.release(p);
+    return p;
+  }
+
+  /** Schedules p to resume now with value (its yield evaluates to value). */
+  wake(p: Process<any>, value?: unknown): void {
+    p.resumeValue = value;
+    p.state = 'ready';
+    this.queue.push(this.now, p, p.wakeGen);
+  }
+
+  /** Schedules p to resume at time `at`. */
+  wakeAt(p: Process<any>, at: Instant, value?: unknown): void {
+    p.resumeValue = value;
+    this.queue.push(at, p, p.wakeGen);
+  }
+
+  // ---- Blocking primitives -------------------------------------------------------------------
+
+  private readonly sleepBlocker: Blocker = { name: 'sleep', cancelWait: () => {} };
+
+  /** Sleeps for ns of virtual time (rounded to an integer); the thread leaves its CPU. */
+  sleep(ns: Duration): Yield {
+    assert(ns >= 0 && ns < Infinity, 'sleep duration must be finite and non-negative', ns);
+    const p = this.block(this.sleepBlocker);
+    this.queue.push(this.now + Math.round(ns), p, p.wakeGen);
+    return SUSPEND;
+  }
+
+  /**
+   * Computes for ns on the running thread's CPU: waits for the CPU if another thread owns it,
+   * and may be preempted (a background thread by a normal one; round robin between equals).
+   */
+  compute(ns: Duration): Yield {
+    const p = this.running();
+    const cpu = p.cpu;
+    assert(cpu !== null, 'compute() needs a thread with a CPU', p);
+    assert(ns >= 0 && ns < Infinity, 'compute duration must be finite and non-negative', ns);
+    const d = Math.round(ns);
+    if (d === 0) return this.continueWith(undefined);
+    p.computeRemaining = d;
+    cpu.ensureOnCpu(p, null);
+    return SUSPEND;
+  }
+
+  /**
+   * Waits for ev while keeping the CPU: a vCPU in a VM exit, or a CPU inside a firmware call,
+   * is unavailable to its other threads. Accounted as stall time.
+   */
+  stall(ev: SimEvent<any>): Yield {
+    const p = this.running();
+    const cpu = p.cpu;
+    assert(cpu !== null, 'stall() needs a thread with a CPU', p);
+    const resume = (value: unknown) => {
+      cpu.setState('busy');
+      this.wake(p, value);
+    };
+    p.blockedOn = { name: `stall on ${ev.name}`, cancelWait: () => ev.removeCallback(resume) };
+    p.blockedSince = this.now;
+    cpu.ensureOnCpu(p, () => {
+      cpu.setState('stall');
+      ev.onTrigger(resume);
+    });
+    return SUSPEND;
+  }
+
+  preemptDisable(): void {
+    const p = this.running();
+    p.preemptCount++;
+    if (p.cpu !== null) p.cpu.enterAtomic(p);
+  }
+
+  preemptEnable(): void {
+    const p = this.running();
+    assert(p.preemptCount > 0, 'preempt_enable without preempt_disable', p);
+    p.preemptCount--;
+    if (p.cpu !== null) p.cpu.exitAtomic(p);
+  }
+
+  localIrqDisable(): void {
+    const p = this.running();
+    p.irqsOff++;
+    if (p.cpu !== null) p.cpu.enterAtomic(p);
+  }
+
+  localIrqEnable(): void {
+    const p = this.running();
+    assert(p.irqsOff > 0, 'local_irq_enable with interrupts enabled', p);
+    p.irqsOff--;
+    if (p.cpu !== null) p.cpu.exitAtomic(p);
+  }
+
+  /** touch_softlockup_watchdog(): a long atomic stretch that is known to be fine restarts the watchdog. */
+  touchSoftlockupWatchdog(): void {
+    const p = this.running();
+    if (p.cpu !== null) p.cpu.touchWatchdog();
+  }
+
+  event<T = void>(name = 'event'): SimEvent<T> {
+    return new SimEvent<T>(this, name);
+  }
+
+  /** Waits for the first of several events; evaluates to {index, value}. */
+  anyOf(events: SimEvent<any>[]): Yield {
+    for (let i = 0; i < events.length; i++) {
+      if (events[i]!.triggered) return this.continueWith({ index: i, value: events[i]!.value });
+    }
+    const cond = new Condition('anyOf');
+    const p = this.block(cond);
+    const callbacks = events.map((e, index) => {
+      const fn = (value: unknown) => {
+        cond.detach();
+        this.wake(p, { index, value });
+      };
+      e.onTrigger(fn);
+      return fn;
+    });
+    cond.detach = () => events.forEach((e, i) => e.removeCallback(callbacks[i]!));
+    return SUSPEND;
+  }
+
+  /** Waits for all of several events; evaluates to their values in order. */
+  allOf(events: SimEvent<any>[]): Yield {
+    let pending = events.filter((e) => !e.triggered).length;
+    if (pending === 0) return this.continueWith(events.map((e) => e.value));
+    const cond = new Condition('allOf');
+    const p = this.block(cond);
+    const fn = () => {
+      if (--pending === 0) this.wake(p, events.map((e) => e.value));
+    };
+    for (const e of events) if (!e.triggered) e.onTrigger(fn);
+    cond.detach = () => events.forEach((e) => e.removeCallback(fn));
+    return SUSPEND;
+  }
+
+  interrupt(p: Process<any>, reason: unknown): void {
+    assert(p.state !== 'done', 'interrupting a finished process', p);
+    assert(p !== this.current, 'a process cannot interrupt itself', p);
+    if (p.blockedOn !== null) p.blockedOn.cancelWait(p);
+    if (p.cpu !== null) p.cpu.cancelFor(p);
+    p.blockedOn = null;
+    p.wakeGen++;
+    p.pendingThrow = new Interrupt(reason);
+    this.wake(p);
+  }
+
+  /** Calls fn after delay ns; returns a Timer that can be cancelled. */
+  schedule(delay: Duration, fn: () => void, label = 'timer'): Timer {
+    assert(delay >= 0, 'negative delay', delay);
+    const t = new Timer(this.kindFor(label), fn);
+    this.queue.push(this.now + Math.round(delay), t, 0);
+    return t;
+  }
+
+  // ---- Running -------------------------------------------------------------------------------
+
+  /** Executes one event. Returns false when the queue is empty. */
+  step(): boolean {
+    const q = this.queue;
+    while (q.size > 0) {
+      const item = q.pop();
+      const t = q.poppedTime;
+      if (t === this.lastTime) this.ties++;
+      this.lastTime = t;
+      this.now = t;
+      if (!item.fire(q.poppedAux)) {
+        this.eventsStale++;
+        continue;
+      }
+      this.eventsExecuted++;
+      this.fingerprint.mix(t, q.poppedSeq, item.kindId);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Runs until the queue is empty (then reports a deadlock if a non-daemon process is still
+   * blocked), or until virtual time `until` (events at exactly `until` run; time ends at `until`).
+   */
+  run(options: { until?: Instant } = {}): void {
+    const until = options.until ?? Infinity;
+    try {
+      const q = this.queue;
+      while (q.size > 0 && q.peekTime() <= until) this.step();
+    } catch (e) {
+      throw this.decorate(e, this.current);
+    }
+    if (until !== Infinity) {
+      if (this.now < until) this.now = until;
+      return;
+    }
+    this.checkDeadlock();
+  }
+
+  /** Runs until cond() holds after an event, or the queue empties. Returns whether cond held. */
+  runUntil(cond: () => boolean): boolean {
+    try {
+      while (!cond()) if (!this.step()) return cond();
+      return true;
+    } catch (e) {
+      throw this.decorate(e, this.current);
+    }
+  }
+
+  /** Ends the run: closes open CPU accounting and soft-lockup windows. */
+  finish_run(): void {
+    for (const cpu of this.cpus) cpu.closeAccounting();
+  }
+
+  private decorate(e: unknown, p: Process<any> | null): unknown {
+    if (e instanceof SimError) return e;
+    const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    const err = new SimError(message, this.seed, this.now, p === null ? null : `${p.name}#${p.id}`, e);
+    if (e instanceof Error && e.stack !== undefined) err.stack = `${err.message}\n${e.stack}`;
+    return err;
+  }
+
+  private checkDeadlock(): void {
+    const stuck = [...this.live.values()].filter((p) => !p.daemon && p.state === 'blocked');
+    if (stuck.length === 0) return;
+    const lines = stuck.map((p) => {
+      const b = p.blockedOn;
+      const holders = b?.holderNames?.() ?? [];
+      const held = holders.length > 0 ? ` held by ${holders.join(', ')}` : '';
+      return `  ${p.name}#${p.id} waits for ${b === null ? 'nothing' : b.name}${held} since t=${p.blockedSince}ns`;
+    });
+    throw new SimError(`deadlock: ${stuck.length} process(es) blocked and nothing scheduled\n${lines.join('\n')}`,
+      this.seed, this.now, null);
+  }
+
+  /** Live (unfinished) processes in creation order. */
+  processes(): Process<any>[] {
+    return [...this.live.values()];
+  }
+
+  // ---- Tracing hooks used by models ----------------------------------------------------------
+
+  /** Begins an operation on behalf of the running process; returns an id for opEnd (0 untraced). */
+  opBegin(name: string, attrs?: Attrs, link = 0): number {
+    const o = this.observer;
+    return o === null ? 0 : o.opBegin(this.current, name, attrs, link);
+  }
+
+  opEnd(id: number, attrs?: Attrs): void {
+    const o = this.observer;
+    if (o !== null && id !== 0) o.opEnd(id, attrs);
+  }
+
+  instant(name: string, attrs?: Attrs): void {
+    const o = this.observer;
+    if (o !== null) o.instant(this.current, name, attrs);
+  }
+
+  reportSoftLockup(lockup: SoftLockup): void {
+    this.softLockups.push(lockup);
+    this.stats.counter('sim.soft_lockups').inc();
+    const o = this.observer;
+    if (o !== null) {
+      o.instant(this.current, 'soft_lockup', {
+        cpu: lockup.cpu, thread: lockup.thread, 'stuck.ns': lockup.stuckNs, at: lockup.at,
+      });
+    }
+  }
+}
+
+/** Wraps a sub-operation in opBegin/opEnd so it shows as a span nested in its caller. */
+export function* op<T>(sim: Sim, name: string, attrs: Attrs | undefined, body: Proc<T>): Proc<T> {
+  const id = sim.opBegin(name, attrs);
+  try {
+    return yield* body;
+  } finally {
+    sim.opEnd(id);
+  }
+}
