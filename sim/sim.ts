@@ -413,7 +413,7 @@ export class Sim {
   }
 
   /** Ends the run: closes open CPU accounting and soft-lockup windows. */
-  finish_run(): void {
+  finishRun(): void {
     for (const cpu of this.cpus) cpu.closeAccounting();
   }
 
