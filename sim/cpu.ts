@@ -41,6 +41,7 @@ export class Cpu implements Schedulable {
 
   private readonly normalQueue: Process<any>[] = [];
   private readonly backgroundQueue: Process<any>[] = [];
+  private readonly idleQueue: Process<any>[] = [];
   private gen = 0;
   private bursting = false;
   private burstStart = 0;
@@ -221,6 +222,7 @@ export class Cpu implements Schedulable {
     }
     if (this.normalQueue.length > 0) return this.normalQueue.shift()!;
     if (this.backgroundQueue.length > 0) return this.backgroundQueue.shift()!;
+    if (this.idleQueue.length > 0) return this.idleQueue.shift()!;
     return null;
   }
 
@@ -247,10 +249,10 @@ export class Cpu implements Schedulable {
     const owner = this.owner!;
     if (!this.bursting || !this.preemptible(owner)) return;
     const now = this.sim.now;
-    const inShare = this.backgroundShare > 0 && now < this.sliceEnd(owner);
-    if (newcomer.priority === Priority.Normal && owner.priority === Priority.Background && !inShare) {
+    const inShare = owner.priority === Priority.Background && this.backgroundShare > 0 && now < this.sliceEnd(owner);
+    if (newcomer.priority < owner.priority && !inShare) {
       this.stopBurst(owner);
-      this.backgroundQueue.unshift(owner);
+      this.queueOf(owner).unshift(owner);
       this.owner = null;
       this.dispatch();
       return;
@@ -264,13 +266,16 @@ export class Cpu implements Schedulable {
 
   private mustYield(p: Process<any>): boolean {
     if (!this.preemptible(p) || !this.hasCompetitor(p)) return false;
+    if (p.priority === Priority.Idle) return true;
     if (p.priority === Priority.Background && this.normalQueue.length > 0 && this.backgroundShare === 0) return true;
     return this.sim.now >= this.sliceEnd(p);
   }
 
+  /** Is a thread waiting that may take the CPU from p when p's slice ends (or at once)? */
   private hasCompetitor(p: Process<any>): boolean {
     if (this.normalQueue.length > 0) return true;
-    return this.backgroundQueue.length > 0 && (p.priority === Priority.Background || this.backgroundShare > 0);
+    if (this.backgroundQueue.length > 0) return p.priority !== Priority.Normal || this.backgroundShare > 0;
+    return this.idleQueue.length > 0 && p.priority === Priority.Idle;
   }
 
   private sliceEnd(p: Process<any>): number {
@@ -284,11 +289,12 @@ export class Cpu implements Schedulable {
   }
 
   private queueOf(p: Process<any>): Process<any>[] {
-    return p.priority === Priority.Background ? this.backgroundQueue : this.normalQueue;
+    if (p.priority === Priority.Normal) return this.normalQueue;
+    return p.priority === Priority.Background ? this.backgroundQueue : this.idleQueue;
   }
 
   private removeFromQueues(p: Process<any>): void {
-    for (const q of [this.normalQueue, this.backgroundQueue]) {
+    for (const q of [this.normalQueue, this.backgroundQueue, this.idleQueue]) {
       const i = q.indexOf(p);
       if (i >= 0) q.splice(i, 1);
     }
@@ -296,7 +302,7 @@ export class Cpu implements Schedulable {
 
   /** Threads waiting for this CPU, for reports. */
   waiting(): string[] {
-    return [...this.normalQueue, ...this.backgroundQueue].map((p) => p.name);
+    return [...this.normalQueue, ...this.backgroundQueue, ...this.idleQueue].map((p) => p.name);
   }
 
   describe(): string {

@@ -20,8 +20,12 @@ export interface ObservedLock {
 export interface SimObserver {
   processStart(p: Process<any>): void;
   processEnd(p: Process<any>): void;
-  /** An operation begins; returns an id for opEnd. `link` is the id of an op in another actor that caused it. */
-  opBegin(p: Process<any> | null, name: string, attrs: Attrs | undefined, link: number): number;
+  /**
+   * An operation begins; returns an id for opEnd. `link` is the id of an op in another actor
+   * that caused it (0: none). `actor` attributes the op to a pseudo-actor that runs on the
+   * caller's CPU, such as the TDX module inside a SEAMCALL (undefined: the process's own).
+   */
+  opBegin(p: Process<any> | null, name: string, attrs: Attrs | undefined, link: number, actor: string | undefined): number;
   opEnd(id: number, attrs: Attrs | undefined): void;
   lockWait(p: Process<any>, lock: ObservedLock, mode: LockMode, holders: string[]): void;
   lockAcquire(p: Process<any>, lock: ObservedLock, mode: LockMode, waitedNs: number): void;

@@ -15,9 +15,14 @@ export type Yield = typeof SUSPEND | typeof CONTINUE;
 /** A process body: `function*` that yields commands and returns a typed result. */
 export type Proc<T = void> = Generator<Yield, T, any>;
 
+/** Scheduling classes, most urgent first. */
 export const enum Priority {
+  /** Ordinary threads: round robin in time slices. */
   Normal = 0,
+  /** Background threads: idle time only, or a configured share of the CPU (see CpuOptions). */
   Background = 1,
+  /** The idle loop: runs only when nothing else wants the CPU; anyone preempts it. */
+  Idle = 2,
 }
 
 /** Something a process can be blocked on: it can describe the wait and cancel it. */
@@ -46,6 +51,8 @@ export interface SpawnOptions {
   priority?: Priority;
   /** A daemon may stay blocked forever (a server loop) without counting as a deadlock. */
   daemon?: boolean;
+  /** The actor kind this thread belongs to, for traces (service.name: guest, kvm, vmm, ...). */
+  service?: string;
 }
 
 /**
@@ -58,6 +65,7 @@ export class Process<T = unknown> implements Schedulable {
   readonly cpu: Cpu | null;
   readonly priority: Priority;
   readonly daemon: boolean;
+  readonly service: string;
 
   /** Incremented to cancel a pending wake-up. */
   wakeGen = 0;
@@ -90,6 +98,7 @@ export class Process<T = unknown> implements Schedulable {
     this.cpu = options.cpu ?? null;
     this.priority = options.priority ?? Priority.Normal;
     this.daemon = options.daemon ?? false;
+    this.service = options.service ?? 'cvmsim';
   }
 
   fire(aux: number): boolean {

@@ -446,9 +446,9 @@ export class Sim {
   // ---- Tracing hooks used by models ----------------------------------------------------------
 
   /** Begins an operation on behalf of the running process; returns an id for opEnd (0 untraced). */
-  opBegin(name: string, attrs?: Attrs, link = 0): number {
+  opBegin(name: string, attrs?: Attrs, link = 0, actor?: string): number {
     const o = this.observer;
-    return o === null ? 0 : o.opBegin(this.current, name, attrs, link);
+    return o === null ? 0 : o.opBegin(this.current, name, attrs, link, actor);
   }
 
   opEnd(id: number, attrs?: Attrs): void {
