@@ -1,0 +1,42 @@
+import type { Journal } from './journal.ts';
+import { WorkerPool } from './pool.ts';
+import { Progress } from './progress.ts';
+import type { TaskMessage, TaskResult } from './task.ts';
+
+/**
+ * Runs a batch of tasks on worker threads with a progress display, journaling each finished run
+ * (when a journal is given) the moment it arrives. SIGINT or SIGTERM stops the batch: the
+ * workers are terminated, what finished is in the journal, and the promise rejects with
+ * Interrupted. Results come back indexed like `tasks`.
+ */
+export interface BatchOptions {
+  jobs: number;
+  label: string;
+  /** Runs done before this batch (a resumed sweep), for the progress display. */
+  alreadyDone?: number;
+  journal?: Journal;
+}
+
+export async function runBatch(tasks: Omit<TaskMessage, 'id'>[], options: BatchOptions): Promise<(TaskResult | undefined)[]> {
+  const results: (TaskResult | undefined)[] = new Array(tasks.length).fill(undefined);
+  if (tasks.length === 0) return results;
+  const already = options.alreadyDone ?? 0;
+  const pool = new WorkerPool(options.jobs);
+  const progress = new Progress(options.label, already + tasks.length, already);
+  const onSignal = () => pool.stop();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await pool.runAll(tasks, (i, r) => {
+      options.journal?.append(r.record, r.wallMs);
+      results[i] = r;
+      progress.tick();
+    });
+  } finally {
+    progress.finish();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    options.journal?.close();
+  }
+  return results;
+}

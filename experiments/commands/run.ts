@@ -1,0 +1,78 @@
+import { all, one, type ParsedArgs } from '../args.ts';
+import { loadCatalog, type Catalog } from '../catalog.ts';
+import { err, out, type Command } from '../command.ts';
+import type { Experiment, Params } from '../experiment.ts';
+import { fmt, textTable } from '../format.ts';
+import { writeOutputs } from '../outputs.ts';
+import { readConfigFile, resolveParams } from '../params.ts';
+import { parseSeed } from '../plan.ts';
+import { buildResultSet } from '../results.ts';
+import { clocksLine, runOnce } from '../runner.ts';
+
+export const PARAM_OPTIONS = {
+  set: { value: true, repeat: true, arg: 'k=v', help: 'override a parameter (see `cvmsim describe <experiment>`)' },
+  config: { value: true, arg: 'FILE.json', help: 'a JSON object of parameter values (applied before --set)' },
+} as const;
+
+/** The experiment and its parameters from `<experiment> [--config F] [--set k=v ...]`, all checked. */
+export async function experimentAndParams(args: ParsedArgs): Promise<{ catalog: Catalog; exp: Experiment; params: Params }> {
+  const catalog = await loadCatalog();
+  const exp = catalog.get(args.positional[0]!);
+  const configPath = one(args, 'config');
+  const params = resolveParams(exp, {
+    config: configPath === undefined ? undefined : { path: configPath, values: readConfigFile(configPath) },
+    sets: all(args, 'set'),
+  });
+  return { catalog, exp, params };
+}
+
+export const run: Command = {
+  name: 'run',
+  summary: 'Run one experiment once. Prints its metrics, fingerprint, virtual and wall time, events executed.',
+  positional: { name: '<experiment>', min: 1, max: 1 },
+  options: {
+    seed: { value: true, arg: 'N', help: 'root seed of the run (default 1)' },
+    ...PARAM_OPTIONS,
+    out: { value: true, arg: 'DIR', help: 'also write results.json, results.csv, summary.md and report.html into DIR' },
+    json: { value: false, help: 'print one JSON object (experiment, parameters, seed, metrics, fingerprint) on stdout and nothing else' },
+  },
+  details: 'example: cvmsim run accept-boot --set memory_gib=64 --set accept=lazy --seed 2',
+  async run(args) {
+    const { exp, params } = await experimentAndParams(args);
+    const seed = parseSeed(one(args, 'seed'));
+    const outDir = one(args, 'out');
+    const json = args.switches.has('json');
+
+    const { record, wallMs, errorStack } = runOnce(exp, params, seed);
+    const paths = outDir === undefined ? undefined : writeOutputs(outDir, buildResultSet([record], [exp], { experiment: exp.name, base: params, grid: [], seeds: [seed] }, null));
+
+    if (json) {
+      out(JSON.stringify({
+        experiment: exp.name,
+        parameters: params,
+        seed,
+        metrics: record.metrics,
+        fingerprint: record.fingerprint,
+        virtual_ns: record.virtualNs,
+        events_executed: record.eventsExecuted,
+        ...(record.error === undefined ? {} : { error: record.error }),
+      }));
+      return record.error === undefined ? 0 : 1;
+    }
+    out(`${exp.name}, seed ${seed}`);
+    out(`parameters: ${Object.entries(params).map(([k, v]) => `${k}=${String(v)}`).join(' ')}`);
+    if (record.error !== undefined) {
+      const frames = (errorStack ?? '').split('\n').filter((l) => l.startsWith('    at ')).slice(0, 8);
+      err(`run failed: ${record.error}${frames.length > 0 ? `\n${frames.join('\n')}` : ''}`);
+    } else {
+      out('');
+      const names = Object.keys(exp.metrics).filter((k) => Object.hasOwn(record.metrics, k));
+      out(textTable(['metric', 'value', 'unit'], names.map((k) => [k, fmt(record.metrics[k]!), exp.metrics[k]!.unit])));
+      out('');
+    }
+    out(`fingerprint ${record.fingerprint}`);
+    out(`${clocksLine(record.virtualNs, wallMs)}, ${record.eventsExecuted} events executed`);
+    if (paths !== undefined) out(`wrote ${paths.results}, ${paths.csv}, ${paths.summary}, ${paths.report}`);
+    return record.error === undefined ? 0 : 1;
+  },
+};

@@ -1,0 +1,70 @@
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { one, parseJobs } from '../args.ts';
+import { runBatch } from '../batch.ts';
+import { loadCatalog } from '../catalog.ts';
+import { err, out, type Command } from '../command.ts';
+import { fmt, textTable } from '../format.ts';
+import { writeOutputs } from '../outputs.ts';
+import { defaultParams, sortedParams } from '../params.ts';
+import { planRuns } from '../plan.ts';
+import { experiments as registered } from '../registry.ts';
+import { buildResultSet } from '../results.ts';
+import { runKey } from '../run_record.ts';
+import { SUITE_SWEEP } from '../suite.ts';
+import type { TaskMessage } from '../task.ts';
+import { reportFailures } from './sweep.ts';
+
+export const suite: Command = {
+  name: 'suite',
+  summary: 'Run the default suite (`npm start`). Every registered experiment at its default parameters with seed 1, plus one small sweep; writes results, summary and report under results/suite and prints a summary table.',
+  positional: { name: '', min: 0, max: 0 },
+  options: {
+    out: { value: true, arg: 'DIR', help: 'output directory (default results/suite)' },
+    jobs: { value: true, arg: 'J', help: 'worker threads (default: the number of cores)' },
+  },
+  async run(args) {
+    const catalog = await loadCatalog();
+    const dir = one(args, 'out') ?? join('results', 'suite');
+    const jobs = parseJobs(one(args, 'jobs'), availableParallelism());
+    // The registry alone: experiments added for tests through the environment stay out of the suite.
+    const exps = registered.map((e) => catalog.get(e.name));
+    if (exps.length === 0) {
+      err('no experiment is registered (experiments/registry.ts): nothing to run');
+      return 1;
+    }
+    const tasks: Omit<TaskMessage, 'id'>[] = exps.map((e) => ({ experiment: e.name, params: defaultParams(e), seed: 1 }));
+    const sweepExp = catalog.find(SUITE_SWEEP.experiment);
+    if (sweepExp !== undefined && registered.includes(sweepExp)) {
+      const spec = {
+        experiment: sweepExp.name,
+        base: defaultParams(sweepExp),
+        grid: SUITE_SWEEP.grid,
+        seeds: Array.from({ length: SUITE_SWEEP.seeds }, (_, i) => i + 1),
+      };
+      const seen = new Set(tasks.map((t) => runKey(t)));
+      for (const r of planRuns(spec)) {
+        const t = { experiment: sweepExp.name, params: sortedParams(r.params), seed: r.seed };
+        if (!seen.has(runKey(t))) tasks.push(t);
+        seen.add(runKey(t));
+      }
+    } else {
+      err(`suite: sweep experiment ${SUITE_SWEEP.experiment} is not registered; running the defaults only`);
+    }
+    err(`suite: ${exps.length} experiment(s) at their defaults and a sweep of ${SUITE_SWEEP.experiment}: ${tasks.length} runs on ${Math.min(jobs, tasks.length)} worker thread(s)`);
+    const results = await runBatch(tasks, { jobs, label: 'suite' });
+    const runs = results.map((r) => r!.record);
+    const rs = buildResultSet(runs, exps, null, null);
+    const paths = writeOutputs(dir, rs);
+
+    out('');
+    out(textTable(['experiment', 'seed', 'virtual time', 'wall', 'events', 'key metrics'], exps.map((e, i) => {
+      const r = results[i]!;
+      const metrics = Object.entries(r.record.metrics).slice(0, 4).map(([k, v]) => `${k}=${fmt(v)}${e.metrics[k]!.unit === '' ? '' : ` ${e.metrics[k]!.unit}`}`).join(', ');
+      return [e.name, '1', `${fmt(r.record.virtualNs / 1e9)} s`, `${fmt(r.wallMs / 1e3)} s`, String(r.record.eventsExecuted), r.record.error === undefined ? metrics : 'FAILED'];
+    })));
+    out(`\n${runs.length} runs (${runs.length - exps.length} in the sweep); all metrics in ${paths.summary}`);
+    out(`wrote ${paths.results}\n      ${paths.csv}\n      ${paths.summary}\n      ${paths.report}`);
+    return reportFailures(rs);
+  },
+};

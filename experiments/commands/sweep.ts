@@ -1,0 +1,107 @@
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { all, one, parseJobs } from '../args.ts';
+import { writeFileAtomic } from '../atomic_write.ts';
+import { runBatch } from '../batch.ts';
+import { err, out, type Command } from '../command.ts';
+import { textTable } from '../format.ts';
+import { Journal } from '../journal.ts';
+import { writeOutputs } from '../outputs.ts';
+import { parseGrid, parseSeedCount, parseShard, planRuns, shardOf } from '../plan.ts';
+import { buildResultSet, type ResultSet, type Shard, type SweepSpec } from '../results.ts';
+import { runKey, type RunRecord } from '../run_record.ts';
+import { describeSweep, summarize } from '../tables.ts';
+import { UsageError } from '../usage_error.ts';
+import { experimentAndParams, PARAM_OPTIONS } from './run.ts';
+
+/** The sweep an output directory holds, so that a resume never mixes two sweeps' journals. */
+export const MANIFEST_FILE = 'sweep.json';
+
+export const sweep: Command = {
+  name: 'sweep',
+  summary: 'Run an experiment over a grid of parameters times seeds. Runs on worker threads and writes results, summary and report. An interrupted sweep resumes where it stopped when run again with the same command.',
+  positional: { name: '<experiment>', min: 1, max: 1 },
+  options: {
+    grid: { value: true, repeat: true, arg: 'k=v1,v2', help: 'a parameter and the values to sweep it over' },
+    seeds: { value: true, arg: 'N', help: 'run every grid point with seeds 1..N (default 1)' },
+    ...PARAM_OPTIONS,
+    jobs: { value: true, arg: 'J', help: 'worker threads (default: the number of cores)' },
+    shard: { value: true, arg: 'i/n', help: 'run only shard i of n (0-based); `--shard n` takes i from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID' },
+    out: { value: true, arg: 'DIR', help: 'output directory (default results/sweep-<experiment>[-shard-i-of-n])' },
+  },
+  details: [
+    'example: cvmsim sweep accept-boot --grid memory_gib=4,16,64 --grid accept=eager,lazy --seeds 5',
+    'Runs are numbered in a fixed order (first --grid outermost, seeds innermost); shard i takes',
+    'every run whose number is i modulo n. Results are the same bytes for any --jobs and any',
+    'sharding once merged (`cvmsim merge`). DIR/journal.jsonl records each finished run.',
+  ].join('\n'),
+  async run(args) {
+    const { exp, params } = await experimentAndParams(args);
+    const setKeys = new Set(all(args, 'set').map((s) => s.slice(0, Math.max(0, s.indexOf('='))).trim()));
+    const grid = parseGrid(exp, all(args, 'grid'), setKeys);
+    const seeds = parseSeedCount(one(args, 'seeds'));
+    const jobs = parseJobs(one(args, 'jobs'), availableParallelism());
+    const shard = parseShard(one(args, 'shard'), process.env);
+    const spec: SweepSpec = { experiment: exp.name, base: params, grid, seeds };
+    const dir = one(args, 'out') ?? join('results', `sweep-${exp.name}${shard === null ? '' : `-shard-${shard.index}-of-${shard.count}`}`);
+    checkManifest(dir, spec, shard);
+
+    const plan = shardOf(planRuns(spec), shard);
+    mkdirSync(dir, { recursive: true });
+    writeFileAtomic(join(dir, MANIFEST_FILE), manifestText(spec, shard));
+    const journal = new Journal(dir);
+    const { done, torn } = journal.read();
+    if (torn > 0) err(`${journal.path}: ignored ${torn} torn line(s) from an interrupted write; those runs run again`);
+    const todo = plan.filter((r) => !done.has(runKey({ experiment: exp.name, params: r.params, seed: r.seed })));
+    const resumed = plan.length - todo.length;
+    err(`sweep ${describeSweep(spec)}${shard === null ? '' : `, shard ${shard.index}/${shard.count}`}: ${plan.length} runs${resumed > 0 ? `, ${resumed} already done (resuming from ${journal.path})` : ''}, ${Math.min(jobs, Math.max(1, todo.length))} worker thread(s)`);
+
+    const results = await runBatch(
+      todo.map((r) => ({ experiment: exp.name, params: r.params, seed: r.seed })),
+      { jobs, label: 'sweep', alreadyDone: resumed, journal },
+    );
+    const fresh = new Map<string, RunRecord>();
+    results.forEach((r) => r !== undefined && fresh.set(runKey(r.record), r.record));
+    const runs = plan.map((r) => {
+      const key = runKey({ experiment: exp.name, params: r.params, seed: r.seed });
+      return fresh.get(key) ?? done.get(key)!.record;
+    });
+    const rs = buildResultSet(runs, [exp], spec, shard);
+    const paths = writeOutputs(dir, rs);
+    printSummary(rs);
+    out(`\nwrote ${paths.results}\n      ${paths.csv}\n      ${paths.summary}\n      ${paths.report}`);
+    return reportFailures(rs);
+  },
+};
+
+function manifestText(spec: SweepSpec, shard: Shard | null): string {
+  return `${JSON.stringify({ sweep: spec, shard }, null, 1)}\n`;
+}
+
+/** An output directory that already holds a different sweep (or shard) is refused, before anything is written. */
+function checkManifest(dir: string, spec: SweepSpec, shard: Shard | null): void {
+  const path = join(dir, MANIFEST_FILE);
+  if (!existsSync(path)) return;
+  const existing = readFileSync(path, 'utf8');
+  if (existing !== manifestText(spec, shard)) {
+    throw new UsageError('--out', `expected a new directory or one holding this same sweep, but ${dir} holds another sweep (${path}); choose another --out or delete it`);
+  }
+}
+
+export function printSummary(rs: ResultSet): void {
+  for (const s of summarize(rs)) {
+    out(`\n${s.experiment}${s.fixed === '' ? '' : ` (${s.fixed})`}`);
+    const keep = (_: string, i: number) => s.table.header[i] !== 'description';
+    out(textTable(s.table.header.filter(keep), s.table.rows.map((r) => r.filter(keep))));
+  }
+}
+
+/** Exit 1 if any run failed, naming them on stderr. */
+export function reportFailures(rs: ResultSet): number {
+  const failed = rs.runs.filter((r) => r.error !== undefined);
+  if (failed.length === 0) return 0;
+  err(`\n${failed.length} run(s) failed:`);
+  for (const r of failed) err(`  ${r.experiment} seed ${r.seed} ${JSON.stringify(r.params)}\n    ${r.error!.split('\n')[0]}`);
+  return 1;
+}
