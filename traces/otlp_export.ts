@@ -58,7 +58,8 @@ export interface OtlpExportResult {
  */
 export async function exportOtlp(spans: readonly ReadableSpan[], endpoint: string, batchSpans = OTLP_BATCH_SPANS): Promise<OtlpExportResult> {
   const timeoutMs = otlpTimeoutMs();
-  const exporter = new OTLPTraceExporter({ url: endpoint, timeoutMillis: timeoutMs, concurrencyLimit: 1 });
+  // Batches go one at a time; the exporter frees its concurrency slot a tick after calling back.
+  const exporter = new OTLPTraceExporter({ url: endpoint, timeoutMillis: timeoutMs });
   let sent = 0;
   try {
     for (let i = 0; i < spans.length; i += batchSpans) {
