@@ -1,3 +1,4 @@
+import type { TraceOptions } from '../traces/index.ts';
 import { didYouMean } from './suggest.ts';
 import { UsageError } from './usage_error.ts';
 
@@ -23,9 +24,13 @@ export interface CommandSyntax {
   options: Record<string, OptionSpec>;
   /** Extra paragraphs for --help. */
   details?: string;
+  /** Takes the trace flags of traces/ (--trace FILE, --otlp [URL], --trace-level, ...). */
+  trace?: boolean;
 }
 
 export interface ParsedArgs {
+  /** Trace flags (commands with `trace: true`), parsed by traces/; null for other commands. */
+  trace: TraceOptions | null;
   positional: string[];
   values: Map<string, string[]>;
   switches: Set<string>;
@@ -33,7 +38,7 @@ export interface ParsedArgs {
 }
 
 export function parseArgs(syntax: CommandSyntax, argv: string[]): ParsedArgs {
-  const parsed: ParsedArgs = { positional: [], values: new Map(), switches: new Set(), help: false };
+  const parsed: ParsedArgs = { trace: null, positional: [], values: new Map(), switches: new Set(), help: false };
   const flags = Object.keys(syntax.options);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -98,6 +103,7 @@ export function helpText(s: CommandSyntax): string {
     entries.forEach(([, o], i) => lines.push(`${left[i]!.padEnd(width)}${o.help}${o.repeat === true ? ' (repeatable)' : ''}`));
     lines.push(`${'  --help'.padEnd(width)}this help`);
   }
+  if (s.trace === true) lines.push('', TRACE_HELP);
   if (s.details !== undefined) lines.push('', s.details);
   lines.push('', 'exit codes: 0 done, 1 a regression or a failed run, 2 bad input');
   return `${lines.join('\n')}\n`;
@@ -110,3 +116,11 @@ export function parseJobs(text: string | undefined, defaultJobs: number): number
   if (!(n >= 1 && n <= 1024)) throw new UsageError('--jobs', `expected a number of worker threads in [1, 1024], got '${text}'`);
   return n;
 }
+
+const TRACE_HELP = `trace options (OpenTelemetry spans in virtual time; see README, "Traces"):
+  --trace FILE         write the trace to FILE: .jaeger.json (Jaeger UI upload), .otlp.json, .perfetto.json (repeatable)
+  --otlp [URL]         export live over OTLP/HTTP (default http://localhost:4318 or OTEL_EXPORTER_OTLP_ENDPOINT)
+  --otlp-required      exit 3 when the OTLP export fails (otherwise a warning)
+  --trace-level L      run | phase | op | lock (default op)
+  --trace-max-spans N  span budget (default 100000); cut spans are counted on their parent
+  --trace-epoch T      ISO instant (with zone) or "now" that virtual time 0 maps to (default 2026-01-01T00:00:00Z)`;

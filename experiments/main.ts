@@ -9,6 +9,7 @@ import { report } from './commands/report.ts';
 import { run } from './commands/run.ts';
 import { suite } from './commands/suite.ts';
 import { sweep } from './commands/sweep.ts';
+import { parseTraceFlags, TraceUsageError } from '../traces/index.ts';
 import { Interrupted } from './pool.ts';
 import { didYouMean } from './suggest.ts';
 import { EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError } from './usage_error.ts';
@@ -42,14 +43,22 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd === undefined) {
       throw new UsageError('command', `unknown command '${name}'${didYouMean(name, COMMANDS.map((c) => c.name))}; commands: ${COMMANDS.map((c) => c.name).join(', ')}`);
     }
-    const args = parseArgs(cmd, rest);
+    let argv = rest;
+    let trace = null;
+    if (cmd.trace === true) {
+      const t = parseTraceFlags(rest);
+      trace = t.options;
+      argv = t.rest;
+    }
+    const args = parseArgs(cmd, argv);
+    args.trace = trace;
     if (args.help) {
       out(helpText(cmd));
       return 0;
     }
     return await cmd.run(args);
   } catch (e) {
-    if (e instanceof UsageError) {
+    if (e instanceof UsageError || e instanceof TraceUsageError) {
       err(`cvmsim ${cmd?.name ?? ''}: bad input: ${e.message}`.replace('cvmsim : ', 'cvmsim: '));
       return EXIT_USAGE;
     }

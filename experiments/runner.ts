@@ -23,6 +23,8 @@ export interface TimedRun {
   wallMs: number;
   sim: Sim;
   errorStack?: string | undefined;
+  /** What the run threw, for the trace (an `exception` event on the failing span). */
+  thrown?: unknown;
 }
 
 export function runOnce(exp: Experiment, params: Params, seed: number, hooks: RunHooks = {}): TimedRun {
@@ -31,11 +33,13 @@ export function runOnce(exp: Experiment, params: Params, seed: number, hooks: Ru
   let result: ExperimentResult | undefined;
   let error: string | undefined;
   let errorStack: string | undefined;
+  let thrown: unknown;
   try {
     hooks.beforeRun?.(sim);
     result = exp.run(params, sim);
     checkResult(exp, result);
   } catch (e) {
+    thrown = e;
     // The message (a SimError carries seed, virtual time and process) goes into the results; the
     // stack, which names files on this machine, only to the console.
     error = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
@@ -53,7 +57,7 @@ export function runOnce(exp: Experiment, params: Params, seed: number, hooks: Ru
     eventsExecuted: sim.eventsExecuted,
   };
   if (error !== undefined) record.error = firstLines(error, 40);
-  return { record, wallMs, sim, errorStack };
+  return { record, wallMs, sim, errorStack, thrown };
 }
 
 /** The experiment keeps its contract: declared, finite metrics; curves with matching x and y. */

@@ -1,7 +1,8 @@
+import type { TraceOptions, TraceSummary } from '../traces/index.ts';
 import type { Params } from './experiment.ts';
 import type { Catalog } from './catalog.ts';
 import type { RunRecord } from './run_record.ts';
-import { runOnce } from './runner.ts';
+import { runTraced } from './traced_run.ts';
 
 /** One run handed to a worker thread (or run inline): what to run and where its outputs go. */
 export interface TaskMessage {
@@ -9,17 +10,20 @@ export interface TaskMessage {
   experiment: string;
   params: Params;
   seed: number;
+  /** Trace output of this run (files already named for it), or null. */
+  trace: TraceOptions | null;
 }
 
 export interface TaskResult {
   record: RunRecord;
   wallMs: number;
+  trace: TraceSummary | null;
 }
 
 export type WorkerReply = { id: number; ok: true; result: TaskResult } | { id: number; ok: false; error: string };
 
 export async function executeTask(catalog: Catalog, task: TaskMessage): Promise<TaskResult> {
   const exp = catalog.get(task.experiment);
-  const { record, wallMs } = runOnce(exp, task.params, task.seed);
-  return { record, wallMs };
+  const { record, wallMs, trace } = await runTraced(exp, task.params, task.seed, task.trace);
+  return { record, wallMs, trace };
 }

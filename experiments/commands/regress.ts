@@ -45,7 +45,7 @@ export const regress: Command = {
       else if (update) cases.push({ exp: e, c: { params: defaultParams(e), seed: 1 }, baseline: undefined });
     }
 
-    const results = await runBatch(cases.map(({ exp, c }) => ({ experiment: exp.name, params: c.params, seed: c.seed })), { jobs, label: 'regress' });
+    const results = await runBatch(cases.map(({ exp, c }) => ({ experiment: exp.name, params: c.params, seed: c.seed, trace: null })), { jobs, label: 'regress' });
     const breaches: string[][] = [];
     const notes: string[] = [];
     let failedRuns = 0;

@@ -7,7 +7,9 @@ import { writeOutputs } from '../outputs.ts';
 import { readConfigFile, resolveParams } from '../params.ts';
 import { parseSeed } from '../plan.ts';
 import { buildResultSet } from '../results.ts';
-import { clocksLine, runOnce } from '../runner.ts';
+import { formatTraceSummary } from '../../traces/index.ts';
+import { clocksLine } from '../runner.ts';
+import { runTraced } from '../traced_run.ts';
 
 export const PARAM_OPTIONS = {
   set: { value: true, repeat: true, arg: 'k=v', help: 'override a parameter (see `cvmsim describe <experiment>`)' },
@@ -36,16 +38,20 @@ export const run: Command = {
     out: { value: true, arg: 'DIR', help: 'also write results.json, results.csv, summary.md and report.html into DIR' },
     json: { value: false, help: 'print one JSON object (experiment, parameters, seed, metrics, fingerprint) on stdout and nothing else' },
   },
-  details: 'example: cvmsim run accept-boot --set memory_gib=64 --set accept=lazy --seed 2',
+  trace: true,
+  details: 'example: cvmsim run accept-boot --set memory_gib=64 --set accept=lazy --seed 2 --trace boot.jaeger.json',
   async run(args) {
     const { exp, params } = await experimentAndParams(args);
     const seed = parseSeed(one(args, 'seed'));
     const outDir = one(args, 'out');
     const json = args.switches.has('json');
 
-    const { record, wallMs, errorStack } = runOnce(exp, params, seed);
+    const { record, wallMs, errorStack, trace } = await runTraced(exp, params, seed, args.trace);
     const paths = outDir === undefined ? undefined : writeOutputs(outDir, buildResultSet([record], [exp], { experiment: exp.name, base: params, grid: [], seeds: [seed] }, null));
 
+    // Trace lines go to stderr, so that --json leaves stdout to the one JSON object.
+    if (trace !== null) for (const l of formatTraceSummary(trace)) err(l);
+    const code = record.error !== undefined ? 1 : (trace?.exitCode ?? 0);
     if (json) {
       out(JSON.stringify({
         experiment: exp.name,
@@ -57,7 +63,7 @@ export const run: Command = {
         events_executed: record.eventsExecuted,
         ...(record.error === undefined ? {} : { error: record.error }),
       }));
-      return record.error === undefined ? 0 : 1;
+      return code;
     }
     out(`${exp.name}, seed ${seed}`);
     out(`parameters: ${Object.entries(params).map(([k, v]) => `${k}=${String(v)}`).join(' ')}`);
@@ -73,6 +79,6 @@ export const run: Command = {
     out(`fingerprint ${record.fingerprint}`);
     out(`${clocksLine(record.virtualNs, wallMs)}, ${record.eventsExecuted} events executed`);
     if (paths !== undefined) out(`wrote ${paths.results}, ${paths.csv}, ${paths.summary}, ${paths.report}`);
-    return record.error === undefined ? 0 : 1;
+    return code;
   },
 };

@@ -13,7 +13,8 @@ import { buildResultSet } from '../results.ts';
 import { runKey } from '../run_record.ts';
 import { SUITE_SWEEP } from '../suite.ts';
 import type { TaskMessage } from '../task.ts';
-import { reportFailures } from './sweep.ts';
+import { defaultTraceOptions } from '../../traces/index.ts';
+import { reportFailures, reportTraces } from './sweep.ts';
 
 export const suite: Command = {
   name: 'suite',
@@ -33,7 +34,11 @@ export const suite: Command = {
       err('no experiment is registered (experiments/registry.ts): nothing to run');
       return 1;
     }
-    const tasks: Omit<TaskMessage, 'id'>[] = exps.map((e) => ({ experiment: e.name, params: defaultParams(e), seed: 1 }));
+    // Each default run also writes its trace, to open in the Jaeger UI; the sweep's runs are untraced.
+    const traceFile = (name: string) => join(dir, 'traces', `${name}.jaeger.json`);
+    const tasks: Omit<TaskMessage, 'id'>[] = exps.map((e) => ({
+      experiment: e.name, params: defaultParams(e), seed: 1, trace: { ...defaultTraceOptions, files: [traceFile(e.name)] },
+    }));
     const sweepExp = catalog.find(SUITE_SWEEP.experiment);
     if (sweepExp !== undefined && registered.includes(sweepExp)) {
       const spec = {
@@ -44,7 +49,7 @@ export const suite: Command = {
       };
       const seen = new Set(tasks.map((t) => runKey(t)));
       for (const r of planRuns(spec)) {
-        const t = { experiment: sweepExp.name, params: sortedParams(r.params), seed: r.seed };
+        const t = { experiment: sweepExp.name, params: sortedParams(r.params), seed: r.seed, trace: null };
         if (!seen.has(runKey(t))) tasks.push(t);
         seen.add(runKey(t));
       }
@@ -56,6 +61,7 @@ export const suite: Command = {
     const runs = results.map((r) => r!.record);
     const rs = buildResultSet(runs, exps, null, null);
     const paths = writeOutputs(dir, rs);
+    const traceCode = reportTraces(results.flatMap((r) => (r?.trace == null ? [] : [r.trace])));
 
     out('');
     out(textTable(['experiment', 'seed', 'virtual time', 'wall', 'events', 'key metrics'], exps.map((e, i) => {
@@ -65,6 +71,8 @@ export const suite: Command = {
     })));
     out(`\n${runs.length} runs (${runs.length - exps.length} in the sweep); all metrics in ${paths.summary}`);
     out(`wrote ${paths.results}\n      ${paths.csv}\n      ${paths.summary}\n      ${paths.report}`);
-    return reportFailures(rs);
+    for (const e of exps) out(`      ${traceFile(e.name)}`);
+    out('open report.html in a browser; load a .jaeger.json in the Jaeger UI (Search, Upload)');
+    return reportFailures(rs) || traceCode;
   },
 };

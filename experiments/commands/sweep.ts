@@ -8,7 +8,9 @@ import { err, out, type Command } from '../command.ts';
 import { textTable } from '../format.ts';
 import { Journal } from '../journal.ts';
 import { writeOutputs } from '../outputs.ts';
-import { parseGrid, parseSeedCount, parseShard, planRuns, shardOf } from '../plan.ts';
+import { parseGrid, parseSeedCount, parseShard, planRuns, shardOf, type PlannedRun } from '../plan.ts';
+import { traceFileForRun, type TraceSummary } from '../../traces/index.ts';
+import { tracingOn } from '../traced_run.ts';
 import { buildResultSet, type ResultSet, type Shard, type SweepSpec } from '../results.ts';
 import { runKey, type RunRecord } from '../run_record.ts';
 import { describeSweep, summarize } from '../tables.ts';
@@ -30,11 +32,14 @@ export const sweep: Command = {
     shard: { value: true, arg: 'i/n', help: 'run only shard i of n (0-based); `--shard n` takes i from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID' },
     out: { value: true, arg: 'DIR', help: 'output directory (default results/sweep-<experiment>[-shard-i-of-n])' },
   },
+  trace: true,
   details: [
     'example: cvmsim sweep accept-boot --grid memory_gib=4,16,64 --grid accept=eager,lazy --seeds 5',
     'Runs are numbered in a fixed order (first --grid outermost, seeds innermost); shard i takes',
     'every run whose number is i modulo n. Results are the same bytes for any --jobs and any',
     'sharding once merged (`cvmsim merge`). DIR/journal.jsonl records each finished run.',
+    'With --trace FILE each run writes its own file, FILE with `.p<grid point>-s<seed>` before its',
+    'ending (runs.jaeger.json -> runs.p3-s2.jaeger.json).',
   ].join('\n'),
   async run(args) {
     const { exp, params } = await experimentAndParams(args);
@@ -57,10 +62,17 @@ export const sweep: Command = {
     const resumed = plan.length - todo.length;
     err(`sweep ${describeSweep(spec)}${shard === null ? '' : `, shard ${shard.index}/${shard.count}`}: ${plan.length} runs${resumed > 0 ? `, ${resumed} already done (resuming from ${journal.path})` : ''}, ${Math.min(jobs, Math.max(1, todo.length))} worker thread(s)`);
 
+    const trace = args.trace;
+    const traceFor = (r: PlannedRun) => {
+      if (!tracingOn(trace)) return null;
+      const tag = `p${Math.floor(r.index / seeds.length)}-s${r.seed}`;
+      return { ...trace, files: trace.files.map((f) => traceFileForRun(f, tag)) };
+    };
     const results = await runBatch(
-      todo.map((r) => ({ experiment: exp.name, params: r.params, seed: r.seed })),
+      todo.map((r) => ({ experiment: exp.name, params: r.params, seed: r.seed, trace: traceFor(r) })),
       { jobs, label: 'sweep', alreadyDone: resumed, journal },
     );
+    const traceCode = reportTraces(results.flatMap((r) => (r?.trace == null ? [] : [r.trace])));
     const fresh = new Map<string, RunRecord>();
     results.forEach((r) => r !== undefined && fresh.set(runKey(r.record), r.record));
     const runs = plan.map((r) => {
@@ -71,9 +83,19 @@ export const sweep: Command = {
     const paths = writeOutputs(dir, rs);
     printSummary(rs);
     out(`\nwrote ${paths.results}\n      ${paths.csv}\n      ${paths.summary}\n      ${paths.report}`);
-    return reportFailures(rs);
+    return reportFailures(rs) || traceCode;
   },
 };
+
+/** One line for the sweep's traces (not one per run), their warnings, and exit 3 if a required export failed. */
+export function reportTraces(summaries: TraceSummary[]): number {
+  if (summaries.length === 0) return 0;
+  const files = summaries.flatMap((s) => s.files);
+  const sent = summaries.filter((s) => s.otlp?.ok === true).length;
+  err(`traces: ${summaries.length} run(s) traced, ${summaries.reduce((a, s) => a + s.spans, 0)} spans${files.length > 0 ? `, ${files.length} file(s) such as ${files[0]}` : ''}${sent > 0 ? `, ${sent} sent over OTLP (e.g. ${summaries.find((s) => s.otlp?.ok === true)!.jaegerUrl})` : ''}`);
+  for (const w of [...new Set(summaries.flatMap((s) => s.warnings))]) err(w);
+  return summaries.some((s) => s.exitCode === 3) ? 3 : 0;
+}
 
 function manifestText(spec: SweepSpec, shard: Shard | null): string {
   return `${JSON.stringify({ sweep: spec, shard }, null, 1)}\n`;

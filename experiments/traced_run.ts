@@ -1,0 +1,31 @@
+import { startTracing, type TraceOptions, type TraceSummary } from '../traces/index.ts';
+import type { Experiment, Params } from './experiment.ts';
+import { runOnce, type TimedRun } from './runner.ts';
+
+/**
+ * One run, traced when asked: the trace observer is attached to the Sim before the model is
+ * built, and the session is finished (files written, OTLP flushed) with the error that ended the
+ * run, if any. Tracing never changes the run's events, so its record and fingerprint are the
+ * same with or without it.
+ */
+export interface TracedRun extends TimedRun {
+  trace: TraceSummary | null;
+}
+
+/** Whether these options ask for any trace output. */
+export function tracingOn(o: TraceOptions | null): o is TraceOptions {
+  return o !== null && (o.files.length > 0 || o.otlp !== null);
+}
+
+export async function runTraced(exp: Experiment, params: Params, seed: number, trace: TraceOptions | null): Promise<TracedRun> {
+  if (!tracingOn(trace)) return { ...runOnce(exp, params, seed), trace: null };
+  let session: ReturnType<typeof startTracing> | null = null;
+  const timed = runOnce(exp, params, seed, {
+    beforeRun(sim) {
+      session = startTracing(sim, { experiment: exp.name, params, seed }, trace);
+    },
+  });
+  const s = session as ReturnType<typeof startTracing> | null;
+  const summary = s === null ? null : await s.finish(timed.thrown);
+  return { ...timed, trace: summary };
+}
