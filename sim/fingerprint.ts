@@ -3,7 +3,7 @@
  * Two lanes of 32-bit FNV-1a-style mixing give 64 bits. With recording on, every event's key is
  * kept so that a determinism check can name the first event where two runs diverge.
  */
-const TWO32 = 4294967296;
+const INV_TWO32 = 1 / 4294967296;
 
 export class Fingerprint {
   private h1 = 0x811c9dc5 | 0;
@@ -20,8 +20,8 @@ export class Fingerprint {
   }
 
   mix(time: number, seq: number, kind: number): void {
-    const lo = time % TWO32;
-    const hi = (time - lo) / TWO32;
+    const lo = time >>> 0; // time mod 2^32 for a non-negative safe integer
+    const hi = (time - lo) * INV_TWO32;
     let a = this.h1;
     let b = this.h2;
     a = Math.imul(a ^ lo, 0x01000193);

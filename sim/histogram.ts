@@ -11,7 +11,12 @@ const SUB_BITS = 7;
 
 function bucketOf(v: number): number {
   if (v < LINEAR) return Math.floor(v);
-  const e = v < 4294967296 ? 31 - Math.clz32(v) : Math.floor(Math.log2(v));
+  if (v < 4294967296) {
+    // Integer fast path: the top 8 bits of v are the mantissa bucket.
+    const e = 31 - Math.clz32(v);
+    return LINEAR + (e - 8) * SUB + ((v >>> (e - SUB_BITS)) - SUB);
+  }
+  const e = Math.floor(Math.log2(v));
   const m = Math.floor(v / 2 ** (e - SUB_BITS)); // in [128, 256)
   return LINEAR + (e - 8) * SUB + (m - SUB);
 }
@@ -50,7 +55,7 @@ export class Histogram {
   constructor(readonly name: string) {}
 
   record(v: number): void {
-    assert(v >= 0, 'histogram values are non-negative', { histogram: this.name, value: v });
+    if (!(v >= 0)) assert(false, 'histogram values are non-negative', { histogram: this.name, value: v });
     const b = bucketOf(v);
     const counts = this.counts;
     while (counts.length <= b) counts.push(0);

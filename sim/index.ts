@@ -19,3 +19,4 @@ export { Fingerprint } from './fingerprint.ts';
 export { checkDeterminism, type DeterminismResult } from './determinism.ts';
 export type { SimObserver, Attrs, AttrValue, LockMode, ObservedLock } from './observer.ts';
 export { Semaphore } from './semaphore.ts';
+export { Store } from './store.ts';

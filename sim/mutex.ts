@@ -22,7 +22,8 @@ export class Mutex implements Blocker, ObservedLock {
 
   acquire(): Yield {
     const sim = this.sim;
-    const p = sim.running();
+    const p = sim.current;
+    if (p === null) return sim.running() as never; // asserts: outside a process
     if (this.holder === null) {
       this.grant(p, 0);
       return CONTINUE;

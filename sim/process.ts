@@ -84,6 +84,10 @@ export class Process<T = unknown> implements Schedulable {
   irqsOff = 0;
   cpuTimeNs = 0;
 
+  /** Neighbours in the engine's list of live processes (creation order). */
+  prevLive: Process<any> | null = null;
+  nextLive: Process<any> | null = null;
+
   /** Lazily created when someone joins. */
   doneEvent: SimEvent<T> | null = null;
 

@@ -76,13 +76,15 @@ export class Sim {
   current: Process<any> | null = null;
   /** Events with the same time as the previous one (they ran in scheduling order). */
   ties = 0;
-  eventsExecuted = 0;
   eventsStale = 0;
 
   private readonly rngs: RngRegistry;
-  private readonly live = new Map<number, Process<any>>();
+  /** Live processes as an intrusive list in creation order (O(1) insert and remove). */
+  private liveHead: Process<any> | null = null;
+  private liveTail: Process<any> | null = null;
   private readonly kindNames: string[] = [];
   private readonly kindsByLabel = new Map<string, number>();
+  private readonly processKinds = new Map<string, number>();
   private nextProcessId = 0;
   private immediate: unknown = undefined;
   private lastTime = -1;
@@ -96,6 +98,11 @@ export class Sim {
     this.fingerprint = new Fingerprint(options.recordEvents ?? false);
     this.stats = new StatsRegistry(this);
     this.softLockupNs = options.softLockupNs ?? 20_000_000_000;
+  }
+
+  /** Events executed so far (stale, cancelled wake-ups not counted). */
+  get eventsExecuted(): number {
+    return this.fingerprint.count;
   }
 
   // ---- Random streams and kinds --------------------------------------------------------------
@@ -130,8 +137,16 @@ export class Sim {
   spawn<T>(body: Proc<T>, options: SpawnOptions | string): Process<T> {
     const opts = typeof options === 'string' ? { name: options } : options;
     const id = this.nextProcessId++;
-    const p = new Process<T>(this, id, this.kindFor(`process ${opts.name}`), opts.name, body, opts);
-    this.live.set(id, p);
+    let kind = this.processKinds.get(opts.name);
+    if (kind === undefined) {
+      kind = this.kindFor(`process ${opts.name}`);
+      this.processKinds.set(opts.name, kind);
+    }
+    const p = new Process<T>(this, id, kind, opts.name, body, opts);
+    p.prevLive = this.liveTail;
+    if (this.liveTail === null) this.liveHead = p;
+    else this.liveTail.nextLive = p;
+    this.liveTail = p;
     if (opts.cpu !== undefined) opts.cpu.attach(p);
     if (this.observer !== null) this.observer.processStart(p);
     this.queue.push(this.now, p, p.wakeGen);
@@ -146,32 +161,33 @@ export class Sim {
     p.blockedOn = null;
     let value = p.resumeValue;
     p.resumeValue = undefined;
-    for (;;) {
-      let r: IteratorResult<Yield, unknown>;
-      try {
-        if (p.pendingThrow !== undefined) {
+    const gen = p.gen;
+    try {
+      for (;;) {
+        let r: IteratorResult<Yield, unknown>;
+        if (p.pendingThrow === undefined) {
+          r = gen.next(value);
+        } else {
           const e = p.pendingThrow;
           p.pendingThrow = undefined;
-          r = p.gen.throw(e);
-        } else {
-          r = p.gen.next(value);
+          r = gen.throw(e);
         }
-      } catch (e) {
-        this.current = previous;
-        p.state = 'done';
-        throw this.decorate(e, p);
+        if (r.done === true) {
+          this.finish(p, r.value);
+          break;
+        }
+        if (r.value === SUSPEND) {
+          if (p.state === 'running') p.state = 'blocked';
+          break;
+        }
+        assert(r.value === CONTINUE, 'a process must yield a command (sim.sleep, event.wait, lock.acquire, ...)', p);
+        value = this.immediate;
+        this.immediate = undefined;
       }
-      if (r.done === true) {
-        this.finish(p, r.value);
-        break;
-      }
-      if (r.value === SUSPEND) {
-        if (p.state === 'running') p.state = 'blocked';
-        break;
-      }
-      assert(r.value === CONTINUE, 'a process must yield a command (sim.sleep, event.wait, lock.acquire, ...)', p);
-      value = this.immediate;
-      this.immediate = undefined;
+    } catch (e) {
+      this.current = previous;
+      p.state = 'done';
+      throw this.decorate(e, p);
     }
     this.current = previous;
   }
@@ -179,7 +195,11 @@ export class Sim {
   private finish(p: Process<any>, result: unknown): void {
     p.state = 'done';
     p.result = result;
-    this.live.delete(p.id);
+    if (p.prevLive === null) this.liveHead = p.nextLive;
+    else p.prevLive.nextLive = p.nextLive;
+    if (p.nextLive === null) this.liveTail = p.prevLive;
+    else p.nextLive.prevLive = p.prevLive;
+    p.prevLive = p.nextLive = null;
     if (p.cpu !== null) p.cpu.detach(p);
     if (this.observer !== null) this.observer.processEnd(p);
     if (p.doneEvent !== null) p.doneEvent.succeed(result);
@@ -230,9 +250,14 @@ export class Sim {
 
   /** Sleeps for ns of virtual time (rounded to an integer); the thread leaves its CPU. */
   sleep(ns: Duration): Yield {
-    assert(ns >= 0 && ns < Infinity, 'sleep duration must be finite and non-negative', ns);
-    const p = this.block(this.sleepBlocker);
-    this.queue.push(this.now + Math.round(ns), p, p.wakeGen);
+    if (!(ns >= 0 && ns < Infinity)) assert(false, 'sleep duration must be finite and non-negative', ns);
+    const p = this.current;
+    if (p === null || p.cpu !== null) this.block(this.sleepBlocker); // the general path
+    else {
+      p.blockedOn = this.sleepBlocker;
+      p.blockedSince = this.now;
+    }
+    this.queue.push(this.now + Math.round(ns), p!, p!.wakeGen);
     return SUSPEND;
   }
 
@@ -365,22 +390,11 @@ export class Sim {
 
   /** Executes one event. Returns false when the queue is empty. */
   step(): boolean {
-    const q = this.queue;
-    while (q.size > 0) {
-      const item = q.pop();
-      const t = q.poppedTime;
-      if (t === this.lastTime) this.ties++;
-      this.lastTime = t;
-      this.now = t;
-      if (!item.fire(q.poppedAux)) {
-        this.eventsStale++;
-        continue;
-      }
-      this.eventsExecuted++;
-      this.fingerprint.mix(t, q.poppedSeq, item.kindId);
-      return true;
+    try {
+      return this.drain(Infinity, 1) > 0;
+    } catch (e) {
+      throw this.decorate(e, this.current);
     }
-    return false;
   }
 
   /**
@@ -390,8 +404,7 @@ export class Sim {
   run(options: { until?: Instant } = {}): void {
     const until = options.until ?? Infinity;
     try {
-      const q = this.queue;
-      while (q.size > 0 && q.peekTime() <= until) this.step();
+      this.drain(until, Infinity);
     } catch (e) {
       throw this.decorate(e, this.current);
     }
@@ -400,6 +413,29 @@ export class Sim {
       return;
     }
     this.checkDeadlock();
+  }
+
+  /** The event loop: executes up to `max` events with time <= until; returns how many ran. */
+  private drain(until: Instant, max: number): number {
+    const q = this.queue;
+    const fp = this.fingerprint;
+    let ran = 0;
+    while (ran < max) {
+      const next = q.peekTime();
+      if (next > until || next === Infinity) break;
+      const item = q.pop();
+      const t = q.poppedTime;
+      if (t === this.lastTime) this.ties++;
+      this.lastTime = t;
+      this.now = t;
+      if (!item.fire(q.poppedAux)) {
+        this.eventsStale++;
+        continue;
+      }
+      ran++;
+      fp.mix(t, q.poppedSeq, item.kindId);
+    }
+    return ran;
   }
 
   /** Runs until cond() holds after an event, or the queue empties. Returns whether cond held. */
@@ -426,7 +462,7 @@ export class Sim {
   }
 
   private checkDeadlock(): void {
-    const stuck = [...this.live.values()].filter((p) => !p.daemon && p.state === 'blocked');
+    const stuck = this.processes().filter((p) => !p.daemon && p.state === 'blocked');
     if (stuck.length === 0) return;
     const lines = stuck.map((p) => {
       const b = p.blockedOn;
@@ -440,7 +476,9 @@ export class Sim {
 
   /** Live (unfinished) processes in creation order. */
   processes(): Process<any>[] {
-    return [...this.live.values()];
+    const out: Process<any>[] = [];
+    for (let p = this.liveHead; p !== null; p = p.nextLive) out.push(p);
+    return out;
   }
 
   // ---- Tracing hooks used by models ----------------------------------------------------------

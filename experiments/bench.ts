@@ -1,0 +1,133 @@
+/**
+ * npm run bench [-- --json]: engine throughput against a plain heap-and-callback loop measured
+ * in the same run, as ratios (wall time is never asserted in tests). Workloads of 1e6
+ * operations: 1000 processes x 1000 exponential timeouts; 64 workers on a mutex (think Exp(63),
+ * hold Exp(1)); an M/M/4 queue (lambda 3.2, mu 1). Each figure is the median of 5 runs,
+ * reference and engine alternating.
+ */
+import { Mutex, Sim, Store, type Proc } from '../sim/index.ts';
+import { referenceMmc, referenceMutex, referenceTimeouts } from './bench_reference.ts';
+
+const OPS = 1_000_000;
+const REPEATS = 5;
+
+function exp(r: { random(): number }, mean: number): number {
+  return Math.round(-mean * Math.log(1 - r.random()));
+}
+
+function engineTimeouts(): number {
+  const sim = new Sim({ seed: 1 });
+  const rng = sim.rng('bench.timeouts');
+  let done = 0;
+  for (let p = 0; p < 1000; p++) {
+    sim.spawn((function* (): Proc {
+      for (let i = 0; i < 1000; i++) {
+        yield sim.sleep(exp(rng, 1000));
+        done++;
+      }
+    })(), 'timer');
+  }
+  sim.run();
+  return done;
+}
+
+function engineMutex(): number {
+  const sim = new Sim({ seed: 1 });
+  const rng = sim.rng('bench.mutex');
+  const lock = new Mutex(sim, 'lock');
+  let count = 0;
+  for (let w = 0; w < 64; w++) {
+    sim.spawn((function* (): Proc {
+      while (count < OPS) {
+        yield sim.sleep(exp(rng, 63_000));
+        yield lock.acquire();
+        count++;
+        yield sim.sleep(exp(rng, 1_000));
+        lock.release();
+      }
+    })(), 'worker');
+  }
+  sim.run();
+  return count;
+}
+
+/** M/M/4 as a source feeding a FIFO store that four server processes take customers from. */
+function engineMmc(): number {
+  const sim = new Sim({ seed: 1 });
+  const arrivals = sim.rng('bench.mmc.arrivals');
+  const service = sim.rng('bench.mmc.service');
+  const queue = new Store<number>(sim, 'queue');
+  let served = 0;
+  for (let s = 0; s < 4; s++) {
+    sim.spawn((function* (): Proc {
+      for (;;) {
+        yield queue.get();
+        yield sim.sleep(exp(service, 1e6));
+        served++;
+      }
+    })(), { name: 'server', daemon: true });
+  }
+  sim.spawn((function* (): Proc {
+    for (let i = 0; i < OPS; i++) {
+      yield sim.sleep(exp(arrivals, 1e6 / 3.2));
+      queue.put(sim.now);
+    }
+  })(), 'source');
+  sim.run();
+  return served;
+}
+
+interface Row {
+  workload: 'timeouts' | 'mutex' | 'mmc';
+  engine_ops_per_s: number;
+  reference_ops_per_s: number;
+  ratio: number;
+}
+
+function time(fn: () => number): number {
+  const t0 = process.hrtime.bigint();
+  const ops = fn();
+  const ns = Number(process.hrtime.bigint() - t0);
+  return ops / (ns / 1e9);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+function measure(workload: Row['workload'], engine: () => number, reference: () => number): Row {
+  const e: number[] = [];
+  const r: number[] = [];
+  engine();
+  reference(); // warm up both
+  for (let i = 0; i < REPEATS; i++) {
+    r.push(time(reference));
+    e.push(time(engine));
+  }
+  const engineRate = median(e);
+  const referenceRate = median(r);
+  return { workload, engine_ops_per_s: Math.round(engineRate), reference_ops_per_s: Math.round(referenceRate), ratio: Number((engineRate / referenceRate).toFixed(3)) };
+}
+
+const TARGETS: Record<Row['workload'], number> = { timeouts: 0.8, mutex: 0.8, mmc: 0.6 };
+
+function main(): void {
+  const json = process.argv.includes('--json');
+  const rows = [
+    measure('timeouts', engineTimeouts, () => referenceTimeouts(1000, 1000, 'bench.timeouts')),
+    measure('mutex', engineMutex, () => referenceMutex(64, OPS, 'bench.mutex')),
+    measure('mmc', engineMmc, () => referenceMmc(3.2, 1, 4, OPS, 'bench.mmc')),
+  ];
+  if (json) {
+    process.stdout.write(`${JSON.stringify(rows)}\n`);
+    return;
+  }
+  console.log('workload   engine ops/s   reference ops/s   ratio   target');
+  for (const r of rows) {
+    const ok = r.ratio >= TARGETS[r.workload] ? 'ok' : 'BELOW';
+    console.log(`${r.workload.padEnd(10)} ${String(r.engine_ops_per_s).padStart(12)}   ${String(r.reference_ops_per_s).padStart(15)}   ${r.ratio.toFixed(3)}   >= ${TARGETS[r.workload]} ${ok}`);
+  }
+}
+
+main();
