@@ -1,0 +1,48 @@
+import { assert, type Cpu, type Proc, type Sim } from '../../sim/index.ts';
+import type { AcceptPhase, Platform } from '../platform.ts';
+import type { AcceptLedger } from './accept_ledger.ts';
+import type { AcceptCause, GuestMetrics } from './metrics.ts';
+
+/**
+ * arch_accept_memory() as the guest calls it (linux:arch/x86/include/asm/unaccepted_memory.h):
+ * the platform does the work (TDX tdx_accept_memory(), SNP snp_accept_memory()); the guest side
+ * checks that nothing is accepted twice and measures the time each vCPU spends in it.
+ */
+export class ArchAccept {
+  private readonly vcpuIndex = new Map<Cpu, number>();
+
+  constructor(
+    readonly sim: Sim,
+    readonly platform: Platform,
+    readonly vcpus: readonly Cpu[],
+    readonly ledger: AcceptLedger,
+    readonly metrics: GuestMetrics,
+  ) {
+    vcpus.forEach((cpu, i) => this.vcpuIndex.set(cpu, i));
+  }
+
+  /** The vCPU the running thread is on. */
+  currentVcpu(): number {
+    const cpu = this.sim.running().cpu;
+    assert(cpu !== null, 'arch_accept_memory needs a thread on a vCPU');
+    const i = this.vcpuIndex.get(cpu);
+    assert(i !== undefined, 'arch_accept_memory from a thread that is not on a guest vCPU', cpu);
+    return i;
+  }
+
+  *accept(start: number, end: number, phase: AcceptPhase, cause: AcceptCause): Proc<void> {
+    const sim = this.sim;
+    const vcpu = this.currentVcpu();
+    // Recorded before the call: a second accept of the same page, even concurrent, is caught.
+    this.ledger.record(start, end, sim.now);
+    const t0 = sim.now;
+    yield* this.platform.arch_accept_memory(vcpu, start, end, phase);
+    const m = this.metrics;
+    m.acceptNsPerVcpu[vcpu]! += sim.now - t0;
+    m.acceptCalls++;
+    m.addAccepted(cause, end - start, sim.now - t0);
+    m.acceptedBytes += end - start;
+    m.acceptedCurveT.push(sim.now);
+    m.acceptedCurveBytes.push(m.acceptedBytes);
+  }
+}

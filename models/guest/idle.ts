@@ -1,0 +1,49 @@
+import { Interrupt, Priority, type Process, type Proc } from '../../sim/index.ts';
+import type { GuestKernel } from './kernel.ts';
+
+/**
+ * The idle loop of an online vCPU (cpu_startup_entry -> do_idle): the vCPU halts, and without
+ * NOHZ idle every timer tick (HZ per second) is a VM exit to the host and a re-entry
+ * (platform.idle_tick_exit). It runs at the engine's idle class, so ticks are taken only while
+ * the vCPU has nothing else to do, and cost the host CPU time while other vCPUs accept memory
+ * (domain.md section 3: idle APs' HLT exits load the host and slow each fault).
+ */
+export class IdleLoop {
+  private readonly threads: { p: Process<void>; sleeping: boolean }[] = [];
+  ticks = 0;
+
+  constructor(readonly kernel: GuestKernel) {}
+
+  /** The vCPU came online: start its idle thread (none with NOHZ idle: no ticks while idle). */
+  start(vcpu: number): void {
+    const k = this.kernel;
+    if (k.config.nohzIdle || k.config.hz <= 0) return;
+    const state = { p: null as unknown as Process<void>, sleeping: false };
+    state.p = k.sim.spawn(this.loop(vcpu, state), {
+      name: `swapper/${vcpu}`, cpu: k.vcpus[vcpu]!, priority: Priority.Idle, daemon: true, service: 'guest',
+    });
+    this.threads.push(state);
+  }
+
+  private *loop(vcpu: number, state: { sleeping: boolean }): Proc<void> {
+    const k = this.kernel;
+    const period = Math.round(1e9 / k.config.hz);
+    try {
+      while (!k.stopping) {
+        state.sleeping = true;
+        yield k.sim.sleep(period);
+        state.sleeping = false;
+        if (k.stopping) break;
+        yield* k.platform.idle_tick_exit(vcpu);
+        this.ticks++;
+      }
+    } catch (e) {
+      if (!(e instanceof Interrupt)) throw e;
+    }
+  }
+
+  /** Shutdown: wake the sleeping idle threads so they exit; the others exit after their tick. */
+  stop(): void {
+    for (const t of this.threads) if (t.sleeping && t.p.state !== 'done') t.p.interrupt('shutdown');
+  }
+}

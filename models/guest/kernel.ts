@@ -1,0 +1,220 @@
+import { Cpu, assert, type Bandwidth, type Proc, type Sim } from '../../sim/index.ts';
+import type { Platform, PlatformConfig } from '../platform.ts';
+import { AcceptLedger } from './accept_ledger.ts';
+import { BackgroundAcceptor, type BackgroundAcceptorConfig } from './acceptor.ts';
+import { ArchAccept } from './arch_accept.ts';
+import { EFI_UNACCEPTED_UNIT_SIZE, PAGE_SIZE, SZ_1M, pfnOf } from './constants.ts';
+import { defaultGuestCosts, type GuestCosts } from './costs.ts';
+import { EfiUnacceptedMemory, allocate_unaccepted_bitmap } from './efi_unaccepted_memory.ts';
+import { IdleLoop } from './idle.ts';
+import { Memblock } from './memblock.ts';
+import { buildMemoryMap, lowestBytes, subtractRanges, totalBytes, type MemoryMap, type PhysRange } from './memory_map.ts';
+import { GuestMetrics } from './metrics.ts';
+import { createZones, deferred_grow_zone, setDeferredBoundary } from './mm_init.ts';
+import { PageAllocator, type AllocatorMode } from './page_alloc.ts';
+import { UnacceptedMemory, type AcceptLockMode } from './unaccepted_memory.ts';
+
+/**
+ * accept_memory= and the seed's option 3:
+ * - `eager`: accept_memory=eager; everything is accepted at boot, in the pgdatinit/padata
+ *   threads over all vCPUs with deferred struct page init (on the BSP without it);
+ * - `lazy`: the upstream default, accept on demand from the page allocator;
+ * - `background`: lazy plus background acceptor threads (never merged).
+ */
+export type AcceptStrategy = 'eager' | 'lazy' | 'background';
+
+/** What firmware accepts before the kernel: a part (PcdLazyAcceptPartialMemorySize) or everything. */
+export type FirmwareAccept = 'lazy' | 'eager';
+
+export interface GuestConfig {
+  memoryBytes: number;
+  vcpus: number;
+  accept: AcceptStrategy;
+  acceptLock: AcceptLockMode;
+  allocator: AllocatorMode;
+  firmware: FirmwareAccept;
+  /**
+   * PcdLazyAcceptPartialMemorySize: firmware pre-accepts this much (lowest addresses first).
+   * 512 MiB default (domain.md 1.1: kernel doc "typically 512M", EDK2 IntelTdx config-B).
+   */
+  firmwareAcceptBytes: number;
+  /** CONFIG_DEFERRED_STRUCT_PAGE_INIT (distro kernels enable it). */
+  deferredStructPageInit: boolean;
+  /** The 2025 fix: accept one block per allocation while watermarks are zero. */
+  wmarkZeroFix: boolean;
+  /** CONFIG_HZ: timer ticks per second; an idle vCPU exits at each tick. */
+  hz: number;
+  /** CONFIG_NO_HZ_IDLE with an idle tick stopped: idle vCPUs do not exit. */
+  nohzIdle: boolean;
+  background: BackgroundAcceptorConfig;
+  costs: GuestCosts;
+}
+
+export function defaultGuestConfig(overrides: Partial<GuestConfig> = {}): GuestConfig {
+  return {
+    memoryBytes: 4 * 1024 * SZ_1M,
+    vcpus: 4,
+    accept: 'lazy',
+    acceptLock: 'dropped',
+    allocator: 'upstream',
+    firmware: 'lazy',
+    firmwareAcceptBytes: 512 * SZ_1M,
+    deferredStructPageInit: true,
+    wmarkZeroFix: true,
+    // domain.md section 3: "idle APs' HLT exits (1 kHz tick) load the host".
+    hz: 1000,
+    nohzIdle: false,
+    background: { threads: 1, paceNs: 0 },
+    costs: defaultGuestCosts,
+    ...overrides,
+  };
+}
+
+/** Builds the host side for the guest's vCPUs (createTdxPlatform / createSnpPlatform, or a test double). */
+export type PlatformFactory = (config: PlatformConfig) => Platform;
+
+/**
+ * A confidential guest kernel: its vCPUs, the firmware hand-off (memory map, the EFI unaccepted
+ * memory table), accept_memory() with its lock, memblock, the page allocator, the idle loops
+ * and (with accept=background) the acceptor threads. The boot workload drives it through time.
+ */
+export class GuestKernel {
+  readonly vcpus: Cpu[];
+  readonly platform: Platform;
+  readonly map: MemoryMap;
+  /** RAM firmware accepts before the kernel runs, and RAM it marks EFI_UNACCEPTED_MEMORY. */
+  readonly firmwareAccepted: PhysRange[];
+  readonly efiUnaccepted: PhysRange[];
+  readonly table: EfiUnacceptedMemory | null;
+  readonly ledger: AcceptLedger;
+  readonly metrics: GuestMetrics;
+  readonly arch: ArchAccept;
+  readonly unaccepted: UnacceptedMemory;
+  readonly memblock: Memblock;
+  readonly allocator: PageAllocator;
+  readonly idle: IdleLoop;
+  readonly acceptor: BackgroundAcceptor | null;
+  readonly costs: GuestCosts;
+  /** Set at shutdown: idle and acceptor threads finish. */
+  stopping = false;
+
+  constructor(
+    readonly sim: Sim,
+    readonly config: GuestConfig,
+    makePlatform: PlatformFactory,
+    /** Guest DRAM bandwidth (the host's memory), shared with the host's clears; null: touch at the CPU's clear rate only. */
+    readonly memory: Bandwidth | null = null,
+  ) {
+    assert(Number.isInteger(config.vcpus) && config.vcpus >= 1, 'vcpus must be a positive integer', config.vcpus);
+    this.costs = config.costs;
+    this.vcpus = [];
+    for (let i = 0; i < config.vcpus; i++) this.vcpus.push(new Cpu(sim, `vcpu${i}`));
+    this.map = buildMemoryMap(config.memoryBytes);
+    this.platform = makePlatform({ gpaBytes: this.map.maxAddr, vcpus: this.vcpus });
+    const fwBytes = config.firmware === 'eager' ? config.memoryBytes : config.firmwareAcceptBytes;
+    this.firmwareAccepted = lowestBytes(this.map.ram, fwBytes);
+    this.efiUnaccepted = subtractRanges(this.map.ram, this.firmwareAccepted);
+    this.table = allocate_unaccepted_bitmap(this.efiUnaccepted);
+    this.ledger = new AcceptLedger(this.map.maxAddr);
+    this.metrics = new GuestMetrics(config.vcpus);
+    this.arch = new ArchAccept(sim, this.platform, this.vcpus, this.ledger, this.metrics);
+    this.unaccepted = new UnacceptedMemory(sim, this.table, this.arch, config.acceptLock, this.costs, this.metrics);
+    this.memblock = new Memblock(this.map.ram);
+    const zones = createZones(this);
+    setDeferredBoundary(zones, config.deferredStructPageInit);
+    this.allocator = new PageAllocator(sim, zones, this.unaccepted, this.ledger, this.metrics, this.costs, config.vcpus, {
+      mode: config.allocator,
+      lazyAccept: config.accept !== 'eager',
+      wmarkZeroFix: config.wmarkZeroFix,
+    });
+    this.allocator.deferredGrow = (zone) => deferred_grow_zone(this, zone);
+    this.idle = new IdleLoop(this);
+    this.acceptor = config.accept === 'background' ? new BackgroundAcceptor(this, config.background) : null;
+  }
+
+  /** The vCPU index of the running thread. */
+  currentVcpu(): number {
+    return this.arch.currentVcpu();
+  }
+
+  /** Pages of RAM the guest has. */
+  get ramPages(): number {
+    return pfnOf(totalBytes(this.map.ram));
+  }
+
+  /** Stops the idle and acceptor threads; the run can then drain. */
+  shutdown(): void {
+    this.stopping = true;
+    this.idle.stop();
+  }
+
+  /** Touches (first write, anonymous fault + clear_page) `pages` pages on the running thread. */
+  *touchPages(pages: number): Proc<void> {
+    const c = this.costs;
+    yield this.sim.compute(pages * c.faultNs);
+    const bytes = pages * PAGE_SIZE;
+    if (this.memory !== null) yield this.memory.transfer(bytes, c.clearPageBytesPerSec);
+    else yield this.sim.compute((bytes / c.clearPageBytesPerSec) * 1e9);
+  }
+
+  /**
+   * End-of-run balance: the ledger against the bitmap, the allocator's lists against its
+   * counters, every page of RAM accounted for, and the host side's own invariants.
+   */
+  checkInvariants(heldPages: number): void {
+    this.allocator.checkInvariants();
+    this.checkBitmapAgainstLedger();
+    this.checkFreeMemoryAccepted();
+    const free = this.allocator.freePagesTotal();
+    const reserved = pfnOf(this.memblock.reservedBytesIn(0, this.map.maxAddr));
+    let uninitialised = 0;
+    for (const z of this.allocator.zones) {
+      if (z.first_deferred_pfn >= z.end_pfn) continue;
+      for (const r of this.memblock.freeRanges()) {
+        uninitialised += Math.max(0, Math.min(z.end_pfn, pfnOf(r.end)) - Math.max(z.first_deferred_pfn, pfnOf(r.start)));
+      }
+    }
+    const managed = this.allocator.zones.reduce((n, z) => n + z.managed_pages, 0);
+    assert(managed + reserved + uninitialised === this.ramPages, 'RAM pages lost between memblock and the buddy allocator', { managed, reserved, uninitialised, ram: this.ramPages });
+    assert(free + this.allocator.allocatedPages === managed, 'free + allocated pages do not add up to managed pages', { free, allocated: this.allocator.allocatedPages, managed });
+    assert(this.allocator.allocatedPages === heldPages, 'allocated pages disagree with what the workloads hold', { allocated: this.allocator.allocatedPages, heldPages });
+    this.platform.checkInvariants();
+  }
+
+  /** A set bit means nothing of that unit was ever accepted; a clear bit, all its RAM was. */
+  private checkBitmapAgainstLedger(): void {
+    const t = this.table;
+    const unitPages = EFI_UNACCEPTED_UNIT_SIZE / PAGE_SIZE;
+    for (const r of this.map.ram) {
+      for (let addr = r.start; addr < r.end; ) {
+        const unitStart = addr - (addr % EFI_UNACCEPTED_UNIT_SIZE);
+        const end = Math.min(r.end, unitStart + EFI_UNACCEPTED_UNIT_SIZE);
+        const inBitmap = t !== null && addr >= t.phys_base && end <= t.limit;
+        const set = inBitmap && t!.test_bit(t!.unitOf(addr));
+        if (set) {
+          assert(this.ledger.pagesInUnit(unitStart / EFI_UNACCEPTED_UNIT_SIZE) === 0, 'a unit marked unaccepted was accepted', { unit: unitStart });
+        } else {
+          assert(this.ledger.isAccepted(addr, end), 'RAM the bitmap calls accepted was never accepted', { addr, end, unitPages });
+        }
+        addr = end;
+      }
+    }
+  }
+
+  /** Upstream: every block in the buddy lists is accepted; seed era: every unmarked block is. */
+  private checkFreeMemoryAccepted(): void {
+    for (const z of this.allocator.zones) {
+      const fa = z.free_area;
+      fa.lists.forEach((list, order) => {
+        for (const pfn of list) {
+          if (fa.unaccepted.has(pfn)) continue;
+          const start = pfn * PAGE_SIZE;
+          assert(this.ledger.isAccepted(start, start + (PAGE_SIZE << order)), 'a free buddy block is not accepted', { zone: z.name, pfn, order });
+        }
+      });
+      for (const pfn of z.unaccepted_pages.toArray()) {
+        assert(this.unaccepted.containsUnaccepted(pfn * PAGE_SIZE, (pfn + 1024) * PAGE_SIZE), 'a block on unaccepted_pages has nothing left to accept', { zone: z.name, pfn });
+      }
+    }
+  }
+}

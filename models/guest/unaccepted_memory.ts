@@ -1,0 +1,165 @@
+import { Spinlock, assert, type Proc, type Sim, type SimEvent } from '../../sim/index.ts';
+import { hex } from './constants.ts';
+import type { ArchAccept } from './arch_accept.ts';
+import type { EfiUnacceptedMemory } from './efi_unaccepted_memory.ts';
+import type { GuestCosts } from './costs.ts';
+import type { AcceptCause, GuestMetrics } from './metrics.ts';
+
+/**
+ * Where the lock is during arch_accept_memory():
+ * - `dropped`: upstream since commit 50e782a86c98 (Oct 2023): spin_unlock() (interrupts stay
+ *   off) around arch_accept_memory(), with accepting_list keeping two CPUs off the same units.
+ * - `held`: the seed era and v6.5: unaccepted_memory_lock held across arch_accept_memory(),
+ *   which serialises acceptance and starves the spinning CPUs into soft lockups.
+ */
+export type AcceptLockMode = 'held' | 'dropped';
+
+/** struct accept_range: units [start, end) some CPU is accepting, with an event for its waiters. */
+interface AcceptRange {
+  start: number;
+  end: number;
+  done: SimEvent<void>;
+}
+
+/**
+ * linux:drivers/firmware/efi/unaccepted_memory.c: accept_memory() and
+ * range_contains_unaccepted_memory() over the EFI bitmap, with the global
+ * unaccepted_memory_lock (a spinlock taken irqsave) and accepting_list.
+ */
+export class UnacceptedMemory {
+  readonly unaccepted_memory_lock: Spinlock;
+  readonly accepting_list: AcceptRange[] = [];
+  /**
+   * Until lockup_detector_init() (kernel_init_freeable) there is no watchdog; early callers tell
+   * the engine so a long single-CPU accept at boot is not reported as a soft lockup.
+   */
+  watchdogRunning = false;
+
+  constructor(
+    readonly sim: Sim,
+    readonly table: EfiUnacceptedMemory | null,
+    readonly arch: ArchAccept,
+    readonly mode: AcceptLockMode,
+    readonly costs: GuestCosts,
+    readonly metrics: GuestMetrics,
+  ) {
+    this.unaccepted_memory_lock = new Spinlock(sim, 'unaccepted_memory_lock');
+  }
+
+  /**
+   * The unit range [start, end) accept_memory() covers for guest-physical [start, start + size):
+   * clamped to the bitmap, extended by one guard unit when the end is unit aligned so that
+   * load_unaligned_zeropad() never touches unaccepted memory (on TDX that is a fatal TD exit).
+   */
+  unitRange(start: number, size: number): { start: number; end: number } | null {
+    const t = this.table;
+    if (t === null) return null;
+    let end = start + size;
+    if (start < t.phys_base) start = t.phys_base;
+    if (end < t.phys_base) return null;
+    start -= t.phys_base;
+    end -= t.phys_base;
+    if (end % t.unit_size === 0) end += t.unit_size;
+    const limit = t.nbits * t.unit_size;
+    if (end > limit) end = limit;
+    const range = { start: Math.floor(start / t.unit_size), end: Math.ceil(end / t.unit_size) };
+    return range.start < range.end ? range : null;
+  }
+
+  /** accept_memory(start, size): accept every unaccepted unit of the range (and the guard unit). */
+  *accept_memory(start: number, size: number, cause: AcceptCause): Proc<void> {
+    const range = this.unitRange(start, size);
+    if (range === null) return;
+    if (this.mode === 'held') yield* this.acceptHeld(range, cause);
+    else yield* this.acceptDropped(range, cause);
+  }
+
+  /** v6.5 / seed era: one lock hold for the whole range, arch_accept_memory() included. */
+  private *acceptHeld(range: { start: number; end: number }, cause: AcceptCause): Proc<void> {
+    const sim = this.sim;
+    const lock = this.unaccepted_memory_lock;
+    yield lock.acquire({ irqsave: true });
+    yield sim.compute(this.costs.acceptBookkeepingNs);
+    yield* this.acceptRuns(range, cause, false);
+    if (!this.watchdogRunning) sim.touchSoftlockupWatchdog();
+    lock.release({ irqrestore: true });
+  }
+
+  /**
+   * Upstream: register the range on accepting_list, drop the lock (interrupts stay disabled)
+   * around each arch_accept_memory(), retake it to clear the bits. A caller whose units overlap a
+   * range on the list busy-waits (lock dropped, interrupts off) and retries.
+   */
+  private *acceptDropped(range: { start: number; end: number }, cause: AcceptCause): Proc<void> {
+    const sim = this.sim;
+    const lock = this.unaccepted_memory_lock;
+    for (;;) {
+      yield lock.acquire({ irqsave: true });
+      yield sim.compute(this.costs.acceptBookkeepingNs);
+      const busy = this.accepting_list.find((e) => e.end > range.start && e.start < range.end);
+      if (busy === undefined) break;
+      lock.release({ irqrestore: true });
+      yield* this.spinUntilDone(busy);
+    }
+    const entry: AcceptRange = { start: range.start, end: range.end, done: sim.event(`accept_range ${range.start}`) };
+    this.accepting_list.push(entry);
+    yield* this.acceptRuns(range, cause, true);
+    this.accepting_list.splice(this.accepting_list.indexOf(entry), 1);
+    entry.done.succeed();
+    sim.touchSoftlockupWatchdog();
+    lock.release({ irqrestore: true });
+  }
+
+  /**
+   * The `goto retry` loop: the kernel re-takes the lock until the overlapping range is gone, with
+   * interrupts disabled around each attempt. Modelled as one non-preemptible wait on the CPU
+   * that ends when that range leaves accepting_list (the retries in between find nothing new).
+   */
+  private *spinUntilDone(busy: AcceptRange): Proc<void> {
+    const sim = this.sim;
+    const t0 = sim.now;
+    this.metrics.acceptingListWaits++;
+    const id = sim.opBegin('accepting_list wait', { 'range.start': busy.start, 'range.end': busy.end, 'cvmsim.level': 'lock' });
+    sim.localIrqDisable();
+    yield sim.stall(busy.done);
+    sim.localIrqEnable();
+    sim.opEnd(id);
+    this.metrics.acceptingListWaitNs += sim.now - t0;
+  }
+
+  /** for_each_set_bitrange_from(): accept each run of set bits and clear it, lock held on entry and exit. */
+  private *acceptRuns(range: { start: number; end: number }, cause: AcceptCause, dropLock: boolean): Proc<void> {
+    const t = this.table!;
+    const lock = this.unaccepted_memory_lock;
+    let from = range.start;
+    for (let run = t.nextSetRange(from, range.end); run !== null; run = t.nextSetRange(from, range.end)) {
+      const physStart = t.unitAddr(run.start);
+      const physEnd = t.unitAddr(run.end);
+      if (dropLock) lock.release();
+      const id = this.sim.opBegin('arch_accept_memory', { start: hex(physStart), end: hex(physEnd) });
+      yield* this.arch.accept(physStart, physEnd, 'runtime', cause);
+      this.sim.opEnd(id);
+      if (dropLock) yield lock.acquire();
+      assert(t.find_next_zero_bit(run.start, run.end) === run.end, 'bits of a range being accepted changed under accepting_list', { start: run.start, end: run.end });
+      t.bitmap_clear(run.start, run.end - run.start);
+      from = run.end;
+    }
+  }
+
+  /** range_contains_unaccepted_memory(start, end), with the same +1 unit extension. */
+  *range_contains_unaccepted_memory(start: number, end: number): Proc<boolean> {
+    const range = this.unitRange(start, end - start);
+    if (range === null) return false;
+    yield this.unaccepted_memory_lock.acquire({ irqsave: true });
+    yield this.sim.compute(this.costs.acceptBookkeepingNs);
+    const ret = this.table!.anySet(range.start, range.end);
+    this.unaccepted_memory_lock.release({ irqrestore: true });
+    return ret;
+  }
+
+  /** Lockless peek for invariants and tests (not a kernel path). */
+  containsUnaccepted(start: number, end: number): boolean {
+    const range = this.unitRange(start, end - start);
+    return range !== null && this.table!.anySet(range.start, range.end);
+  }
+}
