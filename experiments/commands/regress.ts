@@ -98,7 +98,7 @@ export const regress: Command = {
       return 0;
     }
     if (breaches.length > 0) {
-      out(`regress: ${breaches.length} metric(s) outside tolerance\n`);
+      out(`regress: ${breaches.length} metric(s) outside tolerance\n\n`);
       out(textTable(header, breaches));
     }
     const ok = breaches.length === 0 && failedRuns === 0 && missing.length === 0;
@@ -110,7 +110,7 @@ export const regress: Command = {
 /** The case's seed and the parameters that differ from the defaults. */
 function caseLabel(exp: Experiment, c: { params: Params; seed: number }): string {
   const d = defaultParams(exp);
-  const diff = Object.keys(c.params).filter((k) => c.params[k] !== d[k]).map((k) => `${k}=${String(c.params[k])}`);
+  const diff = Object.keys(exp.params).filter((k) => c.params[k] !== d[k]).map((k) => `${k}=${String(c.params[k])}`);
   return `seed ${c.seed}${diff.length > 0 ? ` ${diff.join(' ')}` : ''}`;
 }
 

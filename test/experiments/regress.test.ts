@@ -1,0 +1,61 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cvmsim, tempDir } from './cli_harness.ts';
+
+describe('cvmsim regress', () => {
+  const dir = tempDir('baselines');
+  const file = join(dir, 'mm-queue.json');
+
+  it('--update creates a baseline (default case), which then passes', async () => {
+    const up = await cvmsim(['regress', '--update', '--baselines', dir, 'mm-queue']);
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stdout).toContain(`updated ${file} (1 case(s))`);
+    const b = JSON.parse(readFileSync(file, 'utf8'));
+    expect(b.cases[0].seed).toBe(1);
+    expect(b.cases[0].params.customers).toBe(2000);
+    expect(b.cases[0].metrics.customers_served).toBe(2000);
+
+    // A second, hand-written case with partial params; --update fills it in.
+    b.cases.push({ params: { servers: 3, customers: 500 }, seed: 2 });
+    writeFileSync(file, JSON.stringify(b));
+    const up2 = await cvmsim(['regress', '--update', '--baselines', dir, 'mm-queue']);
+    expect(up2.code, up2.stderr).toBe(0);
+    const b2 = JSON.parse(readFileSync(file, 'utf8'));
+    expect(b2.cases[1].params).toMatchObject({ servers: 3, customers: 500, service_ms: 1 });
+    expect(b2.cases[1].metrics.customers_served).toBe(500);
+
+    const ok = await cvmsim(['regress', '--baselines', dir, 'mm-queue']);
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    expect(ok.stdout).toContain('regress: ok: 2 case(s) of 1 experiment(s), 10 metric(s) compared, 0 outside tolerance');
+  });
+
+  it('fails with a table of metric, baseline, now, difference and tolerance for every breach', async () => {
+    const b = JSON.parse(readFileSync(file, 'utf8'));
+    const wait = b.cases[0].metrics.mean_wait_ms;
+    b.cases[0].metrics.mean_wait_ms = wait * 1.2; // now is 16.7% below: outside ±5%
+    b.cases[0].metrics.utilisation += 0.005; // inside ±0.01: not a breach
+    b.cases[1].metrics.max_queue += 1; // exact: a breach
+    writeFileSync(file, JSON.stringify(b));
+    const r = await cvmsim(['regress', '--baselines', dir, 'mm-queue']);
+    expect(r.code).toBe(1);
+    const lines = r.stdout.split('\n');
+    expect(lines[0]).toBe('regress: 2 metric(s) outside tolerance');
+    expect(lines[2]).toMatch(/^experiment\s+case\s+metric\s+baseline\s+now\s+difference\s+tolerance$/);
+    const rows = lines.slice(4, 6);
+    expect(rows[0]).toMatch(/^mm-queue\s+seed 1\s+mean_wait_ms\s+[\d.]+\s+[\d.]+\s+-[\d.]+ \(-16\.67%\)\s+±5%$/);
+    expect(rows[1]).toMatch(/^mm-queue\s+seed 2 servers=3 customers=500\s+max_queue\s+\d+\s+\d+\s+-1 \(-[\d.]+%\)\s+exact$/);
+    expect(r.stdout).toContain('regress: FAILED: 2 case(s) of 1 experiment(s), 10 metric(s) compared, 2 outside tolerance');
+  });
+
+  it('a registered experiment named without a baseline fails; a malformed baseline is bad input', async () => {
+    const empty = tempDir('nobaseline');
+    const none = await cvmsim(['regress', '--baselines', empty, 'mm-queue']);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain(`mm-queue: no baseline (${join(empty, 'mm-queue.json')}); create it with \`cvmsim regress --update mm-queue\``);
+    writeFileSync(join(empty, 'mm-queue.json'), '{"experiment": "mm-queue", "cases": [{"params": {"servers": "many"}, "seed": 1}]}');
+    const bad = await cvmsim(['regress', '--baselines', empty, 'mm-queue']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(`${join(empty, 'mm-queue.json')} cases[0].params: servers: expected an integer in [1, 64] (servers), got 'many'`);
+  });
+});
