@@ -70,8 +70,9 @@ export const defaultGuestCosts: GuestCosts = {
   apBringupAllocations: 48,
   // ESTIMATE 1500: slab bootstrap (kmem_cache_init), vmalloc_init, per-cpu setup, page tables.
   preSmpAllocations: 1500,
-  // ESTIMATE 300: pure and core initcalls (a few dozen functions, a few allocations each).
-  coreInitcallAllocations: 300,
+  // ESTIMATE 100: ~100 pure and core initcalls in a distro config; most allocations are served
+  // from slab caches, so about one page-allocator call each.
+  coreInitcallAllocations: 100,
   // ESTIMATE 700 ms: arch..late initcalls of a VM with virtio devices (initcall_debug traces of
   // small VMs show most initcalls in microseconds, a few in tens of ms).
   initcallsNs: 700 * MS,

@@ -148,13 +148,16 @@ export class GuestKernel {
     this.idle.stop();
   }
 
-  /** Touches (first write, anonymous fault + clear_page) `pages` pages on the running thread. */
+  /**
+   * Touches (first write: anonymous fault + clear_page) `pages` pages on the running thread. The
+   * clear costs whole nanoseconds per 4 KiB so that n pages at once cost exactly n single pages.
+   */
   *touchPages(pages: number): Proc<void> {
     const c = this.costs;
+    const clearNsPer4K = Math.max(1, Math.round((PAGE_SIZE / c.clearPageBytesPerSec) * 1e9));
     yield this.sim.compute(pages * c.faultNs);
-    const bytes = pages * PAGE_SIZE;
-    if (this.memory !== null) yield this.memory.transfer(bytes, c.clearPageBytesPerSec);
-    else yield this.sim.compute((bytes / c.clearPageBytesPerSec) * 1e9);
+    if (this.memory !== null) yield this.memory.transfer(pages * PAGE_SIZE, (PAGE_SIZE * 1e9) / clearNsPer4K);
+    else yield this.sim.compute(pages * clearNsPer4K);
   }
 
   /**

@@ -78,7 +78,7 @@ export function* bootWorkload(k: GuestKernel, options: BootOptions = {}): Proc<B
  * TDVF/OVMF: its own initialisation, then the accept of what it pre-accepts, split over all
  * vCPUs (MpAccept). `firmware=eager` (PcdLazyAcceptPartialMemorySize = 0) accepts everything.
  */
-function* firmware(k: GuestKernel): Proc<void> {
+export function* firmware(k: GuestKernel): Proc<void> {
   const sim = k.sim;
   yield sim.compute(k.costs.firmwareInitNs);
   const n = k.vcpus.length;
@@ -108,7 +108,7 @@ function* firmwareAcceptWorker(k: GuestKernel, ranges: PhysRange[]): Proc<void> 
 }
 
 /** The EFI stub: record EFI_UNACCEPTED_MEMORY ranges in the bitmap, accepting unaligned edges now. */
-function* efiStub(k: GuestKernel): Proc<void> {
+export function* efiStub(k: GuestKernel): Proc<void> {
   const t = k.table;
   if (t === null) return;
   for (const r of k.efiUnaccepted) {

@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+import { GiB, MiB, type Proc } from '../../../sim/index.ts';
+import { MAX_ORDER_NR_PAGES, PAGE_SIZE } from '../../../models/guest/constants.ts';
+import { deferred_init_memmap } from '../../../models/guest/mm_init.ts';
+import type { Extents } from '../../../models/guest/page_alloc.ts';
+import { countPages } from '../../../models/workloads/application.ts';
+import { bringUpAllocator, guestContext } from './guest_context.ts';
+import { UNIT } from './context.ts';
+
+const zoneNamed = (k: ReturnType<typeof guestContext>['k'], name: string) => k.allocator.zones.find((z) => z.name === name)!;
+
+describe('page allocator and unaccepted memory (mm/page_alloc.c)', () => {
+  it('__free_pages_core: unaccepted MAX_ORDER blocks wait on unaccepted_pages, counted in NR_FREE_PAGES and NR_UNACCEPTED', () => {
+    const { k, run } = guestContext();
+    run(bringUpAllocator(k));
+    const normal = zoneNamed(k, 'Normal');
+    // Deferred struct page init: only the first section (128 MiB) of the highest zone is freed early.
+    expect(normal.unaccepted_pages.length).toBe(32);
+    expect(normal.NR_UNACCEPTED).toBe(32 * MAX_ORDER_NR_PAGES);
+    expect(normal.NR_FREE_PAGES).toBe(normal.NR_UNACCEPTED + normal.free_area.freePages);
+    const dma32 = zoneNamed(k, 'DMA32');
+    expect(dma32.NR_UNACCEPTED).toBeGreaterThan(0);
+    // Nothing was accepted at free time except the stub's edges and what firmware did.
+    expect(k.metrics.acceptedBytesBy.get('cond_accept_memory') ?? 0).toBe(0);
+    k.allocator.checkInvariants();
+  });
+
+  it('cond_accept_memory: accepts one MAX_ORDER block per allocation while watermarks are zero', () => {
+    const { k, platform, run } = guestContext();
+    run((function* (): Proc<void> {
+      yield* bringUpAllocator(k);
+      const before = platform.calls.length;
+      const held: Extents = [];
+      for (let i = 0; i < 3; i++) yield* k.allocator.alloc_pages(0, 1, held);
+      const calls = platform.calls.slice(before);
+      // Three blocks: the first 4 MiB + its guard unit, then the rest of each next block + guard.
+      expect(calls.map((c) => (c.end - c.start) / UNIT)).toEqual([3, 2, 2]);
+      expect(k.metrics.wmarkZeroBlocks).toBe(3);
+      expect(zoneNamed(k, 'Normal').unaccepted_pages.length).toBe(29);
+    })());
+  });
+
+  it('cond_accept_memory: with watermarks set, accepts until accepted free memory reaches the promo watermark', () => {
+    const { k, run } = guestContext({ memoryBytes: 8 * GiB });
+    run((function* (): Proc<void> {
+      yield* bringUpAllocator(k);
+      yield* deferred_init_memmap(k);
+      k.allocator.init_per_zone_wmark_min();
+      const normal = zoneNamed(k, 'Normal');
+      expect(normal.acceptedFree).toBeLessThan(normal.wmark.promo);
+      const held: Extents = [];
+      yield* k.allocator.alloc_pages(0, 1, held);
+      expect(normal.acceptedFree + normal.pcp[0]!.count + 1).toBeGreaterThanOrEqual(normal.wmark.promo);
+      expect(normal.acceptedFree).toBeLessThan(normal.wmark.promo + 2 * MAX_ORDER_NR_PAGES);
+      expect(k.metrics.wmarkZeroBlocks).toBe(0);
+    })());
+  });
+
+  it('without the 2025 zero-watermark fix, allocations before the postcore initcall OOM with memory left unaccepted', () => {
+    const outcome = (wmarkZeroFix: boolean) => {
+      const { k, run } = guestContext({ memoryBytes: 4 * GiB, firmwareAcceptBytes: 32 * MiB, wmarkZeroFix });
+      run((function* (): Proc<void> {
+        yield* bringUpAllocator(k);
+        const held: Extents = [];
+        yield* k.allocator.alloc_pages(0, (64 * MiB) / PAGE_SIZE, held);
+      })());
+      return { oom: k.metrics.oomEvents, unaccepted: k.allocator.zones.reduce((n, z) => n + z.NR_UNACCEPTED, 0) };
+    };
+    const broken = outcome(false);
+    expect(broken.oom).toBeGreaterThan(0);
+    expect(broken.unaccepted).toBeGreaterThan((1 * GiB) / PAGE_SIZE);
+    expect(outcome(true).oom).toBe(0);
+  });
+
+  it('no allocation returns unaccepted memory, and freeing it all balances the zone again', () => {
+    const { k, run } = guestContext({ memoryBytes: 4 * GiB });
+    run((function* (): Proc<void> {
+      yield* bringUpAllocator(k);
+      yield* deferred_init_memmap(k);
+      k.allocator.init_per_zone_wmark_min();
+      const freeBefore = k.allocator.freePagesTotal();
+      const held: Extents = [];
+      const got = yield* k.allocator.alloc_pages(1, (1 * GiB) / PAGE_SIZE, held);
+      expect(got).toBe((1 * GiB) / PAGE_SIZE);
+      for (let i = 0; i < held.length; i += 2) {
+        const start = held[i]! * PAGE_SIZE;
+        expect(k.ledger.isAccepted(start, start + held[i + 1]! * PAGE_SIZE)).toBe(true);
+      }
+      expect(countPages(held)).toBe(got);
+      yield* k.allocator.free_pages(1, held);
+      expect(k.allocator.freePagesTotal()).toBe(freeBefore);
+      expect(k.allocator.allocatedPages).toBe(0);
+      k.allocator.checkInvariants();
+    })());
+  });
+
+  it('seed allocator: post_alloc_hook accepts the 2M unit of a PageUnaccepted page; split halves keep the mark', () => {
+    const { k, platform, run } = guestContext({ allocator: 'seed' });
+    run((function* (): Proc<void> {
+      yield* bringUpAllocator(k);
+      const normal = zoneNamed(k, 'Normal');
+      expect(normal.unaccepted_pages.length).toBe(0);
+      expect(normal.free_area.unaccepted.size).toBeGreaterThan(0);
+      const callsBefore = platform.calls.length;
+      const locksBefore = k.unaccepted.unaccepted_memory_lock.stats.acquisitions;
+      const held: Extents = [];
+      yield* k.allocator.alloc_pages(0, 512, held);
+      const calls = platform.calls.slice(callsBefore);
+      // 512 pages of one unit: one arch accept of that 2 MiB (the last page's aligned end adds
+      // the guard unit), but a global lock round trip for every page.
+      expect(calls.length).toBeLessThanOrEqual(2);
+      expect(calls[0]!.end - calls[0]!.start).toBe(UNIT);
+      expect(k.unaccepted.unaccepted_memory_lock.stats.acquisitions - locksBefore).toBeGreaterThanOrEqual(512);
+      // The rest of the split 4 MiB block is still marked PageUnaccepted in the free lists.
+      expect([...normal.free_area.unaccepted].some((pfn) => pfn % MAX_ORDER_NR_PAGES !== 0)).toBe(true);
+    })());
+  });
+});
