@@ -26,6 +26,7 @@ interface Kept {
 /** One entry of an actor's stack: its lifetime, an operation, or a lock wait. */
 interface Frame {
   readonly kind: 'actor' | 'op' | 'lock';
+  readonly actor: Actor;
   readonly opId: number;
   /** This frame's own span, or null when the level filtered it or the budget cut it. */
   readonly kept: Kept | null;
@@ -73,7 +74,7 @@ export class TraceObserver implements SimObserver {
   private readonly rank: number;
   private readonly actors = new Map<Process<any>, Actor>();
   private readonly engine: Actor;
-  private readonly openOps = new Map<number, { actor: Actor; frame: Frame }>();
+  private readonly openOps = new Map<number, Frame>();
   /** Span contexts of ended kept ops, so a later op can link to them (at most maxSpans entries). */
   private readonly endedOps = new Map<number, SpanContext>();
   private nextOpId = 1;
@@ -93,8 +94,8 @@ export class TraceObserver implements SimObserver {
     this.root = { span, parent: null, ended: false, droppedSpans: 0, events: 0, droppedEvents: 0 };
     this.keptSpans = 1;
     this.traceId = span.spanContext().traceId;
-    const rootFrame: Frame = { kind: 'actor', opId: 0, kept: this.root, owner: this.root, lock: null };
-    this.engine = { name: 'engine', service: ROOT_SERVICE, stack: [rootFrame], wait: null };
+    this.engine = { name: 'engine', service: ROOT_SERVICE, stack: [], wait: null };
+    this.engine.stack.push({ kind: 'actor', actor: this.engine, opId: 0, kept: this.root, owner: this.root, lock: null });
     for (const p of sim.processes()) this.actorOf(p);
   }
 
@@ -127,21 +128,26 @@ export class TraceObserver implements SimObserver {
       kept = this.startSpan(actorName ?? actor.service, name, parent.owner, toAttributes(attrs), links);
     }
     const id = this.nextOpId++;
-    const frame: Frame = { kind: 'op', opId: id, kept, owner: kept ?? parent.owner, lock: null };
+    const frame: Frame = { kind: 'op', actor, opId: id, kept, owner: kept ?? parent.owner, lock: null };
     actor.stack.push(frame);
-    this.openOps.set(id, { actor, frame });
+    this.openOps.set(id, frame);
     return id;
   }
 
   opEnd(id: number, attrs: Attrs | undefined): void {
-    const open = this.openOps.get(id);
-    if (open === undefined) return;
-    const { actor, frame } = open;
+    const frame = this.openOps.get(id);
+    if (frame === undefined) return;
+    const actor = frame.actor;
     this.openOps.delete(id);
     this.settleWait(actor, 'interrupted');
-    // Ops normally end innermost first; one that ends out of order leaves the others open.
-    const at = actor.stack.lastIndexOf(frame);
-    if (at >= 0) actor.stack.splice(at, 1);
+    const stack = actor.stack;
+    if (stack[stack.length - 1] === frame) {
+      stack.pop();
+    } else {
+      // Ops normally end innermost first; one that ends out of order leaves the others open.
+      const at = stack.lastIndexOf(frame);
+      if (at >= 0) stack.splice(at, 1);
+    }
     if (frame.kept !== null) {
       this.end(frame.kept, attrs === undefined ? undefined : toAttributes(attrs));
       this.endedOps.set(id, frame.kept.span.spanContext());
@@ -151,7 +157,8 @@ export class TraceObserver implements SimObserver {
   instant(p: Process<any> | null, name: string, attrs: Attrs | undefined): void {
     const actor = this.actorOf(p);
     this.settleWait(actor, 'interrupted');
-    this.event(this.top(actor).owner, name, toAttributes(attrs));
+    const k = this.eventRoom(this.top(actor).owner);
+    if (k !== null) this.addEvent(k, name, toAttributes(attrs));
   }
 
   // ---- Locks -----------------------------------------------------------------------------
@@ -164,7 +171,7 @@ export class TraceObserver implements SimObserver {
     if (RANK.lock > this.rank) return;
     const parent = this.top(actor);
     const kept = this.startSpan(actor.service, `wait ${lock.name}`, parent.owner, lockAttributes(lock, mode, holders));
-    actor.stack.push({ kind: 'lock', opId: 0, kept, owner: kept ?? parent.owner, lock });
+    actor.stack.push({ kind: 'lock', actor, opId: 0, kept, owner: kept ?? parent.owner, lock });
   }
 
   lockAcquire(p: Process<any>, lock: ObservedLock, mode: LockMode, waitedNs: number): void {
@@ -179,7 +186,8 @@ export class TraceObserver implements SimObserver {
       actor.stack.pop();
       if (top.kept !== null) this.end(top.kept, { 'lock.wait_ns': waitedNs, 'lock.outcome': 'acquired' });
     } else if (RANK.op <= this.rank) {
-      this.event(top.owner, 'lock_contended', { ...lockAttributes(lock, mode, wait.holders), 'lock.wait_ns': waitedNs });
+      const k = this.eventRoom(top.owner);
+      if (k !== null) this.addEvent(k, 'lock_contended', { ...lockAttributes(lock, mode, wait.holders), 'lock.wait_ns': waitedNs });
     }
   }
 
@@ -188,7 +196,8 @@ export class TraceObserver implements SimObserver {
   lockBusy(p: Process<any> | null, lock: ObservedLock, mode: LockMode, answer: string): void {
     const actor = this.actorOf(p);
     this.settleWait(actor, 'interrupted');
-    this.event(this.top(actor).owner, 'lock_busy', { ...lockAttributes(lock, mode, holdersOf(lock)), 'lock.answer': answer });
+    const k = this.eventRoom(this.top(actor).owner);
+    if (k !== null) this.addEvent(k, 'lock_busy', { ...lockAttributes(lock, mode, holdersOf(lock)), 'lock.answer': answer });
   }
 
   // ---- The end of a run ------------------------------------------------------------------
@@ -205,11 +214,11 @@ export class TraceObserver implements SimObserver {
     for (const [p, actor] of this.actors) {
       if (typeof where === 'string' && where === `${p.name}#${p.id}`) {
         const owner = this.top(actor).owner;
-        this.event(owner, 'exception', attrs);
+        this.addEvent(this.live(owner), 'exception', attrs);
         if (owner !== this.root) owner.span.setStatus({ code: SpanStatusCode.ERROR, message });
       }
     }
-    this.event(this.root, 'exception', attrs);
+    this.addEvent(this.root, 'exception', attrs);
     this.root.span.setStatus({ code: SpanStatusCode.ERROR, message });
   }
 
@@ -251,9 +260,10 @@ export class TraceObserver implements SimObserver {
     const actor: Actor = {
       name: p.name,
       service: p.service,
-      stack: [{ kind: 'actor', opId: 0, kept, owner: kept ?? this.root, lock: null }],
+      stack: [],
       wait: null,
     };
+    actor.stack.push({ kind: 'actor', actor, opId: 0, kept, owner: kept ?? this.root, lock: null });
     this.actors.set(p, actor);
     return actor;
   }
@@ -299,7 +309,7 @@ export class TraceObserver implements SimObserver {
   }
 
   private linkTo(opId: number): Link[] | undefined {
-    const context = this.openOps.get(opId)?.frame.owner.span.spanContext() ?? this.endedOps.get(opId);
+    const context = this.openOps.get(opId)?.owner.span.spanContext() ?? this.endedOps.get(opId);
     return context === undefined ? undefined : [{ context }];
   }
 
@@ -310,13 +320,17 @@ export class TraceObserver implements SimObserver {
     return r;
   }
 
-  private event(owner: Kept, name: string, attrs: Attributes): void {
+  /** The live span an event goes to, or null (counted) when it already has its fill of events. */
+  private eventRoom(owner: Kept): Kept | null {
     const k = this.live(owner);
-    if (k.events >= EVENTS_PER_SPAN_MAX) {
-      k.droppedEvents++;
-      this.droppedEvents++;
-      return;
-    }
+    if (k.events < EVENTS_PER_SPAN_MAX) return k;
+    k.droppedEvents++;
+    this.droppedEvents++;
+    return null;
+  }
+
+  /** Adds past the cap too (an exception must show): the SDK then drops the oldest and counts it. */
+  private addEvent(k: Kept, name: string, attrs: Attributes): void {
     k.events++;
     k.span.addEvent(name, attrs, this.clock.toHrTime(this.sim.now));
   }
