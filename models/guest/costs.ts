@@ -44,6 +44,11 @@ export interface GuestCosts {
   faultNs: number;
   /** clear_page() rate of one CPU, bytes per second. */
   clearPageBytesPerSec: number;
+  /**
+   * The guest side of one timer tick on an idle vCPU (the interrupt, tick_sched_timer, RCU and
+   * scheduler tick, back to HLT), before the exit the platform models.
+   */
+  idleTickNs: number;
   /** Bookkeeping inside unaccepted_memory_lock: walking accepting_list, scanning the bitmap. */
   acceptBookkeepingNs: number;
 }
@@ -92,6 +97,8 @@ export const defaultGuestCosts: GuestCosts = {
   faultNs: 1 * US,
   // 12.9 GB/s: per-CPU page clearing rate (domain.md parameter table, Ankur Arora clear_pages, AMD Milan).
   clearPageBytesPerSec: 12.9e9,
+  // ESTIMATE 2 us: an idle tick's interrupt entry, tick_sched_timer(), RCU and scheduler tick.
+  idleTickNs: 2 * US,
   // ESTIMATE 100 ns: a short list walk and a bitmap scan under a cache-hot spinlock.
   acceptBookkeepingNs: 100,
 };

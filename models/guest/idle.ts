@@ -34,6 +34,8 @@ export class IdleLoop {
         yield k.sim.sleep(period);
         state.sleeping = false;
         if (k.stopping) break;
+        // The tick runs on the vCPU (only when nothing else wants it), then HLT exits again.
+        yield k.sim.compute(k.costs.idleTickNs);
         yield* k.platform.idle_tick_exit(vcpu);
         this.ticks++;
       }
