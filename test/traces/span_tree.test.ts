@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Mutex, Sim, SimError, US, type Proc } from '../../sim/index.ts';
+import { Cpu, Mutex, S, Sim, SimError, US, type Proc } from '../../sim/index.ts';
 import { defaultTraceOptions, startTracing } from '../../traces/index.ts';
 import { flattenOtlp, tempOtlpFile, tracedContention, type FlatSpan } from './contention_scenario.ts';
 
@@ -154,6 +154,28 @@ describe('trace structure across actors', () => {
     expect(spans.map((s) => s.name).sort()).toEqual(['boot', 'handle_tdcall', 'kvm-worker', 'links', 'vcpu0']);
     expect(only(spans, (s) => s.name === 'handle_tdcall').links).toEqual([only(spans, (s) => s.name === 'boot').spanId]);
     expect(spans.every((s) => s.attributes['cvmsim.dropped_spans'] === undefined)).toBe(true);
+  });
+
+  it('a soft lockup is an event on the op that ran with interrupts off', async () => {
+    const file = tempOtlpFile();
+    const sim = new Sim({ seed: 8, softLockupNs: 20 * S });
+    const session = startTracing(sim, { experiment: 'lockup', params: {}, seed: 8 }, { ...defaultTraceOptions, files: [file] });
+    const cpu = new Cpu(sim, 'vcpu0');
+    function* vcpu(): Proc {
+      const id = sim.opBegin('accept_memory', { 'size.bytes': 64 * 1024 ** 3 });
+      yield sim.compute(1 * US); // on the CPU first: the watchdog times the CPU's owner
+      sim.localIrqDisable();
+      yield sim.compute(25 * S);
+      sim.localIrqEnable();
+      sim.opEnd(id);
+    }
+    sim.spawn(vcpu(), { name: 'vcpu0', cpu, service: 'guest' });
+    sim.run();
+    await session.finish();
+    const op = only(flattenOtlp(readFileSync(file)), (s) => s.name === 'accept_memory');
+    expect(op.events).toEqual([{
+      name: 'soft_lockup', atNs: 25 * S + US, attributes: { cpu: 'vcpu0', thread: 'vcpu0', 'stuck.ns': 25 * S, at: 20 * S + US },
+    }]);
   });
 
   it('sampling stays on whatever OTEL_TRACES_SAMPLER says', async () => {
