@@ -1,5 +1,5 @@
 import type { Curve, ParamValue } from './experiment.ts';
-import { paramLabel } from './format.ts';
+import { fmt, paramLabel } from './format.ts';
 import type { Aggregate, ResultSet } from './results.ts';
 import type { RunRecord } from './run_record.ts';
 import type { ChartSpec } from './svg_chart.ts';
@@ -34,7 +34,7 @@ export function chartGroups(rs: ResultSet): ChartGroup[] {
   const groups: ChartGroup[] = [];
   for (const name of Object.keys(rs.experiments)) {
     const g = metricCharts(rs, name);
-    if (g.charts.length > 0) groups.push(g);
+    if (g.charts.length > 0 || g.notes.length > 0) groups.push(g);
     const c = curveCharts(rs, name);
     if (c.charts.length > 0 || c.notes.length > 0) groups.push(c);
   }
@@ -50,12 +50,19 @@ function metricCharts(rs: ResultSet, experiment: string): ChartGroup {
   const aggs = rs.aggregates.filter((a) => a.experiment === experiment);
   const varying = varyingParams(rs, experiment);
   const charts: ChartSpec[] = [];
+  const notes: string[] = [];
   for (const xParam of varying) {
     const spec = info.params[xParam]!;
     if (spec.type !== 'number') continue;
     const others = varying.filter((p) => p !== xParam);
     const xValues = [...new Set(aggs.map((a) => a.params[xParam] as number))].sort((a, b) => a - b);
+    const constant: string[] = [];
     for (const [metric, mspec] of Object.entries(info.metrics)) {
+      const means = aggs.flatMap((a) => (a.metrics[metric] === undefined ? [] : [a.metrics[metric]!.mean]));
+      if (means.length > 0 && means.every((m) => m === means[0])) {
+        constant.push(`${metric} = ${fmt(means[0]!)}`);
+        continue;
+      }
       const lines = new Map<string, Aggregate[]>();
       for (const a of aggs) {
         if (a.metrics[metric] === undefined) continue;
@@ -83,8 +90,9 @@ function metricCharts(rs: ResultSet, experiment: string): ChartGroup {
         })),
       });
     }
+    if (constant.length > 0) notes.push(`Not drawn against ${xParam}, the same in every run: ${constant.join(', ')}.`);
   }
-  return { experiment, heading: `${experiment}: metrics against swept parameters`, charts, notes: [] };
+  return { experiment, heading: `${experiment}: metrics against swept parameters`, charts, notes };
 }
 
 function isDistribution(name: string, c: Curve): boolean {
@@ -121,11 +129,13 @@ function curveCharts(rs: ResultSet, experiment: string): ChartGroup {
     const xMin = Math.min(...xs);
     const xMax = Math.max(...xs);
     const dist = isDistribution(name, first);
+    const xName = first.xLabel ?? (dist ? 'value' : TIME_UNITS.has(first.xUnit) ? 'virtual time' : '');
+    const yName = first.yLabel ?? (dist ? 'fraction of samples <= value' : '');
     charts.push({
       id: `${experiment}.curve.${name}`,
       title: `${experiment}: ${name.replace(/_/g, ' ')}`,
-      xLabel: first.xUnit,
-      yLabel: first.yUnit,
+      xLabel: axisTitle(xName, first.xUnit),
+      yLabel: axisTitle(yName, dist && first.yUnit === 'fraction' ? '' : first.yUnit),
       xLog: dist && xMin > 0 && xMax / xMin >= 1000,
       yRange: dist ? [0, 1] : undefined,
       step: dist,
@@ -137,4 +147,11 @@ function curveCharts(rs: ResultSet, experiment: string): ChartGroup {
     });
   }
   return { experiment, heading: `${experiment}: curves`, charts, notes };
+}
+
+const TIME_UNITS = new Set(['ns', 'us', 'ms', 's']);
+
+function axisTitle(name: string, unit: string): string {
+  if (name === '') return unit;
+  return unit === '' ? name : `${name} (${unit})`;
 }

@@ -34,12 +34,15 @@ export interface MetricSpec {
   tolerance: Tolerance;
 }
 
-/** A named curve for reports: x and y with their units. */
+/** A named curve for reports: x and y with their units (and, optionally, what the axes measure). */
 export interface Curve {
   x: number[];
   y: number[];
   xUnit: string;
   yUnit: string;
+  /** Axis titles for the chart, e.g. 'virtual time', 'allocation latency'; units are added. */
+  xLabel?: string;
+  yLabel?: string;
 }
 
 export interface ExperimentResult {

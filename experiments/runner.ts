@@ -88,7 +88,8 @@ export function thinCurves(curves: Record<string, Curve>): Record<string, Curve>
 
 function thin(c: Curve): Curve {
   const n = c.x.length;
-  if (n <= MAX_CURVE_POINTS) return { x: [...c.x], y: [...c.y], xUnit: c.xUnit, yUnit: c.yUnit };
+  const labels = { ...(c.xLabel === undefined ? {} : { xLabel: c.xLabel }), ...(c.yLabel === undefined ? {} : { yLabel: c.yLabel }) };
+  if (n <= MAX_CURVE_POINTS) return { x: [...c.x], y: [...c.y], xUnit: c.xUnit, yUnit: c.yUnit, ...labels };
   const x: number[] = [];
   const y: number[] = [];
   for (let i = 0; i < MAX_CURVE_POINTS; i++) {
@@ -96,7 +97,7 @@ function thin(c: Curve): Curve {
     x.push(c.x[j]!);
     y.push(c.y[j]!);
   }
-  return { x, y, xUnit: c.xUnit, yUnit: c.yUnit };
+  return { x, y, xUnit: c.xUnit, yUnit: c.yUnit, ...labels };
 }
 
 /** The first n-1 lines and the last one (a SimError ends with its seed and time). */

@@ -21,6 +21,10 @@ export interface ExperimentSummary {
   runs: number;
   failed: { label: string; error: string }[];
   table: Table;
+  /** One row per metric (a single parameter set) rather than one row per parameter set. */
+  vertical: boolean;
+  /** Index of the first metric column (wide tables). */
+  firstMetricColumn: number;
 }
 
 export function cell(m: MetricAggregate | undefined): string {
@@ -62,6 +66,8 @@ export function summarize(rs: ResultSet): ExperimentSummary[] {
         error: r.error!,
       })),
       table,
+      vertical: aggs.length === 1,
+      firstMetricColumn: aggs.length === 1 ? 1 : varying.length + 1,
     };
   });
 }

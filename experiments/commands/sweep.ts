@@ -111,11 +111,16 @@ function checkManifest(dir: string, spec: SweepSpec, shard: Shard | null): void 
   }
 }
 
+/** Metric columns shown on the console; summary.md and report.html have them all. */
+const CONSOLE_METRICS = 4;
+
 export function printSummary(rs: ResultSet): void {
   for (const s of summarize(rs)) {
     out(`\n${s.experiment}${s.fixed === '' ? '' : ` (${s.fixed})`}`);
-    const keep = (_: string, i: number) => s.table.header[i] !== 'description';
+    const metricCols = s.table.header.length - s.firstMetricColumn;
+    const keep = (_: string, i: number) => s.table.header[i] !== 'description' && (s.vertical || i < s.firstMetricColumn + CONSOLE_METRICS);
     out(textTable(s.table.header.filter(keep), s.table.rows.map((r) => r.filter(keep))));
+    if (!s.vertical && metricCols > CONSOLE_METRICS) out(`(${metricCols - CONSOLE_METRICS} more metrics in summary.md)`);
   }
 }
 

@@ -61,10 +61,12 @@ describe('report.html in headless Chromium', () => {
     }));
     expect(errors).toEqual([]);
 
-    // 5 metrics x 2 numeric swept parameters, plus the fixture's 2 curves.
+    // 4 varying metrics x 2 numeric swept parameters, plus the fixture's 2 curves; customers_served
+    // is the same in every run, so it is named in a note rather than drawn as a flat line.
     expect(charts.map((c) => c.id)).toContain('mm-queue.mean_wait_ms.vs.servers');
     expect(charts.map((c) => c.id)).toContain('mm-queue.curve.wait_cdf');
-    expect(charts).toHaveLength(12);
+    expect(charts).toHaveLength(10);
+    expect(await page.textContent('body')).toContain('Not drawn against servers, the same in every run: customers_served = 300.');
     for (const c of charts) {
       expect(c.width, c.id).toBeGreaterThan(300);
       expect(c.title, c.id).not.toBe('');
@@ -83,7 +85,9 @@ describe('report.html in headless Chromium', () => {
     expect(byServers.points).toBe(6);
 
     const cdf = charts.find((c) => c.id === 'mm-queue.curve.wait_cdf')!;
-    expect(cdf.axisLabels).toEqual(['ms', 'fraction']);
+    expect(cdf.axisLabels).toEqual(['value (ms)', 'fraction of samples <= value']);
+    const queue = charts.find((c) => c.id === 'mm-queue.curve.queue_length')!;
+    expect(queue.axisLabels).toEqual(['virtual time (ms)', 'customers']);
     expect(cdf.legend).toHaveLength(12);
     expect(cdf.legend[0]).toBe('servers=1, arrival_per_ms=0.5, seed 1');
 
