@@ -108,8 +108,16 @@ describe('span tree of two vCPUs contending on a spinlock, then a TDX try-lock',
 });
 
 describe('trace structure across actors', () => {
+  const OTEL_ENV = {
+    OTEL_TRACES_SAMPLER: 'always_off',
+    OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT: '2',
+    OTEL_SPAN_EVENT_COUNT_LIMIT: '0',
+    OTEL_SERVICE_NAME: 'other',
+    OTEL_RESOURCE_ATTRIBUTES: 'host.name=somewhere',
+  };
+
   afterEach(() => {
-    delete process.env.OTEL_TRACES_SAMPLER;
+    for (const key of Object.keys(OTEL_ENV)) delete process.env[key];
   });
 
   /** A guest op exits to KVM, whose handler links back to it. */
@@ -178,11 +186,13 @@ describe('trace structure across actors', () => {
     }]);
   });
 
-  it('sampling stays on whatever OTEL_TRACES_SAMPLER says', async () => {
-    process.env.OTEL_TRACES_SAMPLER = 'always_off';
-    const { summary, otlp } = await tracedContention(1, { level: 'lock' });
-    expect(summary.spans).toBe(9);
-    expect(flattenOtlp(otlp)).toHaveLength(9);
+  it('OTEL_* settings cannot change a trace: sampling stays on, limits and resources stay ours', async () => {
+    const plain = await tracedContention(1, { level: 'lock' });
+    Object.assign(process.env, OTEL_ENV);
+    const withEnv = await tracedContention(1, { level: 'lock' });
+    expect(withEnv.summary.spans).toBe(9);
+    expect(withEnv.otlp.equals(plain.otlp)).toBe(true);
+    expect(withEnv.jaeger).toBe(plain.jaeger);
   });
 
   it('an error passed to finish() is an exception event with status ERROR on the failing process\'s span and the root', async () => {
