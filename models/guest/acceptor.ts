@@ -47,8 +47,8 @@ export class BackgroundAcceptor {
     const id = sim.opBegin('kacceptd', { index });
     for (;;) {
       if (k.stopping) break;
-      const zone = [...k.allocator.zones].reverse().find((z) => z.unaccepted_pages.length > 0);
-      if (zone === undefined) break;
+      const zone = k.allocator.highestZoneWithUnaccepted();
+      if (zone === null) break;
       if (yield* k.allocator.try_to_accept_memory_one(zone, 'background')) k.metrics.backgroundBlocks++;
       if (this.config.paceNs > 0) yield sim.sleep(this.config.paceNs);
     }

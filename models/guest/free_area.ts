@@ -23,9 +23,9 @@ export class FreeArea {
   }
 
   add(pfn: number, order: number, pageUnaccepted = false): void {
-    assert(pfn % (1 << order) === 0, 'a free block must be aligned to its order', { pfn, order });
+    if (pfn % (1 << order) !== 0) assert(false, 'a free block must be aligned to its order', { pfn, order });
     const list = this.lists[order]!;
-    assert(!list.has(pfn), 'block already on its free list', { pfn, order });
+    if (list.has(pfn)) assert(false, 'block already on its free list', { pfn, order });
     list.add(pfn);
     this.nr_free[order]!++;
     this.freePages += 1 << order;
@@ -35,7 +35,7 @@ export class FreeArea {
   /** Removes a block; returns whether it carried PageUnaccepted. */
   remove(pfn: number, order: number): boolean {
     const removed = this.lists[order]!.delete(pfn);
-    assert(removed, 'block not on its free list', { pfn, order });
+    if (!removed) assert(false, 'block not on its free list', { pfn, order });
     this.nr_free[order]!--;
     this.freePages -= 1 << order;
     return this.unaccepted.delete(pfn);

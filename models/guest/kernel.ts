@@ -97,13 +97,16 @@ export class GuestKernel {
   readonly costs: GuestCosts;
   /** Set at shutdown: idle and acceptor threads finish. */
   stopping = false;
+  /**
+   * Guest DRAM bandwidth (the host's memory, shared with the host's clears and zeroing), for the
+   * guest's own page clearing; null: each CPU clears at its own rate with no shared limit.
+   */
+  memory: Bandwidth | null = null;
 
   constructor(
     readonly sim: Sim,
     readonly config: GuestConfig,
     makePlatform: PlatformFactory,
-    /** Guest DRAM bandwidth (the host's memory), shared with the host's clears; null: touch at the CPU's clear rate only. */
-    readonly memory: Bandwidth | null = null,
   ) {
     assert(Number.isInteger(config.vcpus) && config.vcpus >= 1, 'vcpus must be a positive integer', config.vcpus);
     this.costs = config.costs;

@@ -66,18 +66,22 @@ export class PageAllocator {
     readonly options: PageAllocatorOptions,
   ) {
     this.zones = zones;
+    this.zonelist = [...zones].reverse();
     this.pgdat_resize_lock = new Spinlock(sim, 'pgdat_resize_lock');
   }
 
   zoneOf(pfn: number): Zone {
-    const z = this.zones.find((zone) => zone.contains(pfn));
-    assert(z !== undefined, 'pfn outside every zone', pfn);
-    return z;
+    for (const z of this.zones) if (z.contains(pfn)) return z;
+    assert(false, 'pfn outside every zone', pfn);
   }
 
   /** The zonelist of GFP_KERNEL / GFP_HIGHUSER_MOVABLE: highest zone first. */
-  get zonelist(): Zone[] {
-    return [...this.zones].reverse();
+  readonly zonelist: Zone[];
+
+  /** The highest zone with blocks on unaccepted_pages, or null. */
+  highestZoneWithUnaccepted(): Zone | null {
+    for (const z of this.zonelist) if (z.unaccepted_pages.length > 0) return z;
+    return null;
   }
 
   // ---- Freeing memory into the allocator at boot ---------------------------------------------
@@ -157,9 +161,7 @@ export class PageAllocator {
     zone.NR_FREE_PAGES -= MAX_ORDER_NR_PAGES;
     zone.NR_UNACCEPTED -= MAX_ORDER_NR_PAGES;
     zone.lock.release({ irqrestore: true });
-    const id = this.sim.opBegin('accept_memory', { start: hex(addrOf(pfn)), size: MAX_ORDER_BYTES, cause });
     yield* this.unaccepted.accept_memory(addrOf(pfn), MAX_ORDER_BYTES, cause);
-    this.sim.opEnd(id);
     yield* this.__free_pages_ok(zone, pfn, MAX_PAGE_ORDER);
     return true;
   }
@@ -174,7 +176,7 @@ export class PageAllocator {
     if (wmark === 0) {
       // Watermarks have not been initialised yet: accept one MAX_ORDER block to ensure progress.
       if (!this.options.wmarkZeroFix) return false;
-      const id = this.sim.opBegin('cond_accept_memory', { zone: zone.name, wmark: 0 });
+      const id = this.sim.observer === null ? 0 : this.sim.opBegin('cond_accept_memory', { zone: zone.name, wmark: 0 });
       const accepted = yield* this.try_to_accept_memory_one(zone, 'wmark_zero');
       if (accepted) this.metrics.wmarkZeroBlocks++;
       this.sim.opEnd(id);
@@ -182,7 +184,7 @@ export class PageAllocator {
     }
     let to_accept = wmark - (zone.NR_FREE_PAGES - this.unusableFree(order) - zone.NR_UNACCEPTED);
     if (to_accept <= 0) return false;
-    const id = this.sim.opBegin('cond_accept_memory', { zone: zone.name, to_accept });
+    const id = this.sim.observer === null ? 0 : this.sim.opBegin('cond_accept_memory', { zone: zone.name, to_accept });
     let ret = false;
     while (to_accept > 0) {
       if (!(yield* this.try_to_accept_memory_one(zone, 'cond_accept_memory'))) break;
@@ -356,7 +358,7 @@ export class PageAllocator {
     for (let i = out.length - 2; left > 0; i -= 2) {
       const pfn = out[i]!;
       const count = out[i + 1]!;
-      assert(this.ledger.isAccepted(addrOf(pfn), addrOf(pfn + count)), 'an allocation returned unaccepted memory', { pfn: hex(addrOf(pfn)), count, t: this.sim.now });
+      if (!this.ledger.isAccepted(addrOf(pfn), addrOf(pfn + count))) assert(false, 'an allocation returned unaccepted memory', { pfn: hex(addrOf(pfn)), count, t: this.sim.now });
       left -= count;
     }
   }

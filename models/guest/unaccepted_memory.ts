@@ -70,8 +70,12 @@ export class UnacceptedMemory {
   *accept_memory(start: number, size: number, cause: AcceptCause): Proc<void> {
     const range = this.unitRange(start, size);
     if (range === null) return;
+    const sim = this.sim;
+    // Attributes are built only when a trace observer is attached (the hot path stays cheap).
+    const id = sim.observer === null ? 0 : sim.opBegin('accept_memory', { start: hex(start), size, cause, lock: this.mode });
     if (this.mode === 'held') yield* this.acceptHeld(range, cause);
     else yield* this.acceptDropped(range, cause);
+    sim.opEnd(id);
   }
 
   /** v6.5 / seed era: one lock hold for the whole range, arch_accept_memory() included. */
@@ -96,8 +100,8 @@ export class UnacceptedMemory {
     for (;;) {
       yield lock.acquire({ irqsave: true });
       yield sim.compute(this.costs.acceptBookkeepingNs);
-      const busy = this.accepting_list.find((e) => e.end > range.start && e.start < range.end);
-      if (busy === undefined) break;
+      const busy = this.overlapping(range);
+      if (busy === null) break;
       lock.release({ irqrestore: true });
       yield* this.spinUntilDone(busy);
     }
@@ -108,6 +112,12 @@ export class UnacceptedMemory {
     entry.done.succeed();
     sim.touchSoftlockupWatchdog();
     lock.release({ irqrestore: true });
+  }
+
+  /** An accepting_list entry sharing a unit with `range` (unit granularity, as the kernel checks). */
+  private overlapping(range: { start: number; end: number }): AcceptRange | null {
+    for (const e of this.accepting_list) if (e.end > range.start && e.start < range.end) return e;
+    return null;
   }
 
   /**
@@ -136,11 +146,11 @@ export class UnacceptedMemory {
       const physStart = t.unitAddr(run.start);
       const physEnd = t.unitAddr(run.end);
       if (dropLock) lock.release();
-      const id = this.sim.opBegin('arch_accept_memory', { start: hex(physStart), end: hex(physEnd) });
+      const id = this.sim.observer === null ? 0 : this.sim.opBegin('arch_accept_memory', { start: hex(physStart), end: hex(physEnd) });
       yield* this.arch.accept(physStart, physEnd, 'runtime', cause);
       this.sim.opEnd(id);
       if (dropLock) yield lock.acquire();
-      assert(t.find_next_zero_bit(run.start, run.end) === run.end, 'bits of a range being accepted changed under accepting_list', { start: run.start, end: run.end });
+      if (t.find_next_zero_bit(run.start, run.end) !== run.end) assert(false, 'bits of a range being accepted changed under accepting_list', { start: run.start, end: run.end });
       t.bitmap_clear(run.start, run.end - run.start);
       from = run.end;
     }

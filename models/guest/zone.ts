@@ -116,8 +116,8 @@ export class Zone {
   /** Asserts the vmstat counters agree with the lists. */
   checkCounters(): void {
     const listPages = this.unaccepted_pages.length * MAX_ORDER_NR_PAGES;
-    assert(this.NR_UNACCEPTED === listPages, 'NR_UNACCEPTED disagrees with zone->unaccepted_pages', { zone: this.name, NR_UNACCEPTED: this.NR_UNACCEPTED, listPages });
-    assert(this.NR_FREE_PAGES === this.free_area.freePages + listPages, 'NR_FREE_PAGES disagrees with the free lists', { zone: this.name, NR_FREE_PAGES: this.NR_FREE_PAGES, buddy: this.free_area.freePages, listPages });
+    if (this.NR_UNACCEPTED !== listPages) assert(false, 'NR_UNACCEPTED disagrees with zone->unaccepted_pages', { zone: this.name, NR_UNACCEPTED: this.NR_UNACCEPTED, listPages });
+    if (this.NR_FREE_PAGES !== this.free_area.freePages + listPages) assert(false, 'NR_FREE_PAGES disagrees with the free lists', { zone: this.name, NR_FREE_PAGES: this.NR_FREE_PAGES, buddy: this.free_area.freePages, listPages });
   }
 
   describe(): string {
