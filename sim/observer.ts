@@ -9,7 +9,7 @@ export type LockMode = 'exclusive' | 'shared';
 /** What a lock looks like to an observer. */
 export interface ObservedLock {
   readonly name: string;
-  readonly kind: 'spinlock' | 'mutex' | 'rwlock' | 'trylock';
+  readonly kind: 'spinlock' | 'mutex' | 'rwlock' | 'trylock' | 'semaphore';
 }
 
 /**
@@ -31,5 +31,7 @@ export interface SimObserver {
   lockAcquire(p: Process<any>, lock: ObservedLock, mode: LockMode, waitedNs: number): void;
   lockRelease(p: Process<any>, lock: ObservedLock, mode: LockMode, heldNs: number): void;
   lockBusy(p: Process<any> | null, lock: ObservedLock, mode: LockMode, answer: string): void;
+  /** p's wait (for a lock, an event, a sleep) was cancelled by an interrupt at the current time. */
+  waitCancelled?(p: Process<any>): void;
   instant(p: Process<any> | null, name: string, attrs: Attrs | undefined): void;
 }

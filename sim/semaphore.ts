@@ -2,12 +2,14 @@ import type { Sim } from './sim.ts';
 import { CONTINUE, SUSPEND, type Blocker, type Process, type Yield } from './process.ts';
 import { LockStats } from './lock_stats.ts';
 import { assert } from './assert.ts';
+import type { ObservedLock } from './observer.ts';
 
 /**
  * A counting resource with `capacity` units, FIFO waiters that sleep (a pool of host worker
  * threads, the servers of an M/M/c queue). Keeps the same statistics as a lock.
  */
-export class Semaphore implements Blocker {
+export class Semaphore implements Blocker, ObservedLock {
+  readonly kind = 'semaphore' as const;
   inUse = 0;
   private readonly waiters: Process<any>[] = [];
   private readonly holders = new Map<Process<any>, number>();
@@ -34,6 +36,7 @@ export class Semaphore implements Blocker {
       return CONTINUE;
     }
     this.stats.contended++;
+    if (sim.observer !== null) sim.observer.lockWait(p, this, 'shared', this.holderNames());
     sim.block(this);
     this.waiters.push(p);
     return SUSPEND;
@@ -46,6 +49,7 @@ export class Semaphore implements Blocker {
     assert(since !== undefined, 'semaphore released by a process that holds no unit', this);
     this.holders.delete(p);
     this.stats.hold.record(sim.now - since);
+    if (sim.observer !== null) sim.observer.lockRelease(p, this, 'shared', sim.now - since);
     this.account();
     this.inUse--;
     if (this.waiters.length > 0) {
@@ -67,6 +71,7 @@ export class Semaphore implements Blocker {
     this.holders.set(p, this.sim.now);
     this.stats.acquisitions++;
     this.stats.wait.record(waited);
+    if (this.sim.observer !== null) this.sim.observer.lockAcquire(p, this, 'shared', waited);
   }
 
   private account(): void {

@@ -372,6 +372,7 @@ export class Sim {
     assert(p !== this.current, 'a process cannot interrupt itself', p);
     if (p.blockedOn !== null) p.blockedOn.cancelWait(p);
     if (p.cpu !== null) p.cpu.cancelFor(p);
+    if (this.observer !== null) this.observer.waitCancelled?.(p);
     p.blockedOn = null;
     p.wakeGen++;
     p.pendingThrow = new Interrupt(reason);

@@ -193,6 +193,11 @@ export class TraceObserver implements SimObserver {
 
   lockRelease(): void {}
 
+  waitCancelled(p: Process<any>): void {
+    const actor = this.actors.get(p);
+    if (actor !== undefined) this.settleWait(actor, 'interrupted');
+  }
+
   lockBusy(p: Process<any> | null, lock: ObservedLock, mode: LockMode, answer: string): void {
     const actor = this.actorOf(p);
     this.settleWait(actor, 'interrupted');
