@@ -1,0 +1,79 @@
+import { Bandwidth, type Proc, type Sim } from '../../sim/index.ts';
+import { assert } from '../../sim/assert.ts';
+import { HostCpus } from './host_cpus.ts';
+
+/** The host machine under a confidential guest: its CPUs and its memory bandwidth. */
+export interface HostConfig {
+  /**
+   * Host CPUs available to the guest's vCPU threads for exit handling. Default: one per vCPU
+   * (vCPU threads pinned to their own CPUs, nothing else running).
+   */
+  hostCpus?: number;
+  /**
+   * Socket memory bandwidth, bytes/s, shared by every clear and zero (processor sharing).
+   * domain.md (parameter table, "memory-bandwidth-bound accept rate"): "100-300 GB/s DDR5
+   * socket"; default the middle, 200 GB/s.
+   */
+  memoryBandwidthBytesPerSec?: number;
+  /**
+   * What one host CPU clears, bytes/s (clear_highpage() of guest_memfd pages on first use).
+   * domain.md (parameter table, "page zeroing (host, per CPU)"): 12.9 GB/s for 2M pages,
+   * baseline kernel (Ankur Arora, clear_pages v8, AMD Milan demand faults).
+   */
+  clearBytesPerSec?: number;
+}
+
+export const HOST_DEFAULTS = {
+  memoryBandwidthBytesPerSec: 200e9,
+  clearBytesPerSec: 12.9e9,
+} as const;
+
+export const PAGE_SIZE = 4096;
+
+/**
+ * A memory-writing rate expressed the way the engine can reproduce exactly: whole ns per 4 KiB.
+ * A transfer of n pages at this rate takes exactly n times the per-page time when uncontended,
+ * which is what lets the aggregated and per-page paths agree to the nanosecond.
+ */
+export class WriteRate {
+  readonly nsPer4K: number;
+  readonly bytesPerSec: number;
+  constructor(bytesPerSec: number) {
+    assert(bytesPerSec > 0 && bytesPerSec < Infinity, 'a write rate must be positive and finite', bytesPerSec);
+    this.nsPer4K = Math.max(1, Math.round((PAGE_SIZE / bytesPerSec) * 1e9));
+    this.bytesPerSec = (PAGE_SIZE * 1e9) / this.nsPer4K;
+  }
+}
+
+export class Host {
+  readonly cpus: HostCpus;
+  readonly memory: Bandwidth;
+  readonly clearRate: WriteRate;
+  /** Bytes cleared by the host (guest_memfd first use). */
+  bytesCleared = 0;
+
+  constructor(
+    readonly sim: Sim,
+    vcpus: number,
+    config: HostConfig = {},
+  ) {
+    const hostCpus = config.hostCpus ?? vcpus;
+    const bandwidth = config.memoryBandwidthBytesPerSec ?? HOST_DEFAULTS.memoryBandwidthBytesPerSec;
+    assert(bandwidth > 0 && bandwidth < Infinity, 'memoryBandwidthBytesPerSec must be positive and finite', bandwidth);
+    this.cpus = new HostCpus(sim, hostCpus);
+    this.memory = new Bandwidth(sim, 'host_memory', bandwidth);
+    this.clearRate = new WriteRate(config.clearBytesPerSec ?? HOST_DEFAULTS.clearBytesPerSec);
+  }
+
+  /** clear_highpage() of `bytes` on the calling CPU, sharing the socket's bandwidth. */
+  *clearPages(bytes: number): Proc<void> {
+    this.bytesCleared += bytes;
+    yield* this.write(bytes, this.clearRate);
+  }
+
+  /** Writes `bytes` at one CPU's `rate`, through the shared memory bandwidth. */
+  *write(bytes: number, rate: WriteRate): Proc<void> {
+    if (bytes === 0) return;
+    yield this.memory.transfer(bytes, rate.bytesPerSec);
+  }
+}

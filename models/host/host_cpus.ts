@@ -1,0 +1,73 @@
+import { LockStats, type Proc, type Sim, type SimEvent } from '../../sim/index.ts';
+import { assert } from '../../sim/assert.ts';
+
+/**
+ * The host CPUs that run vCPU threads while they are out of the guest: KVM's exit handling,
+ * SEAMCALLs, host page clearing. A vCPU taking an exit needs one; with fewer host CPUs than
+ * vCPUs in exits at once, exits queue for them (FIFO) and the waiting vCPU stays stalled.
+ * Guest-mode execution is the guest model's CPUs and is not charged here.
+ */
+export class HostCpus {
+  inUse = 0;
+  readonly stats: LockStats;
+  private readonly waiters: { since: number; granted: SimEvent<void> }[] = [];
+  private busyArea = 0;
+  private since = 0;
+
+  constructor(
+    readonly sim: Sim,
+    readonly capacity: number,
+  ) {
+    assert(Number.isSafeInteger(capacity) && capacity > 0, 'hostCpus must be a positive integer', capacity);
+    this.stats = new LockStats('host_cpus');
+  }
+
+  /** Takes a host CPU for the calling vCPU thread, stalling it while none is free. */
+  *acquire(): Proc<void> {
+    const sim = this.sim;
+    if (this.inUse < this.capacity && this.waiters.length === 0) {
+      this.grant(0);
+      return;
+    }
+    this.stats.contended++;
+    const granted = sim.event('host cpu');
+    this.waiters.push({ since: sim.now, granted });
+    yield sim.stall(granted);
+  }
+
+  release(): void {
+    assert(this.inUse > 0, 'host CPU released while none is in use', this.inUse);
+    this.account();
+    this.inUse--;
+    if (this.waiters.length > 0) {
+      const w = this.waiters.shift()!;
+      this.grant(this.sim.now - w.since);
+      w.granted.succeed();
+    }
+  }
+
+  /** Mean fraction of host CPUs busy with exits over [0, now]. */
+  utilisation(): number {
+    this.account();
+    return this.sim.now === 0 ? 0 : this.busyArea / (this.sim.now * this.capacity);
+  }
+
+  /** Host CPU time spent in exits so far, ns. */
+  busyNs(): number {
+    this.account();
+    return this.busyArea;
+  }
+
+  private grant(waited: number): void {
+    this.account();
+    this.inUse++;
+    this.stats.acquisitions++;
+    this.stats.wait.record(waited);
+  }
+
+  private account(): void {
+    const now = this.sim.now;
+    this.busyArea += this.inUse * (now - this.since);
+    this.since = now;
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * Costs of KVM's own work on the exit paths, in ns. Each default cites the domain.md row it
+ * comes from; where domain.md has no row of its own, the value is a share of a row that
+ * bounds it, marked ESTIMATE with the reasoning.
+ */
+export interface KvmCosts {
+  /**
+   * kvm_mmu_page_fault() for a private GPA, without SEAMCALLs/RMPUPDATE and without clearing:
+   * TDP MMU walk, SPTE freeze/set, guest_memfd lookup and folio allocation.
+   * domain.md ("normal-VM lightweight exit round trip", ESTIMATE 0.5-2 us) bounds a whole
+   * exit including its fault handling; ESTIMATE 150 ns of it for the fault path, with the TD
+   * exit and entry (models/tdx/tdx_costs.ts) taking the rest of the 0.5 us low end.
+   */
+  faultNs: number;
+  /**
+   * An idle vCPU's timer tick: KVM's HLT emulation, kvm_vcpu_halt(), the hrtimer expiry and
+   * the wake-up of the halted vCPU thread, without the exit/entry transitions.
+   * ESTIMATE 1 us: domain.md's "#VE->TDVMCALL->KVM CPUID 3.85 us" minus the in-module
+   * round trip 0.65 us bounds a TDVMCALL exit to KVM at ~3.2 us; halting and waking adds a
+   * schedule-out/in of the vCPU thread (order 1 us).
+   */
+  hltNs: number;
+  /**
+   * An exit to the VMM in userspace (KVM_EXIT_HYPERCALL with KVM_HC_MAP_GPA_RANGE and the
+   * ioctl return). domain.md ("exit to VMM userspace", ESTIMATE 5-20 us): low end, 5 us.
+   */
+  userspaceExitNs: number;
+  /**
+   * KVM_SET_MEMORY_ATTRIBUTES for a range that is already private: kvm_vm_set_mem_attributes()
+   * takes kvm->slots_lock and returns after kvm_range_has_memory_attributes() finds nothing to
+   * change. domain.md ("KVM_SET_MEMORY_ATTRIBUTES + punch-hole per conversion", ESTIMATE
+   * 10-100 us per call): low end, 10 us, held under slots_lock.
+   */
+  setMemoryAttributesNs: number;
+}
+
+export const KVM_COSTS: KvmCosts = {
+  faultNs: 150,
+  hltNs: 1_000,
+  userspaceExitNs: 5_000,
+  setMemoryAttributesNs: 10_000,
+};

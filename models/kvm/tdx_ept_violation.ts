@@ -1,0 +1,122 @@
+import { type Proc, type Sim } from '../../sim/index.ts';
+import { assert } from '../../sim/assert.ts';
+import { stallFor } from '../host/stall.ts';
+import type { Host } from '../host/host.ts';
+import { TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, hex, tdxOperandBusy, tdxStatusName, type TdxPageLevel } from '../tdx/arch.ts';
+import { PAGES_PER_2M, Region } from '../tdx/secure_ept.ts';
+import type { SeptPageKind, TdxModule } from '../tdx/tdx_module.ts';
+import type { GuestMemfd } from './guest_memfd.ts';
+import type { Kvm } from './kvm.ts';
+
+/**
+ * How KVM maps TD private memory in the Secure EPT:
+ * - '4k': upstream KVM (tdx_sept_set_private_spte(): KVM_BUG_ON(level != PG_LEVEL_4K)), so a
+ *   2M ACCEPT of an unmapped range gets a PT page and a 4K leaf, then TDX_PAGE_SIZE_MISMATCH;
+ * - '2m': the unmerged "KVM: TDX huge page support" series: KVM maps at most at the guest's
+ *   ACCEPT level, so a 2M ACCEPT of an unmapped 2M range gets a 2M leaf (2 MiB folios).
+ */
+export type SeptMapping = '4k' | '2m';
+
+/** What the EPT-violation path needs from the TD's host side. */
+export interface TdxHostSide {
+  readonly sim: Sim;
+  readonly host: Host;
+  readonly kvm: Kvm;
+  readonly module: TdxModule;
+  readonly gmem: GuestMemfd;
+  readonly sept: SeptMapping;
+}
+
+/**
+ * One EPT-violation TD exit caused by TDG.MEM.PAGE.ACCEPT on the calling vCPU, until the vCPU
+ * is back in the guest: TD exit, tdx_handle_ept_violation() -> kvm_mmu_page_fault() (guest_memfd
+ * folio on first use, cleared), mmu_lock for read, TDH.MEM.SEPT.ADD for missing S-EPT pages,
+ * TDH.MEM.PAGE.AUG, read_unlock, TDH.VP.ENTER. A BUSY SEAMCALL makes the fault RET_PF_RETRY:
+ * KVM retries locally or re-enters the guest (Kvm.retry). Returns after the re-entry.
+ */
+export function* tdx_ept_violation_exit(side: TdxHostSide, gpa: number, acceptLevel: TdxPageLevel, link: number): Proc<void> {
+  const { sim, host, kvm, module } = side;
+  const start = sim.now;
+  yield* host.cpus.acquire();
+  const traced = sim.observer !== null;
+  const id = traced ? sim.opBegin('tdx_handle_ept_violation', { gpa: hex(gpa), 'accept.level': acceptLevel }, link, 'kvm') : 0;
+  let pendingNs = module.costs.tdExitNs;
+  for (;;) {
+    pendingNs += kvm.costs.faultNs;
+    yield stallFor(sim, pendingNs);
+    pendingNs = 0;
+    const status = yield* tdx_private_fault(side, gpa, acceptLevel);
+    pendingNs = status === KVM_SPTE_FROZEN ? 0 : module.seamcallHalfNs;
+    if (status === TDX_SUCCESS) break;
+    // tdx_mem_page_aug()/tdx_sept_link_private_spt(): BUSY is -EBUSY -> RET_PF_RETRY, as is a
+    // frozen SPTE; any other error is KVM_BUG_ON() in KVM, a bug in this model.
+    if (status !== KVM_SPTE_FROZEN && !tdxOperandBusy(status)) assert(false, `KVM_BUG_ON: SEAMCALL failed with ${tdxStatusName(status)}`, hex(status));
+    kvm.retries++;
+    if (traced) sim.instant('RET_PF_RETRY', { gpa: hex(gpa), status: hex(status), retry: kvm.retry });
+    if (kvm.retry === 'reenter') break;
+  }
+  yield stallFor(sim, pendingNs + module.costs.tdEntryNs);
+  host.cpus.release();
+  kvm.exits.record('EPT_VIOLATION', sim.now - start);
+  if (traced) sim.opEnd(id);
+}
+
+/**
+ * Not a TDX status: an upper-level mirror SPTE was frozen by another vCPU's fault in flight
+ * (its TDH.MEM.SEPT.ADD running), so tdp_mmu_link_sp() fails and the fault is RET_PF_RETRY.
+ */
+export const KVM_SPTE_FROZEN = -2n;
+
+const UPPER: readonly SeptPageKind[] = ['pdpt', 'pd', 'pt'];
+
+/**
+ * The private-fault part of kvm_tdp_mmu_page_fault() for a TD: guest_memfd, then under
+ * mmu_lock (read) the missing S-EPT pages top-down and the leaf. The state is read again before
+ * each step, since other vCPUs fault concurrently. Returns the first failing SEAMCALL's status,
+ * KVM_SPTE_FROZEN, or TDX_SUCCESS; one SEAMCALL exit transition is left for the caller.
+ */
+function* tdx_private_fault(side: TdxHostSide, gpa: number, acceptLevel: TdxPageLevel): Proc<bigint> {
+  const { sim, kvm, module, gmem } = side;
+  const sept = module.sept;
+  const page = gpa / 4096;
+  const region = sept.region(page);
+  const level = mappingLevel(side, region, acceptLevel);
+  if (level === TDX_PS_4K) {
+    yield* gmem.kvm_gmem_get_pfn(page);
+  } else {
+    const bytes = gmem.allocate(region * PAGES_PER_2M, PAGES_PER_2M);
+    if (bytes > 0) yield* side.host.clearPages(bytes);
+  }
+  yield* kvm.mmuLock.acquire('shared');
+  let status = TDX_SUCCESS;
+  let outNs = 0;
+  for (const kind of UPPER) {
+    if (!module.septPageMissing(region, kind, level)) continue;
+    if (outNs > 0) yield stallFor(sim, outNs), (outNs = 0);
+    if (!module.septPageMissing(region, kind, level)) continue;
+    if (module.septPageFrozen(region, kind)) {
+      status = KVM_SPTE_FROZEN;
+      break;
+    }
+    module.freezeSeptPage(region, kind);
+    status = yield* module.tdh_mem_sept_add(region, kind, 0);
+    module.thawSeptPage(region, kind);
+    outNs = module.seamcallHalfNs;
+    if (status !== TDX_SUCCESS) break;
+  }
+  if (status === TDX_SUCCESS) {
+    if (outNs > 0) yield stallFor(sim, outNs);
+    const leafGpa = level === TDX_PS_4K ? gpa : region * PAGES_PER_2M * 4096;
+    status = yield* module.tdh_mem_page_aug(leafGpa, level, 0);
+  } else if (status === KVM_SPTE_FROZEN && outNs > 0) {
+    yield stallFor(sim, outNs);
+  }
+  kvm.mmuLock.release('shared');
+  return status;
+}
+
+/** The S-EPT level KVM maps a faulting GPA at (see SeptMapping). */
+export function mappingLevel(side: TdxHostSide, region: number, acceptLevel: TdxPageLevel): TdxPageLevel {
+  if (side.sept === '2m' && acceptLevel === TDX_PS_2M && side.module.sept.regionState(region) === Region.Free) return TDX_PS_2M;
+  return TDX_PS_4K;
+}

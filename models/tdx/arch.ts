@@ -1,0 +1,87 @@
+/**
+ * TDX architectural definitions: leaf numbers, status codes, operand ids and page levels, with
+ * the values of the TDX module sources (intel/tdx-module, include/auto_gen/tdx_error_codes_defs.h
+ * and include/tdx_api_defs.h, TDX 1.5). Spec names only; no behaviour lives here.
+ *
+ * A status is a 64-bit value: bits 63:32 the class (bit 63 = error), bits 31:0 an operand id or
+ * detail (api_error_with_operand_id()). Kept as bigint so traces print what the spec says.
+ */
+
+// ---- Completion status codes (RAX) ----------------------------------------------------------
+export const TDX_SUCCESS = 0x0000000000000000n;
+export const TDX_OPERAND_INVALID = 0xc000010000000000n;
+export const TDX_OPERAND_BUSY = 0x8000020000000000n;
+export const TDX_OPERAND_BUSY_HOST_PRIORITY = 0x8000020400000000n;
+export const TDX_EPT_WALK_FAILED = 0xc0000b0000000000n;
+export const TDX_EPT_ENTRY_NOT_FREE = 0xc0000b0200000000n;
+export const TDX_PAGE_ALREADY_ACCEPTED = 0x00000b0a00000000n;
+export const TDX_PAGE_SIZE_MISMATCH = 0xc0000b0b00000000n;
+export const TDX_EPT_ENTRY_STATE_INCORRECT = 0xc0000b0d00000000n;
+
+/** The class of a status, without its operand id (KVM's TDX_SEAMCALL_STATUS_MASK). */
+export const TDX_SEAMCALL_STATUS_MASK = 0xffffffff00000000n;
+
+// ---- Operand ids ORed into a status --------------------------------------------------------
+export const OPERAND_ID_RCX = 1n;
+export const OPERAND_ID_RDX = 2n;
+export const OPERAND_ID_R8 = 8n;
+/** The TD's Secure-EPT tree lock (tdcs.executions_ctl_fields.secure_ept_lock). */
+export const OPERAND_ID_SEPT_TREE = 146n;
+export const OPERAND_ID_TD_EPOCH = 169n;
+
+// ---- Leaf numbers ---------------------------------------------------------------------------
+/** SEAMCALL leaves (host -> module). */
+export const TDH_VP_ENTER = 0;
+export const TDH_MEM_SEPT_ADD = 3;
+export const TDH_MEM_PAGE_AUG = 6;
+/** TDCALL leaves (guest -> module). */
+export const TDG_MEM_PAGE_ACCEPT = 6;
+
+// ---- Page levels (RCX[2:0] of TDG.MEM.PAGE.ACCEPT / TDH.MEM.PAGE.AUG, ept_level_t) ----------
+export const TDX_PS_4K = 0;
+export const TDX_PS_2M = 1;
+export const TDX_PS_1G = 2;
+export type TdxPageLevel = typeof TDX_PS_4K | typeof TDX_PS_2M | typeof TDX_PS_1G;
+
+/** Extended exit qualification type of an ACCEPT-induced EPT violation (vmx_eeq_type_t). */
+export const VMX_EEQ_ACCEPT = 1;
+
+/** status | operand id, as api_error_with_operand_id() builds it. */
+export function withOperand(status: bigint, operand: bigint): bigint {
+  return status | operand;
+}
+
+/** The status class of a full status value. */
+export function statusClass(status: bigint): bigint {
+  return status & TDX_SEAMCALL_STATUS_MASK;
+}
+
+/** KVM's tdx_operand_busy(): TDX_OPERAND_BUSY or its host-priority variant, any operand. */
+export function tdxOperandBusy(status: bigint): boolean {
+  const c = statusClass(status);
+  return c === TDX_OPERAND_BUSY || c === TDX_OPERAND_BUSY_HOST_PRIORITY;
+}
+
+const NAMES: ReadonlyArray<readonly [bigint, string]> = [
+  [TDX_SUCCESS, 'TDX_SUCCESS'],
+  [TDX_OPERAND_INVALID, 'TDX_OPERAND_INVALID'],
+  [TDX_OPERAND_BUSY, 'TDX_OPERAND_BUSY'],
+  [TDX_OPERAND_BUSY_HOST_PRIORITY, 'TDX_OPERAND_BUSY_HOST_PRIORITY'],
+  [TDX_EPT_WALK_FAILED, 'TDX_EPT_WALK_FAILED'],
+  [TDX_EPT_ENTRY_NOT_FREE, 'TDX_EPT_ENTRY_NOT_FREE'],
+  [TDX_PAGE_ALREADY_ACCEPTED, 'TDX_PAGE_ALREADY_ACCEPTED'],
+  [TDX_PAGE_SIZE_MISMATCH, 'TDX_PAGE_SIZE_MISMATCH'],
+  [TDX_EPT_ENTRY_STATE_INCORRECT, 'TDX_EPT_ENTRY_STATE_INCORRECT'],
+];
+
+/** The spec name of a status's class, e.g. 'TDX_OPERAND_BUSY'. */
+export function tdxStatusName(status: bigint): string {
+  const c = statusClass(status);
+  for (const [value, name] of NAMES) if (value === c) return name;
+  return 'TDX_UNKNOWN_STATUS';
+}
+
+/** Hex form for traces and messages: 0x8000020000000092. */
+export function hex(value: bigint | number): string {
+  return `0x${value.toString(16).padStart(typeof value === 'bigint' ? 16 : 1, '0')}`;
+}

@@ -1,0 +1,76 @@
+import { assert } from '../../sim/assert.ts';
+import { MiB, GiB } from '../../sim/clock.ts';
+import { PageBitmap } from './page_bitmap.ts';
+
+/** State of the PD-level Secure-EPT entry of one 2 MiB region. */
+export const enum Region {
+  /** SEPT_FREE: no S-EPT page below it and no leaf (nothing mapped in the region). */
+  Free = 0,
+  /** Non-leaf: a PT page holds 4K leaves; their state is in the per-4K bitmaps. */
+  PageTable = 1,
+  /** 2M leaf in SEPT_PENDING (TDH.MEM.PAGE.AUG at 2M, not yet accepted). */
+  LeafPending = 2,
+  /** 2M leaf in SEPT_MAPPED (accepted). */
+  LeafMapped = 3,
+}
+
+export const PAGES_PER_2M = 512;
+export const SIZE_2M = 2 * MiB;
+export const SIZE_1G = GiB;
+/** 4K pages per 512 GiB (one PDPT page's reach). */
+const REGIONS_PER_1G = 512;
+
+/**
+ * The TD's Secure EPT as the TDX module keeps it, reduced to what acceptance touches, with
+ * per-2M state as the unit of bookkeeping: the PD-level entry of each 2 MiB region, whether
+ * the PD page of each 1 GiB and the PDPT page of each 512 GiB exist, and two bitmaps over 4K
+ * leaves (AUGed = PENDING or MAPPED; accepted = MAPPED). No per-page objects.
+ */
+export class SecureEpt {
+  readonly pages: number;
+  readonly regions: Uint8Array;
+  /** PD page present per 1 GiB (TDH.MEM.SEPT.ADD at level 2M's parent). */
+  readonly pdPresent: Uint8Array;
+  /** PDPT page present per 512 GiB. */
+  readonly pdptPresent: Uint8Array;
+  readonly aug4k: PageBitmap;
+  readonly accepted4k: PageBitmap;
+  /** 2M leaves AUGed (pending or mapped) and accepted, for the balance checks. */
+  leaves2m = 0;
+  accepted2m = 0;
+  septPagesAdded = 0;
+
+  constructor(readonly gpaBytes: number) {
+    assert(gpaBytes > 0 && gpaBytes % SIZE_2M === 0, 'gpaBytes must be a positive multiple of 2 MiB', gpaBytes);
+    this.pages = gpaBytes / 4096;
+    const regions = this.pages / PAGES_PER_2M;
+    this.regions = new Uint8Array(regions);
+    this.pdPresent = new Uint8Array(Math.ceil(regions / REGIONS_PER_1G));
+    this.pdptPresent = new Uint8Array(Math.ceil(regions / (REGIONS_PER_1G * 512)));
+    this.aug4k = new PageBitmap(this.pages);
+    this.accepted4k = new PageBitmap(this.pages);
+  }
+
+  region(page: number): number {
+    return Math.floor(page / PAGES_PER_2M);
+  }
+
+  regionState(region: number): Region {
+    return this.regions[region] as Region;
+  }
+
+  /** Which S-EPT pages are missing above a 2 MiB region: 0, or the number of SEPT.ADDs needed (PDPT, PD). */
+  missingUpper(region: number): { pdpt: boolean; pd: boolean } {
+    const g = Math.floor(region / REGIONS_PER_1G);
+    return { pdpt: this.pdptPresent[Math.floor(g / 512)] === 0, pd: this.pdPresent[g] === 0 };
+  }
+
+  /** 4K pages AUGed (as 4K leaves or inside 2M leaves). */
+  augmentedPages(): number {
+    return this.aug4k.count + this.leaves2m * PAGES_PER_2M;
+  }
+
+  acceptedPages(): number {
+    return this.accepted4k.count + this.accepted2m * PAGES_PER_2M;
+  }
+}

@@ -1,0 +1,192 @@
+import { Bandwidth, type Proc } from '../../sim/index.ts';
+import { assert } from '../../sim/assert.ts';
+import { stallFor } from '../host/stall.ts';
+import { tdx_ept_violation_exit, type TdxHostSide } from '../kvm/tdx_ept_violation.ts';
+import {
+  TDX_PS_1G, TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, hex, tdxStatusName, type TdxPageLevel,
+} from './arch.ts';
+import { PAGES_PER_2M, Region, SIZE_1G, SIZE_2M } from './secure_ept.ts';
+import { TD_EXIT_EPT_VIOLATION, levelBytes, type SeptPageKind } from './tdx_module.ts';
+
+const UPPER: readonly SeptPageKind[] = ['pdpt', 'pd', 'pt'];
+
+/**
+ * How the 4K work of an accept is simulated:
+ * - 'aggregate': a run of 4K accepts inside one 2 MiB region is one timed step (a handful of
+ *   engine events per 2 MiB): the exits' host time as one stall, the clears and zeroes as one
+ *   transfer each, the TDCALLs as one compute. Uncontended it takes exactly the per-page time.
+ *   Where the per-4K work would interleave with other vCPUs on an exclusive S-EPT lock (TDX 1.0
+ *   module), the AUG bodies share a fluid "lock time" resource (processor sharing): the lock's
+ *   throughput is kept, its BUSY/retry gaps are not (see docs/calibration-host.md).
+ * - 'per-page': every TDCALL, exit, SEAMCALL, clear and zero is its own step (exact, slow).
+ */
+export type AcceptFidelity = 'aggregate' | 'per-page';
+
+/** The guest-side state tdx_accept_memory() runs against. */
+export interface TdxAcceptSide extends TdxHostSide {
+  readonly fidelity: AcceptFidelity;
+  /** The fluid stand-in for an exclusive secure_ept_lock in aggregated steps (TDX 1.0 only). */
+  readonly septLockTime: Bandwidth | null;
+  readonly counters: { aggregatedSteps: number; aggregatedPages: number; contendedSteps: number; fallbackSteps: number };
+}
+
+/**
+ * tdx_accept_memory(start, end) (arch/x86/coco/tdx/tdx-shared.c) on the calling vCPU: accept
+ * [start, end) with the largest TDG.MEM.PAGE.ACCEPT that fits (1G, then 2M, then 4K); any 4K
+ * failure makes arch_accept_memory() panic the guest (an assertion here).
+ */
+export function* tdx_accept_memory(side: TdxAcceptSide, start: number, end: number, link: number): Proc<void> {
+  if (start % 4096 !== 0 || end % 4096 !== 0 || start > end) assert(false, 'tdx_accept_memory: range must be 4 KiB aligned', { start, end });
+  if (end > side.module.sept.gpaBytes) assert(false, 'tdx_accept_memory: range beyond guest memory', { end: hex(end) });
+  let p = start;
+  while (p < end) {
+    const regionEnd = Math.floor(p / SIZE_2M) * SIZE_2M + SIZE_2M;
+    const runEnd = Math.min(end, regionEnd);
+    if (side.fidelity === 'per-page' || !aggregatable(side, p, end)) {
+      yield* acceptRangePerPage(side, p, runEnd, end, link);
+    } else if (!(yield* acceptRunAggregated(side, p, runEnd, end, link))) {
+      side.counters.fallbackSteps++;
+      yield* acceptRangePerPage(side, p, runEnd, end, link);
+    }
+    p = runEnd;
+  }
+}
+
+/**
+ * The Linux loop on [from, to), with `end` the end of the whole request (it decides whether a
+ * 1G or 2M accept fits): try_accept_one() at 1G, 2M, then 4K.
+ */
+function* acceptRangePerPage(side: TdxAcceptSide, from: number, to: number, end: number, link: number): Proc<void> {
+  let p = from;
+  while (p < to) {
+    let size = yield* try_accept_one(side, p, end - p, TDX_PS_1G, link);
+    if (size === 0) size = yield* try_accept_one(side, p, end - p, TDX_PS_2M, link);
+    if (size === 0) {
+      const status = yield* acceptOnce(side, p, TDX_PS_4K, link);
+      if (status !== TDX_SUCCESS) assert(false, `TDX: Failed to accept memory: TDG.MEM.PAGE.ACCEPT(${hex(p)}, 4K) = ${tdxStatusName(status)} (${hex(status)})`, hex(p));
+      size = 4096;
+    }
+    p += size;
+  }
+}
+
+function* try_accept_one(side: TdxAcceptSide, start: number, len: number, level: TdxPageLevel, link: number): Proc<number> {
+  const size = levelBytes(level);
+  if (start % size !== 0 || len < size) return 0;
+  const status = yield* acceptOnce(side, start, level, link);
+  return status === TDX_SUCCESS ? size : 0;
+}
+
+/** One TDCALL, re-executed after each EPT-violation exit until the module answers. */
+function* acceptOnce(side: TdxAcceptSide, gpa: number, level: TdxPageLevel, link: number): Proc<bigint> {
+  for (;;) {
+    const status = yield* side.module.tdg_mem_page_accept(gpa, level, link);
+    if (status !== TD_EXIT_EPT_VIOLATION) return status;
+    yield* tdx_ept_violation_exit(side, gpa, level, side.module.lastAcceptOp);
+  }
+}
+
+/** May [from, to) be one aggregated step? Only 4K work in a region not mapped by a 2M leaf. */
+function aggregatable(side: TdxAcceptSide, from: number, end: number): boolean {
+  const state = side.module.sept.regionState(Math.floor(from / SIZE_2M));
+  if (state === Region.LeafPending || state === Region.LeafMapped) return false;
+  // A full region that KVM will map with a 2M leaf is a few events already.
+  const full = from % SIZE_2M === 0 && end - from >= SIZE_2M;
+  return !(full && side.sept === '2m' && state === Region.Free);
+}
+
+/**
+ * The 4K accepts of [from, to) inside one 2 MiB region as one timed step, with exactly the
+ * per-page path's counts and (uncontended) duration. Returns false, doing nothing, if the
+ * secure_ept_lock cannot be taken shared (someone holds it exclusive): then the caller runs
+ * the per-page path, which deals with BUSY.
+ */
+function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end: number, link: number): Proc<boolean> {
+  const { sim, host, kvm, module, gmem } = side;
+  const sept = module.sept;
+  const c = module.costs;
+  const first = from / 4096;
+  const n = (to - from) / 4096;
+  const region = Math.floor(first / PAGES_PER_2M);
+  const already = sept.accepted4k.firstSet(first, n);
+  if (already >= 0) assert(false, `TDX: Failed to accept memory: TDG.MEM.PAGE.ACCEPT(${hex(already * 4096)}, 4K) = TDX_PAGE_ALREADY_ACCEPTED`, hex(already * 4096));
+  const try1G = from % SIZE_1G === 0 && end - from >= SIZE_1G;
+  const try2M = from % SIZE_2M === 0 && end - from >= SIZE_2M;
+  const augs = n - sept.aug4k.countRange(first, n);
+  const tdcalls = (try1G ? 1 : 0) + (try2M ? 1 : 0) + n;
+  const exclusive = side.septLockTime !== null;
+  const traced = sim.observer !== null;
+  const start = sim.now;
+  const septAdds: SeptPageKind[] = [];
+  if (augs > 0) {
+    yield* host.cpus.acquire();
+    // Read the upper S-EPT state after any wait: other vCPUs fault in the same 1 GiB.
+    for (const kind of UPPER) {
+      if (!module.septPageMissing(region, kind, TDX_PS_4K)) continue;
+      if (module.septPageFrozen(region, kind)) {
+        // Another vCPU's fault is adding it right now: the per-page path meets the frozen SPTE.
+        host.cpus.release();
+        return false;
+      }
+      septAdds.push(kind);
+    }
+    if (!exclusive && module.secureEptLock.tryAcquire('shared', 'host') !== 'acquired') {
+      host.cpus.release();
+      return false;
+    }
+    // The S-EPT pages are added on the step's first exit: make them visible to other vCPUs now.
+    for (const kind of septAdds) module.commitSeptAdd(region, kind);
+  } else {
+    if (sept.regionState(region) !== Region.PageTable) assert(false, 'a run with nothing to AUG in a region without a PT page', hex(from));
+  }
+  // Each AUG is one exit (the 2M attempt on a FREE region exits and AUGs the base page, whose
+  // 4K accept then needs no exit); S-EPT pages are added on the first exit.
+  const bodyNs = augs * c.augBodyNs + septAdds.length * c.septAddBodyNs;
+  const exitNs = augs * (c.tdExitNs + kvm.costs.faultNs + c.seamcallNs + c.tdEntryNs) + septAdds.length * c.seamcallNs;
+  const id = traced ? sim.opBegin('TDG.MEM.PAGE.ACCEPT', { gpa: hex(from), size: n * 4096, 'cvmsim.aggregated.count': n, exits: augs }, link) : 0;
+  if (augs > 0) {
+    yield* kvm.mmuLock.acquire('shared');
+    if (exclusive) yield* exitsUnderExclusiveLock(side, exitNs, bodyNs, tdcalls * c.tdcallNs, from, augs, id);
+    else yield stallFor(sim, exitNs + bodyNs, 'EPT_VIOLATION');
+    const clearBytes = gmem.allocate(first, n);
+    yield* host.clearPages(clearBytes);
+    if (septAdds.length > 0) yield* module.zero(septAdds.length * 4096);
+    kvm.mmuLock.release('shared');
+    if (!exclusive) module.secureEptLock.release('shared');
+    sept.aug4k.fillRange(first, n);
+    module.augs4k += augs;
+    kvm.exits.record('EPT_VIOLATION', sim.now - start - (exclusive ? tdcalls * c.tdcallNs : 0), augs);
+    host.cpus.release();
+  }
+  if (!exclusive || augs === 0) yield sim.compute(tdcalls * c.tdcallNs);
+  yield* module.zero(n * 4096);
+  sept.accepted4k.setRange(first, n);
+  module.tdcalls += tdcalls;
+  module.accepted4k += n;
+  if (try1G) module.operandInvalid++;
+  if (try2M) module.sizeMismatch++;
+  side.counters.aggregatedSteps++;
+  side.counters.aggregatedPages += n;
+  if (traced) sim.opEnd(id);
+  return true;
+}
+
+/**
+ * The exits and TDCALLs of an aggregated step when every AUG holds the secure_ept_lock
+ * exclusively (TDX 1.0), as fluid lock time. Per page, the lock is wanted for the AUG body only,
+ * spread over the page's exit and TDCALL time; so the step asks for `bodyNs` of lock time at rate
+ * bodyNs / (exitNs + bodyNs + tdcallNs), and the lock serves all asking vCPUs max-min fairly.
+ * Uncontended this takes exactly exitNs + bodyNs + tdcallNs; with the lock saturated the steps
+ * stretch so that it runs one AUG at a time. Spreading the demand over the step (rather than
+ * one block of lock time) keeps vCPUs from falling into lock-step, which per-page AUGs never do.
+ * Its BUSY/retry gaps are not kept (docs/calibration-host.md measures the difference).
+ * Accounted as busy CPU time, not stall.
+ */
+function* exitsUnderExclusiveLock(side: TdxAcceptSide, exitNs: number, bodyNs: number, tdcallNs: number, gpa: number, augs: number, link: number): Proc<void> {
+  const lock = side.septLockTime!;
+  if (lock.activeCount > 0) side.counters.contendedSteps++;
+  const sim = side.sim;
+  const id = sim.observer !== null ? sim.opBegin('TDH.MEM.PAGE.AUG', { gpa: hex(gpa), 'cvmsim.aggregated.count': augs }, link, 'tdx-module') : 0;
+  yield lock.transfer(bodyNs, (bodyNs / (exitNs + bodyNs + tdcallNs)) * 1e9);
+  sim.opEnd(id);
+}

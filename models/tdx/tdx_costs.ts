@@ -1,0 +1,54 @@
+/**
+ * Costs of the TDX module and of TD transitions, in ns (rates in bytes/s). Every default cites
+ * its domain.md row. The one measured quantity, "TDX 4K accept, end-to-end ~2.5 us/page
+ * (1 vCPU, quiet host)" (domain.md, derived from Kirill 2024-10-25), sits below the sum of the
+ * ranges' midpoints, so the defaults take the low ends of the ESTIMATE ranges and the high end
+ * of the zeroing rate; the resulting uncontended per-page cost is ~2.67 us (docs/calibration-host.md).
+ */
+export interface TdxCosts {
+  /**
+   * A TDCALL that the module completes without a VMM exit (TDG.MEM.PAGE.ACCEPT that succeeds,
+   * or answers TDX_PAGE_SIZE_MISMATCH / TDX_OPERAND_INVALID), without the page zeroing.
+   * domain.md ("TDX in-module CPUID (no VMM exit)"): 0.65 us (1744 cycles).
+   */
+  tdcallNs: number;
+  /**
+   * The module zeroing accepted memory with the TD key (zero_area_cacheline, MOVDIR64B), one CPU,
+   * bytes/s. domain.md ("TDX 2M accept" row): "module zero 2 MiB at 10-20 GB/s"; high end.
+   */
+  zeroBytesPerSec: number;
+  /**
+   * TDCALL -> asynchronous TD exit (EPT violation, VMX_EEQ_ACCEPT) -> KVM's exit dispatch.
+   * domain.md ("normal-VM lightweight exit round trip", ESTIMATE 0.5-2 us): the 0.5 us low end
+   * split 200 ns exit / 150 ns KVM fault path (kvm_costs.ts) / 150 ns entry.
+   */
+  tdExitNs: number;
+  /** TDH.VP.ENTER back into the TD; see tdExitNs. */
+  tdEntryNs: number;
+  /**
+   * SEAMCALL entry and exit transitions around a leaf's body.
+   * domain.md ("SEAMCALL basic transition", ESTIMATE 0.3-1 us + work): low end, 300 ns.
+   */
+  seamcallNs: number;
+  /**
+   * TDH.MEM.PAGE.AUG body: TDR/TDCS checks, S-EPT walk, entry lock, PAMT walk of the new page,
+   * leaf set PENDING. Held under the secure_ept_lock. domain.md ("TDH.MEM.PAGE.AUG", ESTIMATE
+   * 1-3 us, SEAMCALL + walks/locks, no zeroing): 1 us total = 300 ns transitions + 700 ns body.
+   */
+  augBodyNs: number;
+  /**
+   * TDH.MEM.SEPT.ADD body, without filling the new S-EPT page (fill_area_cacheline of 4 KiB,
+   * charged at zeroBytesPerSec): walks and locks as AUG. Same domain.md row as augBodyNs.
+   */
+  septAddBodyNs: number;
+}
+
+export const TDX_COSTS: TdxCosts = {
+  tdcallNs: 650,
+  zeroBytesPerSec: 20e9,
+  tdExitNs: 200,
+  tdEntryNs: 150,
+  seamcallNs: 300,
+  augBodyNs: 700,
+  septAddBodyNs: 700,
+};
