@@ -42,6 +42,8 @@ export interface GuestConfig {
   deferredStructPageInit: boolean;
   /** The 2025 fix: accept one block per allocation while watermarks are zero. */
   wmarkZeroFix: boolean;
+  /** CONFIG_PREEMPT_VOLUNTARY (distro default) or CONFIG_PREEMPT (`full`). */
+  preempt: 'voluntary' | 'full';
   /** CONFIG_HZ: timer ticks per second; an idle vCPU exits at each tick. */
   hz: number;
   /** CONFIG_NO_HZ_IDLE with an idle tick stopped: idle vCPUs do not exit. */
@@ -61,6 +63,7 @@ export function defaultGuestConfig(overrides: Partial<GuestConfig> = {}): GuestC
     firmwareAcceptBytes: 512 * SZ_1M,
     deferredStructPageInit: true,
     wmarkZeroFix: true,
+    preempt: 'voluntary',
     // domain.md section 3: "idle APs' HLT exits (1 kHz tick) load the host".
     hz: 1000,
     nohzIdle: false,
@@ -129,6 +132,7 @@ export class GuestKernel {
       mode: config.allocator,
       lazyAccept: config.accept !== 'eager',
       wmarkZeroFix: config.wmarkZeroFix,
+      preemptVoluntary: config.preempt === 'voluntary',
     });
     this.allocator.deferredGrow = (zone) => deferred_grow_zone(this, zone);
     this.idle = new IdleLoop(this);

@@ -26,6 +26,12 @@ export interface PageAllocatorOptions {
    * before the postcore initcall and boot can OOM early.
    */
   wmarkZeroFix: boolean;
+  /**
+   * CONFIG_PREEMPT_VOLUNTARY (distro kernels): kernel code is preempted only where it calls
+   * cond_resched(), and cond_accept_memory()'s loop has none, so a CPU accepting many blocks
+   * runs them as one non-preemptible stretch for the soft-lockup watchdog. false: CONFIG_PREEMPT.
+   */
+  preemptVoluntary: boolean;
 }
 
 /** Pages an allocation returned, as (pfn, count) pairs. */
@@ -185,12 +191,15 @@ export class PageAllocator {
     let to_accept = wmark - (zone.NR_FREE_PAGES - this.unusableFree(order) - zone.NR_UNACCEPTED);
     if (to_accept <= 0) return false;
     const id = this.sim.observer === null ? 0 : this.sim.opBegin('cond_accept_memory', { zone: zone.name, to_accept });
+    const voluntary = this.options.preemptVoluntary;
+    if (voluntary) this.sim.preemptDisable();
     let ret = false;
     while (to_accept > 0) {
       if (!(yield* this.try_to_accept_memory_one(zone, 'cond_accept_memory'))) break;
       ret = true;
       to_accept -= MAX_ORDER_NR_PAGES;
     }
+    if (voluntary) this.sim.preemptEnable();
     this.sim.opEnd(id);
     return ret;
   }

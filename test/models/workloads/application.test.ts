@@ -5,9 +5,9 @@ import { defaultApplicationConfig, type ApplicationConfig } from '../../../model
 import { runGuest } from '../../../models/workloads/boot.ts';
 import { fixedCostFactory } from '../guest/fixed_cost_platform.ts';
 
-function run(guest: Partial<GuestConfig>, app: Partial<ApplicationConfig>, seed = 1) {
+function run(guest: Partial<GuestConfig>, app: Partial<ApplicationConfig>, seed = 1, nsPer4K = 2500) {
   const sim = new Sim({ seed });
-  const f = fixedCostFactory(sim);
+  const f = fixedCostFactory(sim, nsPer4K);
   const k = new GuestKernel(sim, defaultGuestConfig({ memoryBytes: 8 * GiB, vcpus: 2, hz: 100, ...guest }), f.make);
   const result = runGuest(sim, k, { application: defaultApplicationConfig(app) });
   return { sim, k, result, platform: f.holder.platform! };
@@ -54,5 +54,18 @@ describe('application phase', () => {
     const onDemand = k.metrics.acceptedBytesBy.get('cond_accept_memory') ?? 0;
     expect(onDemand).toBeLessThan(512 * MiB);
     expect(k.metrics.allocLatency.count).toBe((2 * GiB) / 4096);
+  });
+
+  it('accept_lock=held: 128 vCPUs allocating at once spin behind one accept at a time into soft lockups; dropped does not', () => {
+    // A slow accept path (30 us per 4K, e.g. SNP page state changes through the VMM) and a
+    // CONFIG_PREEMPT_VOLUNTARY kernel whose cond_accept_memory() loop never reschedules.
+    const guest = { memoryBytes: 128 * GiB, vcpus: 128, hz: 0 };
+    const app = { threads: 128, bytes: 128 * 64 * MiB };
+    const held = run({ ...guest, acceptLock: 'held' }, app, 1, 30_000);
+    const dropped = run({ ...guest, acceptLock: 'dropped' }, app, 1, 30_000);
+    expect(held.sim.softLockups.length).toBeGreaterThan(0);
+    expect(held.sim.softLockups.every((l) => l.thread.startsWith('app/'))).toBe(true);
+    expect(dropped.sim.softLockups).toHaveLength(0);
+    expect(held.k.metrics.allocLatency.max).toBeGreaterThan(20 * dropped.k.metrics.allocLatency.max);
   });
 });
