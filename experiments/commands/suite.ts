@@ -66,7 +66,9 @@ export const suite: Command = {
     out('');
     out(textTable(['experiment', 'seed', 'virtual time', 'wall', 'events', 'key metrics'], exps.map((e, i) => {
       const r = results[i]!;
-      const metrics = Object.entries(r.record.metrics).slice(0, 4).map(([k, v]) => `${k}=${fmt(v)}${e.metrics[k]!.unit === '' ? '' : ` ${e.metrics[k]!.unit}`}`).join(', ');
+      // The first metrics the experiment declares are its headline ones.
+      const names = Object.keys(e.metrics).filter((k) => Object.hasOwn(r.record.metrics, k)).slice(0, 3);
+      const metrics = names.map((k) => `${k}=${fmt(r.record.metrics[k]!)}${e.metrics[k]!.unit === '' ? '' : ` ${e.metrics[k]!.unit}`}`).join(', ');
       return [e.name, '1', `${fmt(r.record.virtualNs / 1e9)} s`, `${fmt(r.wallMs / 1e3)} s`, String(r.record.eventsExecuted), r.record.error === undefined ? metrics : 'FAILED'];
     })));
     out(`\n${runs.length} runs (${runs.length - exps.length} in the sweep); all metrics in ${paths.summary}`);
