@@ -4,7 +4,7 @@ import { createTdxPlatform } from '../../../models/tdx/tdx_platform.ts';
 import { TDX_COSTS } from '../../../models/tdx/tdx_costs.ts';
 import { KVM_COSTS } from '../../../models/kvm/kvm_costs.ts';
 import { WriteRate, HOST_DEFAULTS } from '../../../models/host/host.ts';
-import { RecordingObserver, makeVcpus, onVcpu0 } from './fixture.ts';
+import { RecordingObserver, makeVcpus, onVcpu0 } from '../host/fixture.ts';
 
 function td(sept: '4k' | '2m', gpaBytes = 64 * MiB) {
   const sim = new Sim({ seed: 7 });

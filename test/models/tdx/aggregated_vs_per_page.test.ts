@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MiB, Sim, type Proc } from '../../../sim/index.ts';
 import { createTdxPlatform, type TdxPlatformConfig } from '../../../models/tdx/tdx_platform.ts';
-import { acceptInParallel, makeVcpus, onVcpu0 } from './fixture.ts';
+import { acceptInParallel, makeVcpus, onVcpu0 } from '../host/fixture.ts';
 
 /** The counts that must not depend on fidelity (lock acquisitions and step counters do). */
 const SAME = [

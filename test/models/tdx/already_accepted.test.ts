@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MiB, Sim } from '../../../sim/index.ts';
 import { createTdxPlatform } from '../../../models/tdx/tdx_platform.ts';
 import { PlatformConfigError } from '../../../models/host/config_check.ts';
-import { makeVcpus, onVcpu0 } from './fixture.ts';
+import { makeVcpus, onVcpu0 } from '../host/fixture.ts';
 
 describe('accepting accepted memory panics the guest (TDX_PAGE_ALREADY_ACCEPTED)', () => {
   it.each(['per-page', 'aggregate'] as const)('%s: a second accept of a 4K page fails with the address and the status', (fidelity) => {

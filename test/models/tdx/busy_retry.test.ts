@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Cpu, MiB, Sim, US, type Proc } from '../../../sim/index.ts';
 import { createTdxPlatform, type TdxPlatformConfig } from '../../../models/tdx/tdx_platform.ts';
 import { SeptEntryLocks } from '../../../models/tdx/sept_entry_locks.ts';
-import { RecordingObserver, acceptInParallel, makeVcpus } from './fixture.ts';
+import { RecordingObserver, acceptInParallel, makeVcpus } from '../host/fixture.ts';
 
 /** vCPU 0 accepts 64 KiB while a host thread holds the secure_ept_lock exclusive for 50 us from t=1us. */
 function acceptAgainstExclusiveHolder(config: Partial<TdxPlatformConfig>) {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MiB, MS, Sim, type Proc } from '../../../sim/index.ts';
 import { createTdxPlatform, type TdxPlatformConfig } from '../../../models/tdx/tdx_platform.ts';
 import { TDX_COSTS } from '../../../models/tdx/tdx_costs.ts';
-import { acceptInParallel, makeVcpus } from './fixture.ts';
+import { acceptInParallel, makeVcpus } from '../host/fixture.ts';
 
 const BYTES = 64 * MiB;
 const PAGES = BYTES / 4096;

@@ -1,0 +1,99 @@
+import { assert } from '../../sim/assert.ts';
+import type { Proc } from '../../sim/index.ts';
+import type { AcceptPhase } from '../platform.ts';
+import { snp_vmgexit_msr_psc, snp_vmgexit_psc, type PscEntry, type SnpHostSide } from '../kvm/snp_psc.ts';
+import { hex } from '../tdx/arch.ts';
+import { PAGES_PER_2M, SIZE_2M } from '../tdx/secure_ept.ts';
+import { GHCB_TERM_PVALIDATE, PVALIDATE_FAIL_NOUPDATE, SEV_TERM_SET_LINUX, SVM_VMGEXIT_PSC } from './arch.ts';
+
+/**
+ * How the guest asks for page state changes at runtime: 'ghcb' (the GHCB page, descriptors of
+ * up to VMGEXIT_PSC_MAX_ENTRY entries) or 'msr' (the GHCB MSR protocol, one 4K page per
+ * VMGEXIT). The early phase always uses the MSR protocol.
+ */
+export type PscProtocol = 'ghcb' | 'msr';
+
+export interface SnpAcceptSide extends SnpHostSide {
+  readonly psc: PscProtocol;
+  /** Entries per PSC descriptor: Linux VMGEXIT_PSC_MAX_ENTRY (64), spec maximum 253. */
+  readonly maxEntries: number;
+}
+
+/**
+ * snp_accept_memory(start, end) (arch/x86/coco/sev/core.c) on the calling vCPU: make the range
+ * private with the hypervisor, then PVALIDATE it. A PVALIDATE that fails (a page validated
+ * twice) terminates the guest: an assertion naming the address.
+ */
+export function* snp_accept_memory(side: SnpAcceptSide, start: number, end: number, phase: AcceptPhase, link: number): Proc<void> {
+  if (start % 4096 !== 0 || end % 4096 !== 0 || start > end) assert(false, 'snp_accept_memory: range must be 4 KiB aligned', { start, end });
+  if (end > side.rmp.gpaBytes) assert(false, 'snp_accept_memory: range beyond guest memory', { end: hex(end) });
+  if (phase === 'early' || side.psc === 'msr') yield* early_set_pages_state(side, start, end, link);
+  else yield* set_pages_state(side, start, end, link);
+}
+
+/** early_set_pages_state(): per 4K page, a GHCB MSR protocol VMGEXIT, then PVALIDATE. */
+function* early_set_pages_state(side: SnpAcceptSide, start: number, end: number, link: number): Proc<void> {
+  const sim = side.sim;
+  for (let p = start / 4096; p < end / 4096; p++) {
+    const traced = sim.observer !== null;
+    const id = traced ? sim.opBegin('VMGEXIT', { exit: 'GHCB_MSR_PSC_REQ', gpa: hex(p * 4096), size: 4096 }, link) : 0;
+    yield* snp_vmgexit_msr_psc(side, p, id);
+    if (traced) sim.opEnd(id);
+    yield* pvalidate(side, p, false);
+  }
+}
+
+/**
+ * set_pages_state(..., SNP_PAGE_STATE_PRIVATE): descriptors of up to maxEntries entries, 2M
+ * where the address is 2M aligned and 2 MiB remain; one VMGEXIT per descriptor, then
+ * pvalidate_pages() on it.
+ */
+function* set_pages_state(side: SnpAcceptSide, start: number, end: number, link: number): Proc<void> {
+  const sim = side.sim;
+  let p = start;
+  while (p < end) {
+    const entries: PscEntry[] = [];
+    while (p < end && entries.length < side.maxEntries) {
+      const huge = p % SIZE_2M === 0 && p + SIZE_2M <= end;
+      entries.push({ page: p / 4096, huge });
+      p += huge ? SIZE_2M : 4096;
+    }
+    const traced = sim.observer !== null;
+    const id = traced ? sim.opBegin('VMGEXIT', { exit: hex(SVM_VMGEXIT_PSC), entries: entries.length, gpa: hex(entries[0]!.page * 4096) }, link) : 0;
+    yield* snp_vmgexit_psc(side, entries, id);
+    if (traced) sim.opEnd(id);
+    for (const e of entries) yield* pvalidate(side, e.page, e.huge);
+  }
+}
+
+/**
+ * PVALIDATE(validate) of a 4K or 2M page; a 2M page the RMP holds as 4K entries answers
+ * PVALIDATE_FAIL_SIZEMISMATCH and pvalidate_pages() falls back to 512 4K PVALIDATEs.
+ */
+function* pvalidate(side: SnpAcceptSide, page: number, huge: boolean): Proc<void> {
+  const { sim, rmp, costs, counters } = side;
+  const n = huge ? PAGES_PER_2M : 1;
+  const twice = rmp.validated.firstSet(page, n);
+  if (twice >= 0) {
+    assert(false, `PVALIDATE(${hex(twice * 4096)}, validate) of a validated page: PVALIDATE_FAIL_NOUPDATE (${PVALIDATE_FAIL_NOUPDATE}); sev_es_terminate(SEV_TERM_SET_LINUX=${SEV_TERM_SET_LINUX}, GHCB_TERM_PVALIDATE=${GHCB_TERM_PVALIDATE})`, hex(twice * 4096));
+  }
+  if (rmp.assigned.countRange(page, n) !== n) assert(false, 'PVALIDATE of a page the hypervisor has not assigned to the guest', hex(page * 4096));
+  const traced = sim.observer !== null;
+  const id = traced ? sim.opBegin('PVALIDATE', { gpa: hex(page * 4096), size: n * 4096 }) : 0;
+  if (!huge) {
+    yield sim.compute(costs.pvalidate4kNs);
+    counters.pvalidate4k++;
+  } else {
+    yield sim.compute(costs.pvalidate2mNs);
+    counters.pvalidate2m++;
+    if (rmp.size2m[page / PAGES_PER_2M] !== 1) {
+      counters.pvalidateSizeMismatch++;
+      if (traced) sim.instant('PVALIDATE_FAIL_SIZEMISMATCH', { gpa: hex(page * 4096) });
+      if (side.perPage) for (let i = 0; i < n; i++) yield sim.compute(costs.pvalidate4kNs);
+      else yield sim.compute(n * costs.pvalidate4kNs);
+      counters.pvalidate4k += n;
+    }
+  }
+  rmp.validated.setRange(page, n);
+  if (traced) sim.opEnd(id, {});
+}
