@@ -1,7 +1,14 @@
 import type { Experiment } from './experiment.ts';
+import { acceptBoot } from './accept_boot.ts';
+import { acceptThroughput } from './accept_throughput.ts';
+import { acceptLatency } from './accept_latency.ts';
 
 /** Every registered experiment, in the order `cvmsim list` shows them. */
-export const experiments: Experiment[] = [];
+export const experiments: Experiment[] = [
+  acceptBoot,
+  acceptThroughput,
+  acceptLatency,
+];
 
 export function findExperiment(name: string): Experiment | undefined {
   return experiments.find((e) => e.name === name);

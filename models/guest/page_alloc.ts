@@ -219,10 +219,11 @@ export class PageAllocator {
   // ---- Allocating ----------------------------------------------------------------------------
 
   /**
-   * Allocates `want` order-0 pages for a thread on vCPU `cpu`, as `want` alloc_pages() calls
-   * would. `onFirst` receives the latency of each group's first page (which pays for refills
-   * and acceptance); the other pages of a group cost allocFastNs each. Returns fewer pages than
-   * asked for only when every zone is exhausted (an OOM event).
+   * Allocates `want` order-0 pages for a thread on vCPU `cpu` into `out` (the calling thread's
+   * own list: what it appends is checked after each step), as `want` alloc_pages() calls would.
+   * With `record`, each group's first page (which pays for refills and acceptance) and the rest
+   * (allocFastNs each) go into the latency histogram. Returns fewer pages than asked for only
+   * when every zone is exhausted (an OOM event).
    */
   *alloc_pages(cpu: number, want: number, out: Extents, record = false): Proc<number> {
     let got = 0;

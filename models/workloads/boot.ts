@@ -213,11 +213,14 @@ function* userspace(k: GuestKernel, held: Extents): Proc<void> {
   for (let i = 0; i < n; i++) {
     threads.push(sim.spawn((function* () {
       const vcpu = k.currentVcpu();
+      // Each thread's own list: allocations of concurrent threads must not interleave in one array.
+      const mine: Extents = [];
       for (let s = 0; s < steps; s++) {
         yield sim.compute(k.costs.userspaceNs / n / steps);
-        const got = yield* k.allocator.alloc_pages(vcpu, pages, held);
+        const got = yield* k.allocator.alloc_pages(vcpu, pages, mine);
         yield* k.touchPages(got);
       }
+      for (const x of mine) held.push(x);
     })(), { name: `systemd/${i}`, cpu: k.vcpus[i]!, service: 'guest' }));
   }
   for (const t of threads) yield t.join();

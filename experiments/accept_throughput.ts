@@ -1,0 +1,45 @@
+import { GiB, type Sim } from '../sim/index.ts';
+import type { Experiment, Params } from './experiment.ts';
+import { runAcceptAll } from '../models/workloads/accept_all.ts';
+import { acceptMetricSpecs, acceptMetrics, acceptPerVcpuCurve, acceptedCurve, buildGuest, guestParams, platformParams, withDefault } from './accept_boot.ts';
+
+/**
+ * accept-throughput (design.md Q1, domain.md R2): accept all of a guest's memory with one
+ * kernel thread per vCPU and report how long it takes. How the time scales with vCPUs comes
+ * from the host model (exits, KVM's mmu_lock, the TDX module's try-locks, host CPUs and memory
+ * bandwidth), not from a formula.
+ */
+export const acceptThroughput: Experiment = {
+  name: 'accept-throughput',
+  question: 'Q1: how fast can a confidential guest accept its memory with a given number of vCPUs, and where does adding vCPUs stop helping?',
+  params: {
+    ...platformParams,
+    memory_gib: withDefault(guestParams['memory_gib']!, 8),
+    vcpus: guestParams['vcpus']!,
+    accept_lock: guestParams['accept_lock']!,
+    firmware_accept_mib: guestParams['firmware_accept_mib']!,
+  },
+  metrics: {
+    accept_s: { unit: 's', description: 'time for the vCPUs to accept everything firmware left unaccepted', tolerance: { kind: 'relative', value: 0.05 } },
+    accept_gib_per_s: { unit: 'GiB/s', description: 'acceptance rate of the whole guest', tolerance: { kind: 'relative', value: 0.05 } },
+    accepted_by_threads_gib: { unit: 'GiB', description: 'memory the accept threads accepted', tolerance: { kind: 'relative', value: 0.001 } },
+    ...acceptMetricSpecs,
+  },
+  run(p: Params, sim: Sim) {
+    const { k } = buildGuest(sim, {
+      ...p, accept: 'lazy', allocator: 'upstream', firmware: 'lazy', deferred_struct_page_init: true, wmark_zero_fix: true,
+      hz: 0, nohz_idle: true, background_threads: 1, background_pace_us: 0,
+    });
+    const r = runAcceptAll(sim, k);
+    const seconds = (r.endNs - r.startNs) / 1e9;
+    return {
+      metrics: {
+        accept_s: seconds,
+        accept_gib_per_s: seconds > 0 ? r.acceptedBytes / GiB / seconds : 0,
+        accepted_by_threads_gib: r.acceptedBytes / GiB,
+        ...acceptMetrics(sim, k),
+      },
+      curves: { accepted_gib: acceptedCurve(k), accept_s_per_vcpu: acceptPerVcpuCurve(k) },
+    };
+  },
+};

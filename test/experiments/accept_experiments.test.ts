@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { Sim } from '../../sim/index.ts';
+import type { Experiment, Params } from '../../experiments/experiment.ts';
+import { acceptBoot } from '../../experiments/accept_boot.ts';
+import { acceptLatency } from '../../experiments/accept_latency.ts';
+import { acceptThroughput } from '../../experiments/accept_throughput.ts';
+import { findExperiment } from '../../experiments/registry.ts';
+
+function params(exp: Experiment, overrides: Params): Params {
+  const p: Params = {};
+  for (const [k, spec] of Object.entries(exp.params)) p[k] = spec.default;
+  return { ...p, ...overrides };
+}
+
+function run(exp: Experiment, overrides: Params, seed = 1) {
+  const sim = new Sim({ seed });
+  const r = exp.run(params(exp, overrides), sim);
+  for (const [name, value] of Object.entries(r.metrics)) {
+    expect(exp.metrics[name], `metric ${name} is declared`).toBeDefined();
+    expect(Number.isFinite(value), `metric ${name} is finite`).toBe(true);
+  }
+  for (const name of Object.keys(exp.metrics)) expect(r.metrics[name], `metric ${name} is reported`).toBeDefined();
+  return { ...r, sim };
+}
+
+describe('accept-* experiments through their run() functions', () => {
+  it('are registered under their names', () => {
+    expect(findExperiment('accept-boot')).toBe(acceptBoot);
+    expect(findExperiment('accept-throughput')).toBe(acceptThroughput);
+    expect(findExperiment('accept-latency')).toBe(acceptLatency);
+  });
+
+  it('accept-boot: lazy reaches init and a shell before eager, which spends more vCPU time accepting', () => {
+    const lazy = run(acceptBoot, { memory_gib: 8, vcpus: 2 });
+    const eager = run(acceptBoot, { memory_gib: 8, vcpus: 2, accept: 'eager' });
+    expect(lazy.metrics['boot_to_init_s']!).toBeLessThan(eager.metrics['boot_to_init_s']!);
+    expect(lazy.metrics['boot_to_userspace_s']!).toBeGreaterThan(lazy.metrics['boot_to_init_s']!);
+    expect(eager.metrics['accept_cpu_s']!).toBeGreaterThan(lazy.metrics['accept_cpu_s']!);
+    expect(eager.metrics['accepted_gib']!).toBeCloseTo(8 - 8.5 / 1024 - 384 / 1024 / 1024, 2);
+    expect(lazy.curves!['accepted_gib']!.x.length).toBeGreaterThan(1);
+  });
+
+  it('accept-boot: accept_lock=held serialises; the seed allocator takes the lock for every page it accepts', () => {
+    const held = run(acceptBoot, { memory_gib: 4, vcpus: 2, accept_lock: 'held', allocator: 'seed' });
+    const upstream = run(acceptBoot, { memory_gib: 4, vcpus: 2 });
+    expect(held.metrics['accept_lock_acquisitions']!).toBeGreaterThan(10 * upstream.metrics['accept_lock_acquisitions']!);
+    expect(held.metrics['accepting_list_waits']).toBe(0);
+    expect(held.metrics['oom_events']).toBe(0);
+  });
+
+  it('accept-boot: runs the same for a seed', () => {
+    const a = run(acceptBoot, { memory_gib: 4, vcpus: 2, accept: 'background' }, 3);
+    const b = run(acceptBoot, { memory_gib: 4, vcpus: 2, accept: 'background' }, 3);
+    expect(a.metrics).toEqual(b.metrics);
+    expect(a.sim.fingerprint.hex()).toBe(b.sim.fingerprint.hex());
+  });
+
+  it('accept-throughput: more vCPUs accept the same memory in less time', () => {
+    const one = run(acceptThroughput, { memory_gib: 4, vcpus: 1 });
+    const two = run(acceptThroughput, { memory_gib: 4, vcpus: 2 });
+    expect(two.metrics['accepted_by_threads_gib']).toBeCloseTo(one.metrics['accepted_by_threads_gib']!, 6);
+    expect(two.metrics['accept_s']!).toBeLessThan(one.metrics['accept_s']!);
+    expect(one.metrics['accept_gib_per_s']!).toBeGreaterThan(0.5);
+  });
+
+  it('accept-latency: a background acceptor cuts the spikes above 1 ms and costs background CPU time', () => {
+    const base = { memory_gib: 8, vcpus: 4, app_gib: 1, app_threads: 1, app_rate_gib_s: 1 };
+    const lazy = run(acceptLatency, { ...base, accept: 'lazy' });
+    const bg = run(acceptLatency, { ...base, accept: 'background', background_threads: 2 });
+    expect(lazy.metrics['spikes_over_1ms']!).toBeGreaterThan(0);
+    expect(bg.metrics['spikes_over_1ms']!).toBeLessThan(lazy.metrics['spikes_over_1ms']!);
+    expect(bg.metrics['background_accept_s']!).toBeGreaterThan(0);
+    expect(lazy.metrics['alloc_max_ms']!).toBeGreaterThan(1);
+    const cdf = lazy.curves!['alloc_latency_cdf']!;
+    expect(cdf.y[cdf.y.length - 1]).toBe(1);
+  });
+});
