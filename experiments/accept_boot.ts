@@ -2,6 +2,7 @@ import { GiB, MiB, US, type Sim } from '../sim/index.ts';
 import type { Curve, Experiment, MetricSpec, ParamSpec, Params } from './experiment.ts';
 import { GuestKernel, defaultGuestConfig, type GuestConfig } from '../models/guest/kernel.ts';
 import type { Platform, PlatformConfig } from '../models/platform.ts';
+import { createSnpPlatform } from '../models/snp/snp_platform.ts';
 import { createTdxPlatform, type TdxPlatform } from '../models/tdx/tdx_platform.ts';
 import { defaultApplicationConfig } from '../models/workloads/application.ts';
 import { runGuest } from '../models/workloads/boot.ts';
@@ -15,9 +16,10 @@ import { runGuest } from '../models/workloads/boot.ts';
 // ---- Shared parameters ----------------------------------------------------------------------
 
 export const platformParams: Record<string, ParamSpec> = {
-  platform: { type: 'enum', default: 'tdx', values: ['tdx'], description: 'Intel TDX host side (SEV-SNP joins when its host model lands)' },
+  platform: { type: 'enum', default: 'tdx', values: ['tdx', 'snp'], description: 'Intel TDX or AMD SEV-SNP host side' },
   sept: { type: 'enum', default: '4k', values: ['4k', '2m'], description: 'TDX: S-EPT mapping size KVM uses (upstream maps private memory 4K only)' },
   psc: { type: 'enum', default: 'ghcb', values: ['ghcb', 'msr'], description: 'SNP: page state changes through GHCB batches or the MSR protocol (one 4K per VMGEXIT)' },
+  snp_backing: { type: 'enum', default: '4k', values: ['4k', '2m'], description: 'SNP: guest_memfd folio size (upstream 4K; 2M with the unmerged THP series)' },
   fidelity: { type: 'enum', default: 'aggregate', values: ['aggregate', 'per-page'], description: 'host model: per-2M aggregated steps or every 4K operation its own step' },
 };
 
@@ -67,6 +69,8 @@ export function createPlatform(sim: Sim, p: Params, config: PlatformConfig): Pla
   switch (p['platform']) {
     case 'tdx':
       return createTdxPlatform(sim, { ...config, sept: p['sept'] as '4k' | '2m', fidelity });
+    case 'snp':
+      return createSnpPlatform(sim, { ...config, psc: p['psc'] as 'ghcb' | 'msr', snpBacking: p['snp_backing'] as '4k' | '2m', fidelity });
     default:
       throw new Error(`platform ${String(p['platform'])} is not available`);
   }

@@ -75,3 +75,13 @@ describe('accept-* experiments through their run() functions', () => {
     expect(cdf.y[cdf.y.length - 1]).toBe(1);
   });
 });
+
+describe('accept-* experiments on SEV-SNP', () => {
+  it('accept-boot runs on the SNP host model; the MSR protocol accepts more slowly than GHCB batches', () => {
+    const ghcb = run(acceptBoot, { platform: 'snp', memory_gib: 2, vcpus: 2 });
+    const msr = run(acceptBoot, { platform: 'snp', memory_gib: 2, vcpus: 2, psc: 'msr' });
+    expect(ghcb.metrics['accepted_gib']).toBeCloseTo(msr.metrics['accepted_gib']!, 6);
+    expect(msr.metrics['accept_cpu_s']!).toBeGreaterThan(ghcb.metrics['accept_cpu_s']!);
+    expect(msr.metrics['boot_to_init_s']!).toBeGreaterThan(ghcb.metrics['boot_to_init_s']!);
+  });
+});
