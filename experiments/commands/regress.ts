@@ -60,9 +60,8 @@ export const regress: Command = {
       }
       if (baseline === undefined) return;
       if (baseline.fingerprint !== '' && baseline.fingerprint !== rec.fingerprint) notes.push(`${exp.name} ${label}: fingerprint ${baseline.fingerprint} -> ${rec.fingerprint} (the event sequence changed)`);
-      for (const m of Object.keys(rec.metrics)) {
-        if (!Object.hasOwn(baseline.metrics, m)) notes.push(`${exp.name} ${label}: new metric ${m} = ${fmt(rec.metrics[m]!)} (not in the baseline)`);
-      }
+      const added = Object.keys(rec.metrics).filter((m) => !Object.hasOwn(baseline.metrics, m));
+      if (added.length > 0) notes.push(`${exp.name} ${label}: ${added.length} metric(s) not in the baseline${update ? ' (added)' : ''}: ${added.join(', ')}`);
       for (const [m, base] of Object.entries(baseline.metrics)) {
         compared++;
         const spec = exp.metrics[m];

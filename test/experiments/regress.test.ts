@@ -1,6 +1,7 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { BASELINES_DIR } from '../../experiments/paths.ts';
 import { cvmsim, tempDir } from './cli_harness.ts';
 
 describe('cvmsim regress', () => {
@@ -57,5 +58,20 @@ describe('cvmsim regress', () => {
     const bad = await cvmsim(['regress', '--baselines', empty, 'mm-queue']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain(`${join(empty, 'mm-queue.json')} cases[0].params: servers: expected an integer in [1, 64] (servers), got 'many'`);
+  });
+
+  it('the committed accept-throughput baseline passes, and a temp copy with a changed value fails', async () => {
+    const copy = tempDir('real-baselines');
+    const path = join(copy, 'accept-throughput.json');
+    copyFileSync(join(BASELINES_DIR, 'accept-throughput.json'), path);
+    const ok = await cvmsim(['regress', '--baselines', copy, 'accept-throughput'], { fixture: false });
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/regress: ok: \d+ case\(s\) of 1 experiment\(s\), \d+ metric\(s\) compared, 0 outside tolerance/);
+    const b = JSON.parse(readFileSync(path, 'utf8'));
+    b.cases[0].metrics.accept_s *= 1.1;
+    writeFileSync(path, JSON.stringify(b));
+    const bad = await cvmsim(['regress', '--baselines', copy, 'accept-throughput'], { fixture: false });
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/^accept-throughput\s+seed 1\s+accept_s\s+[\d.]+\s+[\d.]+\s+-[\d.]+ \(-9\.09\d*%\)\s+±5%$/m);
   });
 });
