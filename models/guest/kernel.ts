@@ -3,7 +3,7 @@ import type { Platform, PlatformConfig } from '../platform.ts';
 import { AcceptLedger } from './accept_ledger.ts';
 import { BackgroundAcceptor, type BackgroundAcceptorConfig } from './acceptor.ts';
 import { ArchAccept } from './arch_accept.ts';
-import { EFI_UNACCEPTED_UNIT_SIZE, PAGE_SIZE, SZ_1M, pfnOf } from './constants.ts';
+import { EFI_UNACCEPTED_UNIT_SIZE, PAGE_SIZE, SZ_1M, pfnOf, roundUp } from './constants.ts';
 import { defaultGuestCosts, type GuestCosts } from './costs.ts';
 import { EfiUnacceptedMemory, allocate_unaccepted_bitmap } from './efi_unaccepted_memory.ts';
 import { IdleLoop } from './idle.ts';
@@ -116,7 +116,8 @@ export class GuestKernel {
     this.vcpus = [];
     for (let i = 0; i < config.vcpus; i++) this.vcpus.push(new Cpu(sim, `vcpu${i}`));
     this.map = buildMemoryMap(config.memoryBytes);
-    this.platform = makePlatform({ gpaBytes: this.map.maxAddr, vcpus: this.vcpus });
+    // The platform covers the guest-physical space up to the highest RAM address, in whole 2 MiB.
+    this.platform = makePlatform({ gpaBytes: roundUp(this.map.maxAddr, EFI_UNACCEPTED_UNIT_SIZE), vcpus: this.vcpus });
     const fwBytes = config.firmware === 'eager' ? config.memoryBytes : config.firmwareAcceptBytes;
     this.firmwareAccepted = lowestBytes(this.map.ram, fwBytes);
     this.efiUnaccepted = subtractRanges(this.map.ram, this.firmwareAccepted);
