@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { Sim } from '../../sim/index.ts';
+import { MiB, Sim } from '../../sim/index.ts';
 import type { Experiment, Params } from '../../experiments/experiment.ts';
-import { acceptBoot } from '../../experiments/accept_boot.ts';
+import { acceptBoot, buildGuest } from '../../experiments/accept_boot.ts';
+import { runAcceptAll } from '../../models/workloads/accept_all.ts';
 import { acceptLatency } from '../../experiments/accept_latency.ts';
 import { acceptThroughput } from '../../experiments/accept_throughput.ts';
 import { findExperiment } from '../../experiments/registry.ts';
@@ -78,10 +79,28 @@ describe('accept-* experiments through their run() functions', () => {
 
 describe('accept-* experiments on SEV-SNP', () => {
   it('accept-boot runs on the SNP host model; the MSR protocol accepts more slowly than GHCB batches', () => {
-    const ghcb = run(acceptBoot, { platform: 'snp', memory_gib: 2, vcpus: 2 });
-    const msr = run(acceptBoot, { platform: 'snp', memory_gib: 2, vcpus: 2, psc: 'msr' });
+    const ghcb = run(acceptBoot, { platform: 'snp', memory_gib: 1, vcpus: 2, hz: 100, firmware_accept_mib: 64 });
+    const msr = run(acceptBoot, { platform: 'snp', memory_gib: 1, vcpus: 2, hz: 100, firmware_accept_mib: 64, psc: 'msr' });
     expect(ghcb.metrics['accepted_gib']).toBeCloseTo(msr.metrics['accepted_gib']!, 6);
     expect(msr.metrics['accept_cpu_s']!).toBeGreaterThan(ghcb.metrics['accept_cpu_s']!);
     expect(msr.metrics['boot_to_init_s']!).toBeGreaterThan(ghcb.metrics['boot_to_init_s']!);
+  });
+});
+
+describe('aggregated and per-page paths', () => {
+  it('the host per-page path (fidelity=per-page) and the aggregated path give the same acceptance timings', () => {
+    const once = (fidelity: string) => {
+      const sim = new Sim({ seed: 1 });
+      const p = params(acceptThroughput, { vcpus: 2, fidelity });
+      const { k } = buildGuest(sim, { ...p, accept: 'lazy', allocator: 'upstream', firmware: 'lazy', deferred_struct_page_init: true, wmark_zero_fix: true, hz: 0, nohz_idle: true, background_threads: 1, background_pace_us: 0 }, { memoryBytes: 160 * MiB, firmwareAcceptBytes: 32 * MiB });
+      const r = runAcceptAll(sim, k);
+      return { seconds: (r.endNs - r.startNs) / 1e9, bytes: r.acceptedBytes, cpu: k.metrics.acceptNsTotal };
+    };
+    const agg = once('aggregate');
+    const per = once('per-page');
+    expect(per.bytes).toBe(agg.bytes);
+    expect(agg.bytes).toBeGreaterThan(64 * MiB);
+    expect(per.seconds).toBeCloseTo(agg.seconds, 5);
+    expect(Math.abs(per.cpu - agg.cpu) / agg.cpu).toBeLessThan(1e-4);
   });
 });
