@@ -18,6 +18,7 @@ import { runGuest } from '../models/workloads/boot.ts';
 export const platformParams: Record<string, ParamSpec> = {
   platform: { type: 'enum', default: 'tdx', values: ['tdx', 'snp'], description: 'Intel TDX or AMD SEV-SNP host side' },
   sept: { type: 'enum', default: '4k', values: ['4k', '2m'], description: 'TDX: S-EPT mapping size KVM uses (upstream maps private memory 4K only)' },
+  tdx_module: { type: 'enum', default: '1.5', values: ['1.5', '1.0'], description: 'TDX: the TDX module whose S-EPT locking is modelled' },
   psc: { type: 'enum', default: 'ghcb', values: ['ghcb', 'msr'], description: 'SNP: page state changes through GHCB batches or the MSR protocol (one 4K per VMGEXIT)' },
   snp_backing: { type: 'enum', default: '4k', values: ['4k', '2m'], description: 'SNP: guest_memfd folio size (upstream 4K; 2M with the unmerged THP series)' },
   fidelity: { type: 'enum', default: 'aggregate', values: ['aggregate', 'per-page'], description: 'host model: per-2M aggregated steps or every 4K operation its own step' },
@@ -68,7 +69,7 @@ export function createPlatform(sim: Sim, p: Params, config: PlatformConfig): Pla
   const fidelity = p['fidelity'] as 'aggregate' | 'per-page';
   switch (p['platform']) {
     case 'tdx':
-      return createTdxPlatform(sim, { ...config, sept: p['sept'] as '4k' | '2m', fidelity });
+      return createTdxPlatform(sim, { ...config, sept: p['sept'] as '4k' | '2m', tdxModule: p['tdx_module'] as '1.5' | '1.0', fidelity });
     case 'snp':
       return createSnpPlatform(sim, { ...config, psc: p['psc'] as 'ghcb' | 'msr', snpBacking: p['snp_backing'] as '4k' | '2m', fidelity });
     default:
