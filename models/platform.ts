@@ -1,4 +1,4 @@
-import type { Cpu, Proc } from '../sim/index.ts';
+import type { Bandwidth, Cpu, Proc } from '../sim/index.ts';
 
 /**
  * The contract between the guest kernel model (models/guest) and the host side of a
@@ -24,7 +24,20 @@ export interface Platform {
   checkInvariants(): void;
   /** Host-side metrics (exits, BUSY answers and retries, lock waits, bytes cleared), sorted names. */
   metrics(): Record<string, number>;
+  /**
+   * The host's memory bandwidth (a socket's, shared by every clear and zero of the host side),
+   * for the guest's own memory writes to share. Optional: a test double may leave it out.
+   */
+  readonly memoryBandwidth?: Bandwidth;
 }
+
+/*
+ * Implementations (each factory takes PlatformConfig plus optional fields with defaults):
+ * - createTdxPlatform(sim, TdxPlatformConfig) in models/tdx/tdx_platform.ts;
+ * - createSnpPlatform(sim, SnpPlatformConfig) in models/snp/snp_platform.ts.
+ * Bad configuration values throw PlatformConfigError (models/host/config_check.ts) naming the
+ * field and the allowed values.
+ */
 
 export interface PlatformConfig {
   /** Guest-physical address space to cover, bytes (highest guest RAM address). */

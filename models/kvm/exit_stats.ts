@@ -4,34 +4,40 @@
  * HLT, KVM_EXIT_HYPERCALL (the exit to userspace).
  */
 export class ExitStats {
-  private readonly counts = new Map<string, number>();
-  private readonly times = new Map<string, number>();
+  private readonly byReason = new Map<string, { count: number; ns: number }>();
 
   record(reason: string, ns: number, count = 1): void {
-    this.counts.set(reason, (this.counts.get(reason) ?? 0) + count);
-    this.times.set(reason, (this.times.get(reason) ?? 0) + ns);
+    let r = this.byReason.get(reason);
+    if (r === undefined) {
+      r = { count: 0, ns: 0 };
+      this.byReason.set(reason, r);
+    }
+    r.count += count;
+    r.ns += ns;
   }
 
   count(reason: string): number {
-    return this.counts.get(reason) ?? 0;
+    return this.byReason.get(reason)?.count ?? 0;
   }
 
   total(): number {
     let t = 0;
-    for (const v of this.counts.values()) t += v;
+    for (const r of this.byReason.values()) t += r.count;
     return t;
   }
 
   totalNs(): number {
     let t = 0;
-    for (const v of this.times.values()) t += v;
+    for (const r of this.byReason.values()) t += r.ns;
     return t;
   }
 
   /** exits.<reason> and exit_ns.<reason> entries, to merge into metrics(). */
   metrics(out: Record<string, number>): void {
-    for (const [reason, n] of this.counts) out[`exits.${reason}`] = n;
-    for (const [reason, ns] of this.times) out[`exit_ns.${reason}`] = ns;
+    for (const [reason, r] of this.byReason) {
+      out[`exits.${reason}`] = r.count;
+      out[`exit_ns.${reason}`] = r.ns;
+    }
     out['exits.total'] = this.total();
     out['exit_ns.total'] = this.totalNs();
   }

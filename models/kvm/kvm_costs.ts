@@ -26,10 +26,12 @@ export interface KvmCosts {
    */
   userspaceExitNs: number;
   /**
-   * KVM_SET_MEMORY_ATTRIBUTES for a range that is already private: kvm_vm_set_mem_attributes()
-   * takes kvm->slots_lock and returns after kvm_range_has_memory_attributes() finds nothing to
-   * change. domain.md ("KVM_SET_MEMORY_ATTRIBUTES + punch-hole per conversion", ESTIMATE
-   * 10-100 us per call): low end, 10 us, held under slots_lock.
+   * The VMM's KVM_SET_MEMORY_ATTRIBUTES for a range that is already private (acceptance converts
+   * nothing): kvm_vm_set_mem_attributes() takes kvm->slots_lock and returns once
+   * kvm_range_has_memory_attributes() finds nothing to change. ESTIMATE 1 us: one more ioctl
+   * (domain.md, "exit to VMM userspace": "2 extra kernel/user transitions") and an xarray walk;
+   * domain.md's 10-100 us "KVM_SET_MEMORY_ATTRIBUTES + punch-hole per conversion" is for real
+   * conversions (zap, TLB flush), which acceptance does not do. Held under slots_lock.
    */
   setMemoryAttributesNs: number;
 }
@@ -38,5 +40,5 @@ export const KVM_COSTS: KvmCosts = {
   faultNs: 150,
   hltNs: 1_000,
   userspaceExitNs: 5_000,
-  setMemoryAttributesNs: 10_000,
+  setMemoryAttributesNs: 1_000,
 };

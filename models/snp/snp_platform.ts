@@ -78,7 +78,7 @@ export function createSnpPlatform(sim: Sim, config: SnpPlatformConfig): SnpPlatf
   }
 
   return {
-    kind: 'snp', host, kvm, rmp, gmem, counters,
+    kind: 'snp', memoryBandwidth: host.memory, host, kvm, rmp, gmem, counters,
 
     *arch_accept_memory(vcpu: number, start: number, end: number, phase: AcceptPhase): Proc<void> {
       currentVcpu(vcpu);

@@ -70,7 +70,7 @@ export function createTdxPlatform(sim: Sim, config: TdxPlatformConfig): TdxPlatf
   }
 
   return {
-    kind: 'tdx', host, kvm, module, gmem, sept, fidelity,
+    kind: 'tdx', memoryBandwidth: host.memory, host, kvm, module, gmem, sept, fidelity,
 
     *arch_accept_memory(vcpu: number, start: number, end: number, _phase: AcceptPhase): Proc<void> {
       currentVcpu(vcpu);
