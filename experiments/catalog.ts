@@ -2,7 +2,6 @@ import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Experiment } from './experiment.ts';
 import { parseParamValue } from './params.ts';
-import { experiments as registered } from './registry.ts';
 import { didYouMean } from './suggest.ts';
 import { UsageError } from './usage_error.ts';
 
@@ -15,7 +14,11 @@ import { UsageError } from './usage_error.ts';
 export const EXTRA_EXPERIMENTS_ENV = 'CVMSIM_EXTRA_EXPERIMENTS';
 
 export class Catalog {
-  constructor(readonly all: readonly Experiment[]) {}
+  constructor(
+    readonly all: readonly Experiment[],
+    /** The registry's experiments alone (the default suite, regress without names). */
+    readonly registered: readonly Experiment[],
+  ) {}
 
   names(): string[] {
     return this.all.map((e) => e.name);
@@ -39,6 +42,8 @@ let cached: Catalog | undefined;
 
 export async function loadCatalog(): Promise<Catalog> {
   if (cached !== undefined) return cached;
+  // Loaded on demand: the models behind the registry are most of the CLI's startup time.
+  const { experiments: registered } = await import('./registry.ts');
   const all: Experiment[] = [...registered];
   const extra = process.env[EXTRA_EXPERIMENTS_ENV];
   if (extra !== undefined && extra !== '') {
@@ -55,7 +60,7 @@ export async function loadCatalog(): Promise<Catalog> {
     if (seen.has(e.name)) throw new Error(`experiment '${e.name}' is registered twice`);
     seen.add(e.name);
   }
-  cached = new Catalog(all);
+  cached = new Catalog(all, registered);
   return cached;
 }
 

@@ -9,7 +9,8 @@ import { report } from './commands/report.ts';
 import { run } from './commands/run.ts';
 import { suite } from './commands/suite.ts';
 import { sweep } from './commands/sweep.ts';
-import { parseTraceFlags, TraceUsageError } from '../traces/index.ts';
+// traces/options.ts, not traces/index.ts: parsing flags must not load OpenTelemetry (startup time).
+import { parseTraceFlags, TraceUsageError } from '../traces/options.ts';
 import { Interrupted } from './pool.ts';
 import { didYouMean } from './suggest.ts';
 import { EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError } from './usage_error.ts';

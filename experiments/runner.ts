@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { Sim } from '../sim/index.ts';
 import type { Curve, Experiment, ExperimentResult, Params } from './experiment.ts';
+import { lockWaitCurves } from './lock_waits.ts';
 import type { RunRecord } from './run_record.ts';
 
 /**
@@ -51,7 +52,8 @@ export function runOnce(exp: Experiment, params: Params, seed: number, hooks: Ru
     params,
     seed,
     metrics: error === undefined ? sortedRecord(result!.metrics) : {},
-    curves: error === undefined ? thinCurves(result!.curves ?? {}) : {},
+    // The experiment's own curves, plus the lock wait distributions the engine kept.
+    curves: error === undefined ? thinCurves({ ...lockWaitCurves(sim), ...(result!.curves ?? {}) }) : {},
     fingerprint: sim.fingerprint.hex(),
     virtualNs: sim.now,
     eventsExecuted: sim.eventsExecuted,

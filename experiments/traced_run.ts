@@ -1,4 +1,4 @@
-import { startTracing, type TraceOptions, type TraceSummary } from '../traces/index.ts';
+import type { TraceOptions, TraceSummary } from '../traces/index.ts';
 import type { Experiment, Params } from './experiment.ts';
 import { runOnce, type TimedRun } from './runner.ts';
 
@@ -19,6 +19,8 @@ export function tracingOn(o: TraceOptions | null): o is TraceOptions {
 
 export async function runTraced(exp: Experiment, params: Params, seed: number, trace: TraceOptions | null): Promise<TracedRun> {
   if (!tracingOn(trace)) return { ...runOnce(exp, params, seed), trace: null };
+  // OpenTelemetry is loaded only for traced runs.
+  const { startTracing } = await import('../traces/index.ts');
   let session: ReturnType<typeof startTracing> | null = null;
   const timed = runOnce(exp, params, seed, {
     beforeRun(sim) {

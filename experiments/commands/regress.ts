@@ -9,7 +9,6 @@ import type { Experiment, Params } from '../experiment.ts';
 import { fmt, textTable } from '../format.ts';
 import { defaultParams } from '../params.ts';
 import { BASELINES_DIR } from '../paths.ts';
-import { experiments as registered } from '../registry.ts';
 import { toleranceText } from './describe.ts';
 
 export const regress: Command = {
@@ -29,7 +28,7 @@ export const regress: Command = {
     const jobs = parseJobs(one(args, 'jobs'), availableParallelism());
     const names = args.positional.length > 0
       ? args.positional
-      : [...new Set([...registered.map((e) => e.name), ...baselineNames(dir)])];
+      : [...new Set([...catalog.registered.map((e) => e.name), ...baselineNames(dir)])];
     const exps = names.map((n) => catalog.get(n, 'experiment'));
 
     // Read every baseline before running anything: a malformed one is bad input (exit 2).

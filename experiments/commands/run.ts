@@ -7,7 +7,6 @@ import { writeOutputs } from '../outputs.ts';
 import { readConfigFile, resolveParams } from '../params.ts';
 import { parseSeed } from '../plan.ts';
 import { buildResultSet } from '../results.ts';
-import { formatTraceSummary } from '../../traces/index.ts';
 import { clocksLine } from '../runner.ts';
 import { runTraced } from '../traced_run.ts';
 
@@ -50,7 +49,10 @@ export const run: Command = {
     const paths = outDir === undefined ? undefined : writeOutputs(outDir, buildResultSet([record], [exp], { experiment: exp.name, base: params, grid: [], seeds: [seed] }, null));
 
     // Trace lines go to stderr, so that --json leaves stdout to the one JSON object.
-    if (trace !== null) for (const l of formatTraceSummary(trace)) err(l);
+    if (trace !== null) {
+      const { formatTraceSummary } = await import('../../traces/index.ts');
+      for (const l of formatTraceSummary(trace)) err(l);
+    }
     const code = record.error !== undefined ? 1 : (trace?.exitCode ?? 0);
     if (json) {
       out(JSON.stringify({

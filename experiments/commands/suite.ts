@@ -8,12 +8,11 @@ import { fmt, textTable } from '../format.ts';
 import { writeOutputs } from '../outputs.ts';
 import { defaultParams, sortedParams } from '../params.ts';
 import { planRuns } from '../plan.ts';
-import { experiments as registered } from '../registry.ts';
 import { buildResultSet } from '../results.ts';
 import { runKey } from '../run_record.ts';
 import { SUITE_SWEEP } from '../suite.ts';
 import type { TaskMessage } from '../task.ts';
-import { defaultTraceOptions } from '../../traces/index.ts';
+import { defaultTraceOptions } from '../../traces/options.ts';
 import { reportFailures, reportTraces } from './sweep.ts';
 
 export const suite: Command = {
@@ -29,7 +28,7 @@ export const suite: Command = {
     const dir = one(args, 'out') ?? join('results', 'suite');
     const jobs = parseJobs(one(args, 'jobs'), availableParallelism());
     // The registry alone: experiments added for tests through the environment stay out of the suite.
-    const exps = registered.map((e) => catalog.get(e.name));
+    const exps = [...catalog.registered];
     if (exps.length === 0) {
       err('no experiment is registered (experiments/registry.ts): nothing to run');
       return 1;
@@ -40,7 +39,7 @@ export const suite: Command = {
       experiment: e.name, params: defaultParams(e), seed: 1, trace: { ...defaultTraceOptions, files: [traceFile(e.name)] },
     }));
     const sweepExp = catalog.find(SUITE_SWEEP.experiment);
-    if (sweepExp !== undefined && registered.includes(sweepExp)) {
+    if (sweepExp !== undefined && catalog.registered.includes(sweepExp)) {
       const spec = {
         experiment: sweepExp.name,
         base: defaultParams(sweepExp),

@@ -9,7 +9,7 @@ import { textTable } from '../format.ts';
 import { Journal } from '../journal.ts';
 import { writeOutputs } from '../outputs.ts';
 import { parseGrid, parseSeedCount, parseShard, planRuns, shardOf, type PlannedRun } from '../plan.ts';
-import { traceFileForRun, type TraceSummary } from '../../traces/index.ts';
+import type { TraceOptions, TraceSummary } from '../../traces/index.ts';
 import { tracingOn } from '../traced_run.ts';
 import { buildResultSet, type ResultSet, type Shard, type SweepSpec } from '../results.ts';
 import { runKey, type RunRecord } from '../run_record.ts';
@@ -63,8 +63,9 @@ export const sweep: Command = {
     err(`sweep ${describeSweep(spec)}${shard === null ? '' : `, shard ${shard.index}/${shard.count}`}: ${plan.length} runs${resumed > 0 ? `, ${resumed} already done (resuming from ${journal.path})` : ''}, ${Math.min(jobs, Math.max(1, todo.length))} worker thread(s)`);
 
     const trace = args.trace;
-    const traceFor = (r: PlannedRun) => {
-      if (!tracingOn(trace)) return null;
+    const traceFileForRun = tracingOn(trace) ? (await import('../../traces/index.ts')).traceFileForRun : null;
+    const traceFor = (r: PlannedRun): TraceOptions | null => {
+      if (!tracingOn(trace) || traceFileForRun === null) return null;
       const tag = `p${Math.floor(r.index / seeds.length)}-s${r.seed}`;
       return { ...trace, files: trace.files.map((f) => traceFileForRun(f, tag)) };
     };

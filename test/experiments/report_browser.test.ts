@@ -61,11 +61,12 @@ describe('report.html in headless Chromium', () => {
     }));
     expect(errors).toEqual([]);
 
-    // 4 varying metrics x 2 numeric swept parameters, plus the fixture's 2 curves; customers_served
-    // is the same in every run, so it is named in a note rather than drawn as a flat line.
+    // 4 varying metrics x 2 numeric swept parameters, the fixture's 2 curves and the wait
+    // distribution of its `servers` semaphore; customers_served is the same in every run, so it
+    // is named in a note rather than drawn as a flat line.
     expect(charts.map((c) => c.id)).toContain('mm-queue.mean_wait_ms.vs.servers');
     expect(charts.map((c) => c.id)).toContain('mm-queue.curve.wait_cdf');
-    expect(charts).toHaveLength(10);
+    expect(charts).toHaveLength(11);
     expect(await page.textContent('body')).toContain('Not drawn against servers, the same in every run: customers_served = 300.');
     for (const c of charts) {
       expect(c.width, c.id).toBeGreaterThan(300);
@@ -86,6 +87,9 @@ describe('report.html in headless Chromium', () => {
 
     const cdf = charts.find((c) => c.id === 'mm-queue.curve.wait_cdf')!;
     expect(cdf.axisLabels).toEqual(['value (ms)', 'fraction of samples <= value']);
+    const lockWait = charts.find((c) => c.id === 'mm-queue.curve.lock_wait_cdf.servers')!;
+    expect(lockWait.axisLabels[0]).toMatch(/^wait for servers \(us\)/);
+    expect(lockWait.axisLabels[1]).toBe('fraction of acquisitions <= wait');
     const queue = charts.find((c) => c.id === 'mm-queue.curve.queue_length')!;
     expect(queue.axisLabels).toEqual(['virtual time (ms)', 'customers']);
     expect(cdf.legend).toHaveLength(12);
