@@ -103,7 +103,7 @@ export const acceptMetricSpecs: Record<string, MetricSpec> = {
   oom_events: count('events', 'allocations that found no page in any zone'),
   wmark_zero_blocks: count('blocks', 'MAX_ORDER blocks accepted while watermarks were zero'),
   background_accept_s: times('s', 'accept=background: vCPU time the acceptor threads spent accepting'),
-  background_cpu_s: times('s', 'accept=background: other CPU time of the acceptor threads'),
+  background_cpu_s: times('s', 'accept=background: compute time of the acceptor threads outside arch_accept_memory()'),
   idle_ticks: count('ticks', 'timer ticks taken by idle vCPUs (each an exit to the host)'),
 };
 

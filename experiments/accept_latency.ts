@@ -2,7 +2,7 @@ import { GiB, MiB, type Sim } from '../sim/index.ts';
 import type { Curve, Experiment, Params } from './experiment.ts';
 import { defaultApplicationConfig, type ApplicationPattern } from '../models/workloads/application.ts';
 import { runGuest } from '../models/workloads/boot.ts';
-import { acceptMetricSpecs, acceptMetrics, acceptedCurve, buildGuest, guestParams, platformParams, withDefault } from './accept_boot.ts';
+import { acceptMetricSpecs, acceptMetrics, acceptPerVcpuCurve, acceptedCurve, buildGuest, guestParams, platformParams, withDefault } from './accept_boot.ts';
 
 /**
  * accept-latency (design.md Q1): after boot, application threads allocate and touch memory;
@@ -62,7 +62,7 @@ export const acceptLatency: Experiment = {
         boot_to_userspace_s: (k.metrics.milestones.get('userspace') ?? 0) / 1e9,
         ...acceptMetrics(sim, k),
       },
-      curves: { alloc_latency_cdf: latencyCdf(k.metrics.allocLatency.cdf()), accepted_gib: acceptedCurve(k) },
+      curves: { alloc_latency_cdf: latencyCdf(k.metrics.allocLatency.cdf()), accepted_gib: acceptedCurve(k), accept_s_per_vcpu: acceptPerVcpuCurve(k) },
     };
   },
 };

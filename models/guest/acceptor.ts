@@ -36,9 +36,10 @@ export class BackgroundAcceptor {
     }
   }
 
-  /** CPU time of the threads outside arch_accept_memory() (their accept time is in acceptNsBy). */
+  /** Compute time of the threads outside arch_accept_memory() (their accept time is in acceptNsBy). */
   cpuNs(): number {
-    return this.threads.reduce((n, p) => n + p.cpuTimeNs, 0);
+    const total = this.threads.reduce((n, p) => n + p.cpuTimeNs, 0);
+    return total - (this.kernel.metrics.acceptComputeNsBy.get('background') ?? 0);
   }
 
   private *loop(index: number): Proc<void> {
@@ -50,6 +51,7 @@ export class BackgroundAcceptor {
       const zone = k.allocator.highestZoneWithUnaccepted();
       if (zone === null) break;
       if (yield* k.allocator.try_to_accept_memory_one(zone, 'background')) k.metrics.backgroundBlocks++;
+      yield* k.cond_resched();
       if (this.config.paceNs > 0) yield sim.sleep(this.config.paceNs);
     }
     sim.opEnd(id);

@@ -36,9 +36,12 @@ export class ArchAccept {
     // Recorded before the call: a second accept of the same page, even concurrent, is caught.
     this.ledger.record(start, end, sim.now);
     const t0 = sim.now;
+    const p = sim.running();
+    const cpu0 = p.cpuTimeNs;
     yield* this.platform.arch_accept_memory(vcpu, start, end, phase);
     const m = this.metrics;
     m.acceptNsPerVcpu[vcpu]! += sim.now - t0;
+    m.acceptComputeNsBy.set(cause, (m.acceptComputeNsBy.get(cause) ?? 0) + p.cpuTimeNs - cpu0);
     m.acceptCalls++;
     m.addAccepted(cause, end - start, sim.now - t0);
     m.acceptedBytes += end - start;

@@ -49,6 +49,8 @@ export interface GuestCosts {
    * scheduler tick, back to HLT), before the exit the platform models.
    */
   idleTickNs: number;
+  /** cond_resched(): the need_resched check at a voluntary preemption point. */
+  condReschedNs: number;
   /** Bookkeeping inside unaccepted_memory_lock: walking accepting_list, scanning the bitmap. */
   acceptBookkeepingNs: number;
 }
@@ -99,6 +101,8 @@ export const defaultGuestCosts: GuestCosts = {
   clearPageBytesPerSec: 12.9e9,
   // ESTIMATE 2 us: an idle tick's interrupt entry, tick_sched_timer(), RCU and scheduler tick.
   idleTickNs: 2 * US,
+  // ESTIMATE 20 ns: reading the thread flags (and, if set, the switch the scheduler accounts).
+  condReschedNs: 20,
   // ESTIMATE 100 ns: a short list walk and a bitmap scan under a cache-hot spinlock.
   acceptBookkeepingNs: 100,
 };

@@ -157,6 +157,15 @@ export class GuestKernel {
   }
 
   /**
+   * cond_resched(): a voluntary preemption point. A kernel thread of a lower class (the
+   * background acceptor) gives its vCPU to a waiting normal thread here; without one it would
+   * keep the vCPU from one block to the next.
+   */
+  *cond_resched(): Proc<void> {
+    yield this.sim.compute(this.costs.condReschedNs);
+  }
+
+  /**
    * Touches (first write: anonymous fault + clear_page) `pages` pages on the running thread. The
    * clear costs whole nanoseconds per 4 KiB so that n pages at once cost exactly n single pages.
    */

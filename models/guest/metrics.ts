@@ -37,6 +37,8 @@ export class GuestMetrics {
   wmarkZeroBlocks = 0;
   /** Time inside arch_accept_memory(), by cause (vCPU held throughout). */
   readonly acceptNsBy = new Map<AcceptCause, number>();
+  /** Of that, the accepting threads' own compute (the rest is stall in exits and memory transfers). */
+  readonly acceptComputeNsBy = new Map<AcceptCause, number>();
   /** MAX_ORDER blocks the background acceptor threads accepted. */
   backgroundBlocks = 0;
   oomEvents = 0;
