@@ -112,6 +112,8 @@ export class GuestKernel {
     makePlatform: PlatformFactory,
   ) {
     assert(Number.isInteger(config.vcpus) && config.vcpus >= 1, 'vcpus must be a positive integer', config.vcpus);
+    // The acceptor loops over zone->unaccepted_pages, which the seed-era allocator does not have.
+    assert(!(config.accept === 'background' && config.allocator === 'seed'), 'accept=background needs allocator=upstream (the seed-era allocator keeps unaccepted memory in the buddy lists)');
     this.costs = config.costs;
     this.vcpus = [];
     for (let i = 0; i < config.vcpus; i++) this.vcpus.push(new Cpu(sim, `vcpu${i}`));
