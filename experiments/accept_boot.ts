@@ -3,7 +3,7 @@ import type { Curve, Experiment, MetricSpec, ParamSpec, Params } from './experim
 import { GuestKernel, defaultGuestConfig, type GuestConfig } from '../models/guest/kernel.ts';
 import type { Platform, PlatformConfig } from '../models/platform.ts';
 import { createSnpPlatform } from '../models/snp/snp_platform.ts';
-import { createTdxPlatform, type TdxPlatform } from '../models/tdx/tdx_platform.ts';
+import { createTdxPlatform } from '../models/tdx/tdx_platform.ts';
 import { defaultApplicationConfig } from '../models/workloads/application.ts';
 import { runGuest } from '../models/workloads/boot.ts';
 
@@ -77,12 +77,10 @@ export function createPlatform(sim: Sim, p: Params, config: PlatformConfig): Pla
   }
 }
 
-/** Builds the guest on its platform; the guest's page clearing shares the host's memory bandwidth. */
+/** Builds the guest on its platform (the guest's page clearing shares the platform's memory bandwidth). */
 export function buildGuest(sim: Sim, p: Params, overrides: Partial<GuestConfig> = {}): { k: GuestKernel; platform: Platform } {
-  let platform: Platform | null = null;
-  const k = new GuestKernel(sim, guestConfigFrom(p, overrides), (config) => (platform = createPlatform(sim, p, config)));
-  k.memory = (platform as unknown as Partial<TdxPlatform>).host?.memory ?? null;
-  return { k, platform: platform! };
+  const k = new GuestKernel(sim, guestConfigFrom(p, overrides), (config) => createPlatform(sim, p, config));
+  return { k, platform: k.platform };
 }
 
 // ---- Shared metrics ---------------------------------------------------------------------------

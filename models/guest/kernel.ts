@@ -101,10 +101,10 @@ export class GuestKernel {
   /** Set at shutdown: idle and acceptor threads finish. */
   stopping = false;
   /**
-   * Guest DRAM bandwidth (the host's memory, shared with the host's clears and zeroing), for the
-   * guest's own page clearing; null: each CPU clears at its own rate with no shared limit.
+   * Guest DRAM bandwidth (the platform's memoryBandwidth: the host's memory, shared with its
+   * clears and zeroing), for the guest's own page clearing; null: each CPU clears at its own rate.
    */
-  memory: Bandwidth | null = null;
+  readonly memory: Bandwidth | null;
 
   constructor(
     readonly sim: Sim,
@@ -120,6 +120,7 @@ export class GuestKernel {
     this.map = buildMemoryMap(config.memoryBytes);
     // The platform covers the guest-physical space up to the highest RAM address, in whole 2 MiB.
     this.platform = makePlatform({ gpaBytes: roundUp(this.map.maxAddr, EFI_UNACCEPTED_UNIT_SIZE), vcpus: this.vcpus });
+    this.memory = this.platform.memoryBandwidth ?? null;
     const fwBytes = config.firmware === 'eager' ? config.memoryBytes : config.firmwareAcceptBytes;
     this.firmwareAccepted = lowestBytes(this.map.ram, fwBytes);
     this.efiUnaccepted = subtractRanges(this.map.ram, this.firmwareAccepted);
