@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from './atomic_write.ts';
 import type { Experiment, Params, Tolerance } from './experiment.ts';
-import { checkParams, jsonErrorWhere } from './params.ts';
+import { checkCombination, checkParams, jsonErrorWhere } from './params.ts';
 import { UsageError } from './usage_error.ts';
 
 /**
@@ -56,8 +56,10 @@ export function readBaseline(dir: string, exp: Experiment): BaselineFile | undef
     for (const [k, m] of Object.entries(metrics)) {
       if (typeof m !== 'number' || !Number.isFinite(m)) throw new UsageError(`${where}.metrics.${k}`, `expected a finite number, got ${JSON.stringify(m)}`);
     }
+    const params = checkParams(exp, (c.params ?? {}) as Record<string, unknown>, `${where}.params`);
+    checkCombination(exp, params, `${where}.params`);
     return {
-      params: checkParams(exp, (c.params ?? {}) as Record<string, unknown>, `${where}.params`),
+      params,
       seed: c.seed,
       fingerprint: typeof c.fingerprint === 'string' ? c.fingerprint : '',
       metrics,

@@ -57,6 +57,12 @@ export interface Experiment {
   question: string;
   params: Record<string, ParamSpec>;
   metrics: Record<string, MetricSpec>;
+  /**
+   * Optional: why a combination of individually valid values is refused (e.g. accept=background
+   * needs allocator=upstream), naming the parameters and what they need; undefined when it is
+   * fine. The CLI calls it before any run and reports a refusal as bad input (exit 2).
+   */
+  check?(params: Params): string | undefined;
   /** Builds the model on sim with validated params, runs it to the end, returns the metrics. */
   run(params: Params, sim: Sim): ExperimentResult;
 }

@@ -140,6 +140,12 @@ export function resolveParams(exp: Experiment, sources: ParamSources): Params {
   return sortedParams(p);
 }
 
+/** The experiment's own check of a combination of values (Experiment.check), as a UsageError. */
+export function checkCombination(exp: Experiment, params: Params, field: string): void {
+  const reason = exp.check?.(params);
+  if (reason !== undefined) throw new UsageError(field, `${exp.name} refuses this combination: ${reason}`);
+}
+
 /** Checks a complete parameter object read back from a file (baselines): every key known, every value valid. */
 export function checkParams(exp: Experiment, values: Record<string, unknown>, where: string): Params {
   const p = defaultParams(exp);

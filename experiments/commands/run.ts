@@ -4,7 +4,7 @@ import { err, out, type Command } from '../command.ts';
 import type { Experiment, Params } from '../experiment.ts';
 import { fmt, textTable } from '../format.ts';
 import { writeOutputs } from '../outputs.ts';
-import { readConfigFile, resolveParams } from '../params.ts';
+import { checkCombination, readConfigFile, resolveParams } from '../params.ts';
 import { parseSeed } from '../plan.ts';
 import { buildResultSet } from '../results.ts';
 import { clocksLine } from '../runner.ts';
@@ -16,7 +16,7 @@ export const PARAM_OPTIONS = {
 } as const;
 
 /** The experiment and its parameters from `<experiment> [--config F] [--set k=v ...]`, all checked. */
-export async function experimentAndParams(args: ParsedArgs): Promise<{ catalog: Catalog; exp: Experiment; params: Params }> {
+export async function experimentAndParams(args: ParsedArgs, options: { combination?: boolean } = {}): Promise<{ catalog: Catalog; exp: Experiment; params: Params }> {
   const catalog = await loadCatalog();
   const exp = catalog.get(args.positional[0]!);
   const configPath = one(args, 'config');
@@ -24,6 +24,7 @@ export async function experimentAndParams(args: ParsedArgs): Promise<{ catalog: 
     config: configPath === undefined ? undefined : { path: configPath, values: readConfigFile(configPath) },
     sets: all(args, 'set'),
   });
+  if (options.combination !== false) checkCombination(exp, params, '--set');
   return { catalog, exp, params };
 }
 

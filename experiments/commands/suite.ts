@@ -6,7 +6,7 @@ import { loadCatalog } from '../catalog.ts';
 import { err, out, type Command } from '../command.ts';
 import { fmt, textTable } from '../format.ts';
 import { writeOutputs } from '../outputs.ts';
-import { defaultParams, sortedParams } from '../params.ts';
+import { checkCombination, defaultParams, sortedParams } from '../params.ts';
 import { planRuns } from '../plan.ts';
 import { buildResultSet } from '../results.ts';
 import { runKey } from '../run_record.ts';
@@ -48,6 +48,7 @@ export const suite: Command = {
       };
       const seen = new Set(tasks.map((t) => runKey(t)));
       for (const r of planRuns(spec)) {
+        checkCombination(sweepExp, r.params, `suite sweep point ${JSON.stringify(r.params)}`);
         const t = { experiment: sweepExp.name, params: sortedParams(r.params), seed: r.seed, trace: null };
         if (!seen.has(runKey(t))) tasks.push(t);
         seen.add(runKey(t));

@@ -8,6 +8,7 @@ import { err, out, type Command } from '../command.ts';
 import { textTable } from '../format.ts';
 import { Journal } from '../journal.ts';
 import { writeOutputs } from '../outputs.ts';
+import { checkCombination } from '../params.ts';
 import { parseGrid, parseSeedCount, parseShard, planRuns, shardOf, type PlannedRun } from '../plan.ts';
 import type { TraceOptions, TraceSummary } from '../../traces/index.ts';
 import { tracingOn } from '../traced_run.ts';
@@ -42,7 +43,8 @@ export const sweep: Command = {
     'ending (runs.jaeger.json -> runs.p3-s2.jaeger.json).',
   ].join('\n'),
   async run(args) {
-    const { exp, params } = await experimentAndParams(args);
+    // The base may be completed by the grid; each grid point is checked as a whole below.
+    const { exp, params } = await experimentAndParams(args, { combination: false });
     const setKeys = new Set(all(args, 'set').map((s) => s.slice(0, Math.max(0, s.indexOf('='))).trim()));
     const grid = parseGrid(exp, all(args, 'grid'), setKeys);
     const seeds = parseSeedCount(one(args, 'seeds'));
@@ -52,6 +54,9 @@ export const sweep: Command = {
     const dir = one(args, 'out') ?? join('results', `sweep-${exp.name}${shard === null ? '' : `-shard-${shard.index}-of-${shard.count}`}`);
     checkManifest(dir, spec, shard);
 
+    for (const r of planRuns(spec).filter((p) => p.seed === seeds[0])) {
+      checkCombination(exp, r.params, `--grid point ${grid.map((g) => `${g.param}=${String(r.params[g.param])}`).join(' ') || '(base)'}`);
+    }
     const plan = shardOf(planRuns(spec), shard);
     mkdirSync(dir, { recursive: true });
     writeFileAtomic(join(dir, MANIFEST_FILE), manifestText(spec, shard));

@@ -116,6 +116,8 @@ describe('cvmsim bad input: exit 2, the field, what was expected and given, noth
     ['a bad --jobs', ['sweep', 'mm-queue', '--grid', 'servers=1,2', '--jobs', '0'], /--jobs: expected a number of worker threads in \[1, 1024\], got '0'/],
     ['a bad grid value', ['sweep', 'mm-queue', '--grid', 'servers=1,two'], /--grid servers: expected an integer in \[1, 64\] \(servers\), got 'two'/],
     ['a bad --seeds', ['sweep', 'mm-queue', '--seeds', '0'], /--seeds: expected a number of seeds in \[1, 100000\], got '0'/],
+    ['a refused combination', ['run', 'mm-queue', '--set', 'lost_release=true', '--set', 'leak_state=true'], /--set: mm-queue refuses this combination: lost_release=true and leak_state=true plant two bugs at once/],
+    ['a refused grid point', ['sweep', 'mm-queue', '--grid', 'lost_release=false,true', '--set', 'leak_state=true'], /--grid point lost_release=true: mm-queue refuses this combination/],
     ['a --shard without an index', ['sweep', 'mm-queue', '--shard', '3'], /--shard: expected i\/n, or n with JOB_COMPLETION_INDEX/],
   ];
 
