@@ -71,6 +71,18 @@ export class Host {
     yield* this.write(bytes, this.clearRate);
   }
 
+  /**
+   * Two runs of writes by one CPU, each at its own rate, as one transfer: uncontended it takes
+   * exactly the two runs' time; when the socket saturates it gets its fair share as one stream.
+   * (The aggregated accept path: a 2 MiB step's host clears and the module's zeroing.)
+   */
+  *write2(bytesA: number, rateA: WriteRate, bytesB: number, rateB: WriteRate): Proc<void> {
+    const bytes = bytesA + bytesB;
+    if (bytes === 0) return;
+    const ns = (bytesA / 4096) * rateA.nsPer4K + (bytesB / 4096) * rateB.nsPer4K;
+    yield this.memory.transfer(bytes, (bytes / ns) * 1e9);
+  }
+
   /** Writes `bytes` at one CPU's `rate`, through the shared memory bandwidth. */
   *write(bytes: number, rate: WriteRate): Proc<void> {
     if (bytes === 0) return;
