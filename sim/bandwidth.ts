@@ -92,8 +92,15 @@ export class Bandwidth implements Schedulable, Blocker {
     if (aux !== this.gen) return false;
     this.advance();
     const now = this.sim.now;
-    const done = this.active.filter((t) => t.finishAt <= now);
-    this.active = this.active.filter((t) => t.finishAt > now);
+    const active = this.active;
+    const done: Transfer[] = [];
+    let kept = 0;
+    for (let i = 0; i < active.length; i++) {
+      const t = active[i]!;
+      if (t.finishAt <= now) done.push(t);
+      else active[kept++] = t;
+    }
+    active.length = kept;
     this.reschedule();
     for (const t of done) this.sim.wake(t.p);
     return true;
@@ -125,14 +132,21 @@ export class Bandwidth implements Schedulable, Blocker {
     const active = this.active;
     this.gen++;
     if (active.length === 0) return;
-    const byCap = [...active].sort((a, b) => a.cap - b.cap || a.id - b.id);
-    let left = this.bytesPerNs;
-    let n = byCap.length;
-    for (const t of byCap) {
-      const share = left / n;
-      t.rate = Math.min(t.cap, share);
-      left -= t.rate;
-      n--;
+    const cap0 = active[0]!.cap;
+    if (active.every((t) => t.cap === cap0)) {
+      // The common case, every transfer with the same cap: an equal share, no sort.
+      const rate = Math.min(cap0, this.bytesPerNs / active.length);
+      for (const t of active) t.rate = rate;
+    } else {
+      const byCap = [...active].sort((a, b) => a.cap - b.cap || a.id - b.id);
+      let left = this.bytesPerNs;
+      let n = byCap.length;
+      for (const t of byCap) {
+        const share = left / n;
+        t.rate = Math.min(t.cap, share);
+        left -= t.rate;
+        n--;
+      }
     }
     const now = this.sim.now;
     let next = Infinity;

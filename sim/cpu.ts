@@ -104,6 +104,20 @@ export class Cpu implements Schedulable {
     }
   }
 
+  /**
+   * cond_resched(): if p should give way (a more urgent thread waits, or p's slice is over while
+   * an equal waits), p goes back to the run queue and the yield resumes it when it next gets the
+   * CPU; otherwise it continues at once. Returns whether p gave the CPU up.
+   */
+  condResched(p: Process<any>): boolean {
+    if (this.owner !== p || !this.mustYield(p)) return false;
+    p.onCpuGranted = () => this.sim.wake(p);
+    this.queueOf(p).push(p);
+    this.owner = null;
+    this.dispatch();
+    return true;
+  }
+
   /** The owner blocks (or exits): the CPU goes to the next runnable thread. */
   release(p: Process<any>): void {
     assert(this.owner === p, 'releasing a CPU the thread does not own', p);

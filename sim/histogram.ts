@@ -54,14 +54,15 @@ export class Histogram {
 
   constructor(readonly name: string) {}
 
-  record(v: number): void {
+  /** Records v, `times` times (an aggregated batch of equal samples). */
+  record(v: number, times = 1): void {
     if (!(v >= 0)) assert(false, 'histogram values are non-negative', { histogram: this.name, value: v });
     const b = bucketOf(v);
     const counts = this.counts;
     while (counts.length <= b) counts.push(0);
-    counts[b]!++;
-    this.count++;
-    this.sum += v;
+    counts[b]! += times;
+    this.count += times;
+    this.sum += v * times;
     if (v < this.min) this.min = v;
     if (v > this.max) this.max = v;
   }

@@ -298,6 +298,38 @@ export class Sim {
     return SUSPEND;
   }
 
+  /**
+   * Spins on the CPU until ev triggers: the CPU stays busy doing no work (accounted as spin), as
+   * a `goto retry` loop around a lock does. Usually called with interrupts off.
+   */
+  spinUntil(ev: SimEvent<any>): Yield {
+    const p = this.running();
+    const cpu = p.cpu;
+    assert(cpu !== null, 'spinUntil() needs a thread with a CPU', p);
+    const resume = (value: unknown) => {
+      cpu.setState('busy');
+      this.wake(p, value);
+    };
+    p.blockedOn = { name: `spin on ${ev.name}`, cancelWait: () => ev.removeCallback(resume) };
+    p.blockedSince = this.now;
+    cpu.ensureOnCpu(p, () => {
+      cpu.setState('spin');
+      ev.onTrigger(resume);
+    });
+    return SUSPEND;
+  }
+
+  /**
+   * cond_resched(): a voluntary preemption point. The running thread gives its CPU to a more
+   * urgent waiting thread (or to an equal one when its slice is over) and continues when it gets
+   * the CPU back; otherwise it continues at once.
+   */
+  condResched(): Yield {
+    const p = this.running();
+    if (p.cpu !== null && p.preemptCount === 0 && p.irqsOff === 0 && p.cpu.condResched(p)) return SUSPEND;
+    return this.continueWith(undefined);
+  }
+
   preemptDisable(): void {
     const p = this.running();
     p.preemptCount++;

@@ -166,6 +166,7 @@ export class GuestKernel {
    */
   *cond_resched(): Proc<void> {
     yield this.sim.compute(this.costs.condReschedNs);
+    yield this.sim.condResched();
   }
 
   /**

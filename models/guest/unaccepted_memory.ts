@@ -131,7 +131,7 @@ export class UnacceptedMemory {
     this.metrics.acceptingListWaits++;
     const id = sim.opBegin('accepting_list wait', { 'range.start': busy.start, 'range.end': busy.end, 'cvmsim.level': 'lock' });
     sim.localIrqDisable();
-    yield sim.stall(busy.done);
+    yield sim.spinUntil(busy.done);
     sim.localIrqEnable();
     sim.opEnd(id);
     this.metrics.acceptingListWaitNs += sim.now - t0;

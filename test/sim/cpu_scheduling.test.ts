@@ -98,3 +98,39 @@ describe('CPU scheduling', () => {
     expect(cpu.accounting().stallNs).toBe(10 * MS);
   });
 });
+
+describe('voluntary preemption and spinning on an event', () => {
+  it('cond_resched gives the CPU to a waiting normal thread and resumes afterwards', () => {
+    const sim = new Sim({ seed: 1 });
+    const cpu = new Cpu(sim, 'vcpu0');
+    const { entries, note } = log(sim);
+    sim.spawn((function* (): Proc {
+      sim.localIrqDisable(); // a non-preemptible stretch: the normal thread cannot preempt it
+      yield sim.compute(10 * MS);
+      sim.localIrqEnable();
+      yield sim.condResched();
+      note('acceptor resumed');
+      yield sim.condResched(); // nobody waits now: continues at once
+      note('acceptor continued');
+    })(), { name: 'acceptor', cpu, priority: Priority.Background });
+    sim.spawn((function* (): Proc {
+      yield sim.sleep(1 * MS);
+      yield sim.compute(3 * MS);
+      note('workload done');
+    })(), { name: 'workload', cpu });
+    sim.run();
+    expect(entries).toEqual([['workload done', 13 * MS], ['acceptor resumed', 13 * MS], ['acceptor continued', 13 * MS]]);
+  });
+
+  it('spinUntil burns the CPU as spin time until the event', () => {
+    const sim = new Sim({ seed: 1 });
+    const cpu = new Cpu(sim, 'vcpu0');
+    const done = sim.event('range accepted');
+    sim.spawn((function* (): Proc {
+      yield sim.spinUntil(done);
+    })(), { name: 'waiter', cpu });
+    sim.schedule(7 * MS, () => done.succeed());
+    sim.run();
+    expect(cpu.accounting().spinNs).toBe(7 * MS);
+  });
+});

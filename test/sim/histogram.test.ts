@@ -32,3 +32,15 @@ describe('latency histogram', () => {
     expect(() => new Histogram('x').record(-1)).toThrow(/non-negative/);
   });
 });
+
+describe('aggregated samples', () => {
+  it('record(v, n) equals n records of v', () => {
+    const a = new Histogram('a');
+    const b = new Histogram('b');
+    a.record(12345, 1000);
+    a.record(7);
+    for (let i = 0; i < 1000; i++) b.record(12345);
+    b.record(7);
+    expect(a.snapshot()).toEqual(b.snapshot());
+  });
+});
