@@ -497,12 +497,15 @@ export class Sim {
   private checkDeadlock(): void {
     const stuck = this.processes().filter((p) => !p.daemon && p.state === 'blocked');
     if (stuck.length === 0) return;
-    const lines = stuck.map((p) => {
+    // The first 20 waiters are enough to see a cycle; the rest are counted.
+    const shown = 20;
+    const lines = stuck.slice(0, shown).map((p) => {
       const b = p.blockedOn;
       const holders = b?.holderNames?.() ?? [];
       const held = holders.length > 0 ? ` held by ${holders.join(', ')}` : '';
       return `  ${p.name}#${p.id} waits for ${b === null ? 'nothing' : b.name}${held} since t=${p.blockedSince}ns`;
     });
+    if (stuck.length > shown) lines.push(`  ... and ${stuck.length - shown} more`);
     throw new SimError(`deadlock: ${stuck.length} process(es) blocked and nothing scheduled\n${lines.join('\n')}`,
       this.seed, this.now, null);
   }

@@ -157,3 +157,28 @@ describe('process composition', () => {
     expect(sim.now).toBe(80);
   });
 });
+
+describe('deadlock reports stay readable', () => {
+  it('lists the first 20 blocked processes and counts the rest', () => {
+    const sim = new Sim({ seed: 1 });
+    const m = new Mutex(sim, 'm');
+    sim.spawn((function* (): Proc {
+      yield m.acquire();
+      yield sim.event('never').wait();
+    })(), 'holder');
+    for (let i = 0; i < 30; i++) {
+      sim.spawn((function* (): Proc {
+        yield m.acquire();
+      })(), `waiter${i}`);
+    }
+    let message = '';
+    try {
+      sim.run();
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/deadlock: 31 process\(es\) blocked/);
+    expect(message).toMatch(/\.\.\. and 11 more/);
+    expect(message.split('\n').filter((l) => l.includes(' waits for ')).length).toBe(20);
+  });
+});
