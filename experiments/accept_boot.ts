@@ -85,6 +85,14 @@ export function buildGuest(sim: Sim, p: Params, overrides: Partial<GuestConfig> 
 
 // ---- Shared metrics ---------------------------------------------------------------------------
 
+/** Combinations of valid values that the guest model cannot run, as bad input (exit 2). */
+export function checkGuestParams(p: Params): string | undefined {
+  if (p['accept'] === 'background' && p['allocator'] === 'seed') {
+    return 'accept=background needs allocator=upstream: the seed-era allocator keeps unaccepted memory in the buddy lists, with no unaccepted_pages list for acceptor threads to take blocks from';
+  }
+  return undefined;
+}
+
 const times = (unit: string, description: string): MetricSpec => ({ unit, description, tolerance: { kind: 'relative', value: 0.05 } });
 const count = (unit: string, description: string): MetricSpec => ({ unit, description, tolerance: { kind: 'exact' } });
 
@@ -158,6 +166,7 @@ export const acceptBoot: Experiment = {
     app_s: times('s', 'application phase duration (0 without one)'),
     ...acceptMetricSpecs,
   },
+  check: checkGuestParams,
   run(p: Params, sim: Sim) {
     const { k } = buildGuest(sim, p);
     const appGib = p['app_gib'] as number;

@@ -2,7 +2,7 @@ import { GiB, MiB, type Sim } from '../sim/index.ts';
 import type { Curve, Experiment, Params } from './experiment.ts';
 import { defaultApplicationConfig, type ApplicationPattern } from '../models/workloads/application.ts';
 import { runGuest } from '../models/workloads/boot.ts';
-import { acceptMetricSpecs, acceptMetrics, acceptPerVcpuCurve, acceptedCurve, buildGuest, guestParams, platformParams, withDefault } from './accept_boot.ts';
+import { acceptMetricSpecs, acceptMetrics, acceptPerVcpuCurve, acceptedCurve, buildGuest, checkGuestParams, guestParams, platformParams, withDefault } from './accept_boot.ts';
 
 /**
  * accept-latency (design.md Q1): after boot, application threads allocate and touch memory;
@@ -36,6 +36,7 @@ export const acceptLatency: Experiment = {
     boot_to_userspace_s: { unit: 's', description: 'VM start to a shell', tolerance: { kind: 'relative', value: 0.05 } },
     ...acceptMetricSpecs,
   },
+  check: checkGuestParams,
   run(p: Params, sim: Sim) {
     const { k } = buildGuest(sim, p);
     const application = defaultApplicationConfig({
@@ -69,5 +70,5 @@ export const acceptLatency: Experiment = {
 
 /** The latency CDF as a curve: microseconds against the fraction of allocations at or below. */
 function latencyCdf(points: [number, number][]): Curve {
-  return { x: points.map(([v]) => v / 1e3), y: points.map(([, f]) => f), xUnit: 'us', yUnit: 'fraction' };
+  return { x: points.map(([v]) => v / 1e3), y: points.map(([, f]) => f), xUnit: 'us', yUnit: 'fraction', xLabel: 'allocation latency', yLabel: 'fraction of allocations' };
 }

@@ -49,6 +49,13 @@ describe('accept-* experiments through their run() functions', () => {
     expect(held.metrics['oom_events']).toBe(0);
   });
 
+  it('accept-boot and accept-latency refuse accept=background with the seed-era allocator as bad input', () => {
+    const p = { accept: 'background', allocator: 'seed' };
+    expect(acceptBoot.check?.(p)).toMatch(/accept=background needs allocator=upstream/);
+    expect(acceptLatency.check?.(p)).toMatch(/accept=background needs allocator=upstream/);
+    expect(acceptBoot.check?.({ accept: 'lazy', allocator: 'seed' })).toBeUndefined();
+  });
+
   it('accept-boot: runs the same for a seed', () => {
     const a = run(acceptBoot, { memory_gib: 4, vcpus: 2, accept: 'background' }, 3);
     const b = run(acceptBoot, { memory_gib: 4, vcpus: 2, accept: 'background' }, 3);
