@@ -21,6 +21,7 @@ export const acceptLatency: Experiment = {
     app_threads: { type: 'number', default: 2, unit: 'threads', description: 'application threads (on vCPUs 0, 1, ...)', min: 1, max: 512, integer: true },
     app_rate_gib_s: { type: 'number', default: 0.5, unit: 'GiB/s', description: 'allocation rate of each thread (0: as fast as it can)', min: 0, max: 1000 },
     app_pattern: { type: 'enum', default: 'allocate', values: ['allocate', 'churn'], description: 'grow to app_gib, or churn through it with a fixed working set' },
+    app_arrivals: { type: 'enum', default: 'poisson', values: ['poisson', 'paced'], description: 'allocation steps arrive with exponential gaps (independent requests; the seed matters) or evenly spaced' },
     app_working_set_mib: { type: 'number', default: 256, unit: 'MiB', description: 'churn: memory each thread keeps', min: 1, max: 1 << 22 },
     chunk_pages: { type: 'number', default: 64, unit: 'pages', description: 'pages per allocation step (1: the per-page path)', min: 1, max: 1 << 18, integer: true },
   },
@@ -46,6 +47,7 @@ export const acceptLatency: Experiment = {
       pattern: p['app_pattern'] as ApplicationPattern,
       workingSetBytes: Math.round((p['app_working_set_mib'] as number) * MiB),
       chunkPages: p['chunk_pages'] as number,
+      arrivals: p['app_arrivals'] as 'poisson' | 'paced',
     });
     const result = runGuest(sim, k, { application });
     const app = result.application!;

@@ -25,10 +25,16 @@ export interface ApplicationConfig {
   pattern: ApplicationPattern;
   /** `churn`: bytes each thread keeps before freeing its oldest chunk. */
   workingSetBytes: number;
+  /**
+   * How allocations arrive at the given rate: `paced` (evenly spaced) or `poisson` (exponential
+   * gaps with the same mean, as requests arriving independently do; drawn from the stream
+   * `guest.app.<thread>.arrivals`).
+   */
+  arrivals: 'paced' | 'poisson';
 }
 
 export function defaultApplicationConfig(overrides: Partial<ApplicationConfig> = {}): ApplicationConfig {
-  return { threads: 4, bytes: 1024 * 1024 * 1024, rateBytesPerSec: 0, chunkPages: 64, pattern: 'allocate', workingSetBytes: 256 * 1024 * 1024, ...overrides };
+  return { threads: 4, bytes: 1024 * 1024 * 1024, rateBytesPerSec: 0, chunkPages: 64, pattern: 'allocate', workingSetBytes: 256 * 1024 * 1024, arrivals: 'paced', ...overrides };
 }
 
 /** What the application phase leaves behind. */
@@ -52,7 +58,7 @@ export function* applicationPhase(k: GuestKernel, config: ApplicationConfig): Pr
   const threads = [];
   for (let i = 0; i < config.threads; i++) {
     const vcpu = i % k.vcpus.length;
-    threads.push(sim.spawn(appThread(k, config, vcpu, perThreadPages, results), { name: `app/${i}`, cpu: k.vcpus[vcpu]!, service: 'guest' }));
+    threads.push(sim.spawn(appThread(k, config, i, perThreadPages, results), { name: `app/${i}`, cpu: k.vcpus[vcpu]!, service: 'guest' }));
   }
   for (const t of threads) yield t.join();
   sim.opEnd(id);
@@ -62,12 +68,15 @@ export function* applicationPhase(k: GuestKernel, config: ApplicationConfig): Pr
 function* appThread(
   k: GuestKernel,
   config: ApplicationConfig,
-  vcpu: number,
+  index: number,
   pages: number,
   results: { heldPages: number; allocatedPages: number },
 ): Proc<void> {
   const sim = k.sim;
+  const vcpu = index % k.vcpus.length;
+  const arrivals = config.arrivals === 'poisson' ? sim.rng(`guest.app.${index}.arrivals`) : null;
   const t0 = sim.now;
+  let due = t0;
   const held: Extents[] = [];
   let heldPages = 0;
   let done = 0;
@@ -89,7 +98,8 @@ function* appThread(
       heldPages -= countPages(oldest);
     }
     if (config.rateBytesPerSec > 0) {
-      const due = t0 + Math.round(((done * PAGE_SIZE) / config.rateBytesPerSec) * 1e9);
+      if (arrivals === null) due = t0 + Math.round(((done * PAGE_SIZE) / config.rateBytesPerSec) * 1e9);
+      else due += Math.round(arrivals.exponential(((got * PAGE_SIZE) / config.rateBytesPerSec) * 1e9));
       if (due > sim.now) yield sim.sleep(due - sim.now);
     }
   }

@@ -56,6 +56,17 @@ describe('accept-* experiments through their run() functions', () => {
     expect(acceptBoot.check?.({ accept: 'lazy', allocator: 'seed' })).toBeUndefined();
   });
 
+  it('accept-latency: Poisson allocation arrivals make the seed matter; paced arrivals do not', () => {
+    const small = { memory_gib: 4, app_gib: 0.25, app_rate_gib_s: 0.5 };
+    const a = run(acceptLatency, small, 1);
+    const b = run(acceptLatency, small, 2);
+    expect(b.sim.fingerprint.hex()).not.toBe(a.sim.fingerprint.hex());
+    expect(b.metrics['app_s']).not.toBe(a.metrics['app_s']);
+    const c = run(acceptLatency, { ...small, app_arrivals: 'paced' }, 1);
+    const d = run(acceptLatency, { ...small, app_arrivals: 'paced' }, 2);
+    expect(d.metrics).toEqual(c.metrics);
+  });
+
   it('accept-boot: runs the same for a seed', () => {
     const a = run(acceptBoot, { memory_gib: 4, vcpus: 2, accept: 'background' }, 3);
     const b = run(acceptBoot, { memory_gib: 4, vcpus: 2, accept: 'background' }, 3);
