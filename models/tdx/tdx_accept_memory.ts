@@ -117,27 +117,17 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
   const exclusive = side.septLockTime !== null;
   const traced = sim.observer !== null;
   const start = sim.now;
-  const septAdds: SeptPageKind[] = [];
+  let septAdds: SeptPageKind[] = [];
   if (augs > 0) {
     yield* host.cpus.acquire();
-    // Read the upper S-EPT state after any wait: other vCPUs fault in the same 1 GiB.
-    for (const kind of UPPER) {
-      if (!module.septPageMissing(region, kind, TDX_PS_4K)) continue;
-      if (module.septPageFrozen(region, kind)) {
-        // Another vCPU's fault is adding it right now: the per-page path meets the frozen SPTE.
-        host.cpus.release();
-        return false;
-      }
-      septAdds.push(kind);
-    }
-    if (!exclusive && module.secureEptLock.tryAcquire('shared', 'host') !== 'acquired') {
+    const claimed = claimUpperPages(side, region, exclusive);
+    if (claimed === null) {
       host.cpus.release();
       return false;
     }
-    // The S-EPT pages are added on the step's first exit: make them visible to other vCPUs now.
-    for (const kind of septAdds) module.commitSeptAdd(region, kind);
-  } else {
-    if (sept.regionState(region) !== Region.PageTable) assert(false, 'a run with nothing to AUG in a region without a PT page', hex(from));
+    septAdds = claimed;
+  } else if (sept.regionState(region) !== Region.PageTable) {
+    assert(false, 'a run with nothing to AUG in a region without a PT page', hex(from));
   }
   // Each AUG is one exit (the 2M attempt on a FREE region exits and AUGs the base page, whose
   // 4K accept then needs no exit); S-EPT pages are added on the first exit.
@@ -176,6 +166,27 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
   side.counters.aggregatedPages += n;
   if (traced) sim.opEnd(id);
   return true;
+}
+
+/**
+ * Before an aggregated step's exits (host CPU held): the S-EPT pages the step must add, now
+ * committed so other vCPUs see them (they are added on the step's first exit), and the
+ * secure_ept_lock taken shared (TDX 1.5). Null, with nothing changed, if another vCPU's fault
+ * is adding one of them (a frozen SPTE) or someone holds the lock exclusive: the per-page path
+ * then meets the real retry.
+ */
+function claimUpperPages(side: TdxAcceptSide, region: number, exclusive: boolean): SeptPageKind[] | null {
+  const module = side.module;
+  const septAdds: SeptPageKind[] = [];
+  // Read the upper S-EPT state after any wait: other vCPUs fault in the same 1 GiB.
+  for (const kind of UPPER) {
+    if (!module.septPageMissing(region, kind, TDX_PS_4K)) continue;
+    if (module.septPageFrozen(region, kind)) return null;
+    septAdds.push(kind);
+  }
+  if (!exclusive && module.secureEptLock.tryAcquire('shared', 'host') !== 'acquired') return null;
+  for (const kind of septAdds) module.commitSeptAdd(region, kind);
+  return septAdds;
 }
 
 /**
