@@ -1,6 +1,6 @@
 export * from './clock.ts';
 export * from './assert.ts';
-export { Sim, SimError, Timer, op, type SimOptions, type SoftLockup } from './sim.ts';
+export { Sim, SimError, Timer, op, type SimOptions, type SoftLockup, type WaitStyle } from './sim.ts';
 export {
   Process, Priority, Interrupt, SUSPEND, CONTINUE, type Proc, type Yield, type SpawnOptions, type Blocker,
 } from './process.ts';

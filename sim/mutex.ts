@@ -1,20 +1,24 @@
-import type { Sim } from './sim.ts';
+import type { Sim, WaitStyle } from './sim.ts';
 import { CONTINUE, SUSPEND, type Blocker, type Process, type Yield } from './process.ts';
 import { LockStats } from './lock_stats.ts';
 import { assert } from './assert.ts';
 import type { ObservedLock } from './observer.ts';
 
-/** A sleeping lock: FIFO hand-over, waiters leave their CPU. */
+/**
+ * A mutual-exclusion lock with FIFO hand-over. Waiters sleep (leave their CPU) by default;
+ * `waiters: 'stall'` keeps a waiter's CPU, as a vCPU waiting on a host mutex inside a VM exit.
+ */
 export class Mutex implements Blocker, ObservedLock {
   readonly kind = 'mutex' as const;
   holder: Process<any> | null = null;
   private heldSince = 0;
-  private readonly waiters: Process<any>[] = [];
+  private readonly queue: Process<any>[] = [];
   readonly stats: LockStats;
 
   constructor(
     readonly sim: Sim,
     readonly name: string,
+    readonly waiters: WaitStyle = 'sleep',
   ) {
     this.stats = new LockStats(name);
     sim.blockers.push(this);
@@ -31,8 +35,8 @@ export class Mutex implements Blocker, ObservedLock {
     assert(this.holder !== p, 'recursive acquire of a mutex', this);
     this.stats.contended++;
     if (sim.observer !== null) sim.observer.lockWait(p, this, 'exclusive', [this.holder.name]);
-    sim.block(this);
-    this.waiters.push(p);
+    sim.park(this, this.waiters);
+    this.queue.push(p);
     return SUSPEND;
   }
 
@@ -43,10 +47,10 @@ export class Mutex implements Blocker, ObservedLock {
     const held = sim.now - this.heldSince;
     this.stats.hold.record(held);
     if (sim.observer !== null) sim.observer.lockRelease(p, this, 'exclusive', held);
-    if (this.waiters.length > 0) {
-      const next = this.waiters.shift()!;
+    if (this.queue.length > 0) {
+      const next = this.queue.shift()!;
       this.grant(next, sim.now - next.blockedSince);
-      sim.wake(next);
+      sim.unpark(next);
     } else {
       this.holder = null;
     }
@@ -61,8 +65,8 @@ export class Mutex implements Blocker, ObservedLock {
   }
 
   cancelWait(p: Process<any>): void {
-    const i = this.waiters.indexOf(p);
-    if (i >= 0) this.waiters.splice(i, 1);
+    const i = this.queue.indexOf(p);
+    if (i >= 0) this.queue.splice(i, 1);
   }
 
   holderNames(): string[] {
@@ -70,6 +74,6 @@ export class Mutex implements Blocker, ObservedLock {
   }
 
   describe(): string {
-    return `mutex ${this.name} (holder ${this.holder?.name ?? 'none'}, ${this.waiters.length} waiting)`;
+    return `mutex ${this.name} (holder ${this.holder?.name ?? 'none'}, ${this.queue.length} waiting)`;
   }
 }

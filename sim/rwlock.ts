@@ -1,4 +1,4 @@
-import type { Sim } from './sim.ts';
+import type { Sim, WaitStyle } from './sim.ts';
 import { CONTINUE, SUSPEND, type Blocker, type Process, type Yield } from './process.ts';
 import { LockStats } from './lock_stats.ts';
 import { assert } from './assert.ts';
@@ -18,7 +18,11 @@ interface Waiter {
   mode: LockMode;
 }
 
-/** A sleeping reader/writer lock (shared/exclusive). */
+/**
+ * A reader/writer lock (shared/exclusive). Waiters sleep by default (an rw_semaphore);
+ * `waiters: 'spin'` keeps them spinning on their CPU (an rwlock_t such as KVM's mmu_lock), and
+ * `'stall'` keeps a vCPU waiting inside a VM exit.
+ */
 export class RwLock implements Blocker, ObservedLock {
   readonly kind = 'rwlock' as const;
   writer: Process<any> | null = null;
@@ -31,6 +35,7 @@ export class RwLock implements Blocker, ObservedLock {
     readonly sim: Sim,
     readonly name: string,
     readonly policy: RwPolicy = 'writer-preferring',
+    readonly waiters: WaitStyle = 'sleep',
   ) {
     this.stats = new LockStats(name);
     sim.blockers.push(this);
@@ -46,7 +51,7 @@ export class RwLock implements Blocker, ObservedLock {
     }
     this.stats.contended++;
     if (sim.observer !== null) sim.observer.lockWait(p, this, mode, this.holderNames());
-    sim.block(this);
+    sim.park(this, this.waiters);
     this.queue.push({ p, mode });
     return SUSPEND;
   }
@@ -106,7 +111,7 @@ export class RwLock implements Blocker, ObservedLock {
   private wakeWaiter(index: number): void {
     const [w] = this.queue.splice(index, 1);
     this.grant(w!.p, w!.mode, this.sim.now - w!.p.blockedSince);
-    this.sim.wake(w!.p);
+    this.sim.unpark(w!.p);
   }
 
   private grant(p: Process<any>, mode: LockMode, waited: number): void {

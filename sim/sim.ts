@@ -11,6 +11,9 @@ import type { Attrs, SimObserver } from './observer.ts';
 import type { Cpu } from './cpu.ts';
 import type { Instant, Duration } from './clock.ts';
 
+/** How a waiting thread spends a wait: off its CPU, or keeping it spinning or stalled. */
+export type WaitStyle = 'sleep' | 'spin' | 'stall';
+
 export interface SimOptions {
   seed: number;
   /** Record every event's (time, seq, kind) so a determinism check can name a divergence. */
@@ -282,20 +285,7 @@ export class Sim {
    * is unavailable to its other threads. Accounted as stall time.
    */
   stall(ev: SimEvent<any>): Yield {
-    const p = this.running();
-    const cpu = p.cpu;
-    assert(cpu !== null, 'stall() needs a thread with a CPU', p);
-    const resume = (value: unknown) => {
-      cpu.setState('busy');
-      this.wake(p, value);
-    };
-    p.blockedOn = { name: `stall on ${ev.name}`, cancelWait: () => ev.removeCallback(resume) };
-    p.blockedSince = this.now;
-    cpu.ensureOnCpu(p, () => {
-      cpu.setState('stall');
-      ev.onTrigger(resume);
-    });
-    return SUSPEND;
+    return this.waitKeepingCpu(ev, 'stall');
   }
 
   /**
@@ -303,20 +293,68 @@ export class Sim {
    * a `goto retry` loop around a lock does. Usually called with interrupts off.
    */
   spinUntil(ev: SimEvent<any>): Yield {
+    return this.waitKeepingCpu(ev, 'spin');
+  }
+
+  private readonly stallBlocker: Blocker = { name: 'stall', cancelWait: () => {} };
+
+  /** Keeps the CPU for ns without computing (a VM exit of known length), as one event. */
+  stallFor(ns: Duration): Yield {
+    if (!(ns >= 0 && ns < Infinity)) assert(false, 'stall duration must be finite and non-negative', ns);
     const p = this.running();
     const cpu = p.cpu;
-    assert(cpu !== null, 'spinUntil() needs a thread with a CPU', p);
-    const resume = (value: unknown) => {
-      cpu.setState('busy');
-      this.wake(p, value);
-    };
-    p.blockedOn = { name: `spin on ${ev.name}`, cancelWait: () => ev.removeCallback(resume) };
+    if (cpu === null) return assert(false, 'stallFor() needs a thread with a CPU', p) as never;
+    const d = Math.round(ns);
+    p.blockedOn = this.stallBlocker;
     p.blockedSince = this.now;
-    cpu.ensureOnCpu(p, () => {
-      cpu.setState('spin');
-      ev.onTrigger(resume);
-    });
+    if (cpu.owner === p) {
+      cpu.setState('stall');
+      this.queue.push(this.now + d, p, p.wakeGen);
+    } else {
+      cpu.ensureOnCpu(p, () => {
+        cpu.setState('stall');
+        this.queue.push(this.now + d, p, p.wakeGen);
+      });
+    }
     return SUSPEND;
+  }
+
+  private waitKeepingCpu(ev: SimEvent<any>, style: 'spin' | 'stall'): Yield {
+    const p = this.running();
+    const resume = (value: unknown) => this.unpark(p, value);
+    this.park({ name: `${style} on ${ev.name}`, cancelWait: () => ev.removeCallback(resume) }, style);
+    ev.onTrigger(resume);
+    return SUSPEND;
+  }
+
+  /**
+   * Parks the running process on b. 'sleep' leaves the CPU (block); 'spin' and 'stall' keep it,
+   * busy but doing no work (a spinning lock waiter; a vCPU waiting inside a VM exit). The wait
+   * ends with unpark().
+   */
+  park(b: Blocker, style: WaitStyle): Process<any> {
+    if (style === 'sleep') return this.block(b);
+    const p = this.running();
+    const cpu = p.cpu;
+    if (cpu === null) return assert(false, `a ${style} wait needs a thread with a CPU`, p) as never;
+    p.blockedOn = b;
+    p.blockedSince = this.now;
+    if (cpu.owner === p) cpu.setState(style);
+    else cpu.ensureOnCpu(p, () => cpu.setState(style));
+    return p;
+  }
+
+  /** Ends a park(): p resumes now with value, once it holds its CPU again if it kept one. */
+  unpark(p: Process<any>, value?: unknown): void {
+    const cpu = p.cpu;
+    if (cpu !== null && cpu.owner === p) {
+      cpu.setState('busy');
+    } else if (cpu !== null && p.onCpuGranted !== null) {
+      // Still queued for its CPU: resume when it gets it.
+      p.onCpuGranted = () => this.wake(p, value);
+      return;
+    }
+    this.wake(p, value);
   }
 
   /**

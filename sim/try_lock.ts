@@ -32,9 +32,14 @@ export class TryLock implements ObservedLock {
   private readonly holdings: Holding[] = [];
   readonly stats: LockStats;
 
+  /**
+   * hostPriority: whether a refused host-side acquire blocks guest-side acquires until the host
+   * gets the lock (the module's *_hp_* locks); false for locks without that rule.
+   */
   constructor(
     readonly sim: Sim,
     readonly name: string,
+    readonly withHostPriority = true,
   ) {
     this.stats = new LockStats(name);
   }
@@ -52,7 +57,7 @@ export class TryLock implements ObservedLock {
     if (side === 'guest' && this.hostPriority) return this.refuse(mode, 'busy_host_priority');
     const free = mode === 'exclusive' ? this.holdings.length === 0 : !this.exclusive;
     if (!free) {
-      if (side === 'host') this.hostPriority = true;
+      if (side === 'host' && this.withHostPriority) this.hostPriority = true;
       return this.refuse(mode, 'busy');
     }
     if (side === 'host') this.hostPriority = false;

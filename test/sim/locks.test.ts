@@ -190,3 +190,90 @@ describe('spinlock', () => {
     expect(sim.softLockups).toEqual([]);
   });
 });
+
+describe('waiters that keep their CPU', () => {
+  it("rwlock with waiters: 'spin' (an rwlock_t like mmu_lock): a waiter spins on its CPU", () => {
+    const sim = new Sim({ seed: 1 });
+    const cpus = [new Cpu(sim, 'cpu0'), new Cpu(sim, 'cpu1')];
+    const mmu = new RwLock(sim, 'mmu_lock', 'fifo', 'spin');
+    const { log, note } = logger(sim);
+    sim.spawn((function* (): Proc {
+      yield mmu.acquire('exclusive');
+      yield sim.compute(10 * US);
+      mmu.release('exclusive');
+    })(), { name: 'zap', cpu: cpus[0] });
+    sim.spawn((function* (): Proc {
+      yield sim.sleep(2 * US);
+      yield mmu.acquire('shared');
+      note('fault got mmu_lock');
+      mmu.release('shared');
+    })(), { name: 'fault', cpu: cpus[1] });
+    sim.spawn((function* (): Proc {
+      yield sim.sleep(3 * US);
+      yield sim.compute(1 * US);
+      note('other thread ran');
+    })(), { name: 'other', cpu: cpus[1] });
+    sim.run();
+    expect(log).toEqual([['fault got mmu_lock', 10 * US], ['other thread ran', 11 * US]]);
+    expect(cpus[1]!.accounting().spinNs).toBe(8 * US);
+  });
+
+  it("mutex with waiters: 'stall' keeps a vCPU inside its VM exit while it waits", () => {
+    const sim = new Sim({ seed: 1 });
+    const vcpu = new Cpu(sim, 'vcpu1');
+    const slots = new Mutex(sim, 'slots_lock', 'stall');
+    const { log, note } = logger(sim);
+    sim.spawn((function* (): Proc {
+      yield slots.acquire();
+      yield sim.sleep(20 * US);
+      slots.release();
+    })(), 'vmm');
+    sim.spawn((function* (): Proc {
+      yield sim.sleep(1 * US);
+      yield slots.acquire();
+      note('exit handled');
+      slots.release();
+    })(), { name: 'vcpu1-exit', cpu: vcpu });
+    sim.spawn((function* (): Proc {
+      yield sim.sleep(2 * US);
+      yield sim.compute(1 * US);
+      note('guest thread ran');
+    })(), { name: 'guest', cpu: vcpu });
+    sim.run();
+    expect(log).toEqual([['exit handled', 20 * US], ['guest thread ran', 21 * US]]);
+    expect(vcpu.accounting().stallNs).toBe(19 * US);
+  });
+
+  it('stallFor keeps the CPU for a fixed time as one event', () => {
+    const sim = new Sim({ seed: 1 });
+    const vcpu = new Cpu(sim, 'vcpu0');
+    const { log, note } = logger(sim);
+    sim.spawn((function* (): Proc {
+      yield sim.stallFor(5 * US);
+      note('re-entered');
+    })(), { name: 'exit', cpu: vcpu });
+    sim.spawn((function* (): Proc {
+      yield sim.compute(1 * US);
+      note('other ran');
+    })(), { name: 'other', cpu: vcpu });
+    sim.run();
+    expect(log).toEqual([['re-entered', 5 * US], ['other ran', 6 * US]]);
+    expect(vcpu.accounting().stallNs).toBe(5 * US);
+  });
+
+  it('a try-lock without host priority never refuses the guest side for it', () => {
+    const sim = new Sim({ seed: 1 });
+    const tree = new TryLock(sim, 'secure_ept_lock', false);
+    const answers: string[] = [];
+    sim.spawn((function* (): Proc {
+      answers.push(tree.tryAcquire('shared', 'guest'));
+      answers.push(tree.tryAcquire('exclusive', 'host'));
+      answers.push(tree.tryAcquire('shared', 'guest'));
+      tree.release('shared');
+      tree.release('shared');
+      yield sim.sleep(0);
+    })(), 'actors');
+    sim.run();
+    expect(answers).toEqual(['acquired', 'busy', 'acquired']);
+  });
+});
