@@ -4,11 +4,15 @@
  * operations: 1000 processes x 1000 exponential timeouts; 64 workers on a mutex (think Exp(63),
  * hold Exp(1)); an M/M/4 queue (lambda 3.2, mu 1). Each figure is the median of 5 runs,
  * reference and engine alternating; a fourth row repeats the mutex workload with tracing on
- * at `op` level.
+ * at `op` level. Then (unless --no-models) the model runs issue 4 budgets, once each: wall time,
+ * peak RSS, and the model's events per second against the reference loop's.
  */
 import { Mutex, Sim, Store, type Proc } from '../sim/index.ts';
 import { referenceMmc, referenceMutex, referenceTimeouts } from './bench_reference.ts';
 import { traceBenchObserver } from '../traces/bench.ts';
+import { findExperiment } from './registry.ts';
+import { defaultParams } from './params.ts';
+import type { Params } from './experiment.ts';
 
 const OPS = 1_000_000;
 const REPEATS = 5;
@@ -82,10 +86,46 @@ function engineMmc(): number {
 }
 
 interface Row {
-  workload: 'timeouts' | 'mutex' | 'mmc' | 'mutex_traced_op';
+  workload: 'timeouts' | 'mutex' | 'mmc' | 'mutex_traced_op' | ModelCase['workload'];
   engine_ops_per_s: number;
   reference_ops_per_s: number;
   ratio: number;
+  /** Model rows: wall time of one run and the process's peak resident memory after it. */
+  wall_s?: number;
+  rss_max_mb?: number;
+}
+
+/**
+ * The model runs issue 4 sets budgets for (wall time on this kind of machine): events per
+ * second of the whole model against the reference loop's events per second.
+ */
+interface ModelCase {
+  workload: 'accept_boot_1tib_64vcpu_eager' | 'accept_boot_64gib_lazy_app16';
+  experiment: string;
+  params: Params;
+  wall_budget_s: number;
+}
+
+const MODEL_CASES: ModelCase[] = [
+  { workload: 'accept_boot_1tib_64vcpu_eager', experiment: 'accept-boot', params: { memory_gib: 1024, vcpus: 64, accept: 'eager' }, wall_budget_s: 30 },
+  { workload: 'accept_boot_64gib_lazy_app16', experiment: 'accept-boot', params: { memory_gib: 64, app_gib: 16 }, wall_budget_s: 5 },
+];
+
+function measureModel(c: ModelCase, referenceEventsPerSec: number): Row {
+  const exp = findExperiment(c.experiment)!;
+  const sim = new Sim({ seed: 1 });
+  const t0 = process.hrtime.bigint();
+  exp.run({ ...defaultParams(exp), ...c.params }, sim);
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  const eventsPerSec = sim.eventsExecuted / wall;
+  return {
+    workload: c.workload,
+    engine_ops_per_s: Math.round(eventsPerSec),
+    reference_ops_per_s: Math.round(referenceEventsPerSec),
+    ratio: Number((eventsPerSec / referenceEventsPerSec).toFixed(3)),
+    wall_s: Number(wall.toFixed(2)),
+    rss_max_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+  };
 }
 
 function time(fn: () => number): number {
@@ -115,7 +155,7 @@ function measure(workload: Row['workload'], engine: () => number, reference: () 
   return { workload, engine_ops_per_s: Math.round(median(e)), reference_ops_per_s: Math.round(median(r)), ratio: Number(ratio.toFixed(3)) };
 }
 
-const TARGETS: Record<Row['workload'], number> = { timeouts: 0.8, mutex: 0.8, mmc: 0.6, mutex_traced_op: 0 };
+const TARGETS: Record<'timeouts' | 'mutex' | 'mmc' | 'mutex_traced_op', number> = { timeouts: 0.8, mutex: 0.8, mmc: 0.6, mutex_traced_op: 0 };
 
 function main(): void {
   const json = process.argv.includes('--json');
@@ -127,15 +167,22 @@ function main(): void {
     // memory up to the default budget; no files): what tracing costs.
     measure('mutex_traced_op', () => engineMutex(true), () => referenceMutex(64, OPS, 'bench.mutex')),
   ];
+  if (!process.argv.includes('--no-models')) {
+    const referenceEventsPerSec = rows[0]!.reference_ops_per_s; // the plain loop's timeouts: one event each
+    for (const c of MODEL_CASES) rows.push(measureModel(c, referenceEventsPerSec));
+  }
   if (json) {
     process.stdout.write(`${JSON.stringify(rows)}\n`);
     return;
   }
-  console.log('workload         engine ops/s   reference ops/s   ratio   target');
+  console.log(`${'workload'.padEnd(30)} engine ops/s   reference ops/s   ratio   target`);
   for (const r of rows) {
-    const target = TARGETS[r.workload];
-    const verdict = target === 0 ? '(no target)' : `>= ${target} ${r.ratio >= target ? 'ok' : 'BELOW'}`;
-    console.log(`${r.workload.padEnd(16)} ${String(r.engine_ops_per_s).padStart(12)}   ${String(r.reference_ops_per_s).padStart(15)}   ${r.ratio.toFixed(3)}   ${verdict}`);
+    const model = MODEL_CASES.find((c) => c.workload === r.workload);
+    const target = model === undefined ? TARGETS[r.workload as keyof typeof TARGETS] : 0;
+    const verdict = model !== undefined
+      ? `wall ${r.wall_s} s (budget ${model.wall_budget_s} s), peak RSS ${r.rss_max_mb} MB`
+      : target === 0 ? '(no target)' : `>= ${target} ${r.ratio >= target ? 'ok' : 'BELOW'}`;
+    console.log(`${r.workload.padEnd(30)} ${String(r.engine_ops_per_s).padStart(12)}   ${String(r.reference_ops_per_s).padStart(15)}   ${r.ratio.toFixed(3)}   ${verdict}`);
   }
 }
 

@@ -36,7 +36,6 @@ export function streamSeed(rootSeed: number, name: string): string {
 export class Rng {
   private readonly next: () => number;
   private spareNormal: number | null = null;
-  draws = 0;
 
   constructor(
     readonly name: string,
@@ -47,7 +46,6 @@ export class Rng {
 
   /** Uniform in [0, 1). */
   random(): number {
-    this.draws++;
     return this.next();
   }
 
