@@ -1,5 +1,4 @@
-import type { Sim } from '../../sim/index.ts';
-import { HostLock } from '../host/host_lock.ts';
+import { Mutex, RwLock, type Sim } from '../../sim/index.ts';
 import type { Host } from '../host/host.ts';
 import { ExitStats } from './exit_stats.ts';
 import { KVM_COSTS, type KvmCosts } from './kvm_costs.ts';
@@ -23,11 +22,17 @@ export interface KvmConfig {
 export class Kvm {
   /**
    * kvm->mmu_lock, an rwlock_t on x86: the TDP MMU fault path takes it for read
-   * (kvm_tdp_mmu_page_fault(): read_lock), zaps and attribute changes for write.
+   * (kvm_tdp_mmu_page_fault(): read_lock), zaps and attribute changes for write. A queued
+   * rwlock (qrwlock): fair, an arrival waits behind any queued waiter and consecutive readers at
+   * the head enter together. Its waiters spin on the host CPU the exit already holds
+   * (Host.cpus); the vCPU they run for is inside a VM exit, so its wait is stall time.
    */
-  readonly mmuLock: HostLock;
-  /** kvm->slots_lock, a mutex: memslot and memory-attribute updates. */
-  readonly slotsLock: HostLock;
+  readonly mmuLock: RwLock;
+  /**
+   * kvm->slots_lock, a mutex: memslot and memory-attribute updates. Its waiter (the VMM's
+   * ioctl on the vCPU thread) sleeps in the host, but the vCPU stays in its exit: stall time.
+   */
+  readonly slotsLock: Mutex;
   readonly exits = new ExitStats();
   readonly costs: KvmCosts;
   readonly retry: KvmRetry;
@@ -39,10 +44,16 @@ export class Kvm {
     readonly host: Host,
     config: KvmConfig = {},
   ) {
-    this.mmuLock = new HostLock(sim, 'kvm->mmu_lock', 'rwlock');
-    this.slotsLock = new HostLock(sim, 'kvm->slots_lock', 'mutex');
+    this.mmuLock = new RwLock(sim, 'kvm->mmu_lock', 'fifo', 'stall');
+    this.slotsLock = new Mutex(sim, 'kvm->slots_lock', 'stall');
     this.costs = { ...KVM_COSTS, ...config.costs };
     this.retry = config.retry ?? 'local';
+  }
+
+  /** Whether a vCPU still holds one of KVM's locks (none may at the end of a run). */
+  get locksHeld(): boolean {
+    const mmu = this.mmuLock;
+    return mmu.writer !== null || mmu.readers.size > 0 || this.slotsLock.holder !== null;
   }
 
   metrics(out: Record<string, number>): void {

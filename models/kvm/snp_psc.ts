@@ -110,9 +110,9 @@ function* kvm_hc_map_gpa_range(side: SnpHostSide, first: number, pages: number, 
   const id = traced ? sim.opBegin('KVM_HC_MAP_GPA_RANGE', { gpa: hex(first * 4096), size: pages * 4096 }, link, 'vmm') : 0;
   const start = sim.now;
   yield stallFor(sim, kvm.costs.userspaceExitNs, 'KVM_EXIT_HYPERCALL');
-  yield* kvm.slotsLock.acquire('exclusive');
+  yield kvm.slotsLock.acquire();
   yield stallFor(sim, kvm.costs.setMemoryAttributesNs, 'KVM_SET_MEMORY_ATTRIBUTES');
-  kvm.slotsLock.release('exclusive');
+  kvm.slotsLock.release();
   kvm.exits.record('KVM_EXIT_HYPERCALL', sim.now - start);
   if (traced) sim.opEnd(id);
 }

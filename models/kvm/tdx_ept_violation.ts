@@ -87,7 +87,7 @@ function* tdx_private_fault(side: TdxHostSide, gpa: number, acceptLevel: TdxPage
     const bytes = gmem.allocate(region * PAGES_PER_2M, PAGES_PER_2M);
     if (bytes > 0) yield* side.host.clearPages(bytes);
   }
-  yield* kvm.mmuLock.acquire('shared');
+  yield kvm.mmuLock.acquire('shared');
   let status = TDX_SUCCESS;
   let outNs = 0;
   for (const kind of UPPER) {

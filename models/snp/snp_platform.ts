@@ -147,6 +147,6 @@ function checkSnpInvariants(side: SnpAcceptSide): void {
   const validatedByCount = counters.pvalidate4k + PAGES_PER_2M * (counters.pvalidate2m - counters.pvalidateSizeMismatch);
   assert(validatedByCount === rmp.validated.count, 'PVALIDATE counts and validated pages disagree', { counted: validatedByCount, validated: rmp.validated.count });
   assert(host.bytesCleared === gmem.folios * gmem.folioPages * 4096, 'bytes cleared and guest_memfd folios disagree', { cleared: host.bytesCleared, folios: gmem.folios });
-  assert(!kvm.mmuLock.held && !kvm.slotsLock.held, 'KVM locks still held at the end of the run', kvm.slotsLock.describe());
+  assert(!kvm.locksHeld, 'KVM locks still held at the end of the run', kvm.slotsLock.describe());
   assert(host.cpus.inUse === 0, 'host CPUs still in exits at the end of the run', host.cpus.inUse);
 }

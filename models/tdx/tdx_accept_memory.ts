@@ -135,7 +135,7 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
   const exitNs = augs * (c.tdExitNs + kvm.costs.faultNs + c.seamcallNs + c.tdEntryNs) + septAdds.length * c.seamcallNs;
   const id = traced ? sim.opBegin('TDG.MEM.PAGE.ACCEPT', { gpa: hex(from), size: n * 4096, 'cvmsim.aggregated.count': n, exits: augs }, link) : 0;
   if (augs > 0) {
-    yield* kvm.mmuLock.acquire('shared');
+    yield kvm.mmuLock.acquire('shared');
     if (exclusive) yield* exitsUnderExclusiveLock(side, exitNs, bodyNs, tdcalls * c.tdcallNs, from, augs, id);
     else yield stallFor(sim, exitNs + bodyNs, 'EPT_VIOLATION');
     // The host's clears and fills and the module's zeroing of this step as one memory stream
