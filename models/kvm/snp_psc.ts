@@ -1,5 +1,4 @@
 import type { Proc, Sim } from '../../sim/index.ts';
-import { stallFor } from '../host/stall.ts';
 import type { Host } from '../host/host.ts';
 import { hex } from '../tdx/arch.ts';
 import { PAGES_PER_2M } from '../tdx/secure_ept.ts';
@@ -68,14 +67,14 @@ export function* snp_vmgexit_psc(side: SnpHostSide, entries: readonly PscEntry[]
   yield* host.cpus.acquire();
   const traced = sim.observer !== null;
   const id = traced ? sim.opBegin('snp_begin_psc', { entries: entries.length }, link, 'kvm') : 0;
-  yield stallFor(sim, costs.vmExitNs, 'VMGEXIT');
+  yield sim.stallFor(costs.vmExitNs);
   for (const range of pscRanges(entries)) yield* kvm_hc_map_gpa_range(side, range.first, range.pages, id);
   for (const e of entries) {
     if (e.huge) side.counters.pscEntries2m++;
     else side.counters.pscEntries4k++;
     yield* makePrivate(side, e.page, e.huge ? PAGES_PER_2M : 1, e.huge);
   }
-  yield stallFor(sim, costs.vmEntryNs, 'VMRUN');
+  yield sim.stallFor(costs.vmEntryNs);
   host.cpus.release();
   kvm.exits.record('VMGEXIT_PSC', sim.now - start);
   if (traced) sim.opEnd(id);
@@ -93,10 +92,10 @@ export function* snp_vmgexit_msr_psc(side: SnpHostSide, page: number, link: numb
   yield* host.cpus.acquire();
   const traced = sim.observer !== null;
   const id = traced ? sim.opBegin('snp_begin_psc_msr', { gpa: hex(page * 4096) }, link, 'kvm') : 0;
-  yield stallFor(sim, costs.vmExitNs, 'VMGEXIT');
+  yield sim.stallFor(costs.vmExitNs);
   yield* kvm_hc_map_gpa_range(side, page, 1, id);
   yield* makePrivate(side, page, 1, false);
-  yield stallFor(sim, costs.vmEntryNs, 'VMRUN');
+  yield sim.stallFor(costs.vmEntryNs);
   host.cpus.release();
   kvm.exits.record('VMGEXIT_MSR_PSC', sim.now - start);
   if (traced) sim.opEnd(id);
@@ -109,9 +108,9 @@ function* kvm_hc_map_gpa_range(side: SnpHostSide, first: number, pages: number, 
   const traced = sim.observer !== null;
   const id = traced ? sim.opBegin('KVM_HC_MAP_GPA_RANGE', { gpa: hex(first * 4096), size: pages * 4096 }, link, 'vmm') : 0;
   const start = sim.now;
-  yield stallFor(sim, kvm.costs.userspaceExitNs, 'KVM_EXIT_HYPERCALL');
+  yield sim.stallFor(kvm.costs.userspaceExitNs);
   yield kvm.slotsLock.acquire();
-  yield stallFor(sim, kvm.costs.setMemoryAttributesNs, 'KVM_SET_MEMORY_ATTRIBUTES');
+  yield sim.stallFor(kvm.costs.setMemoryAttributesNs);
   kvm.slotsLock.release();
   kvm.exits.record('KVM_EXIT_HYPERCALL', sim.now - start);
   if (traced) sim.opEnd(id);
@@ -129,7 +128,7 @@ function* makePrivate(side: SnpHostSide, first: number, n: number, huge: boolean
   // handles the rest 4K at a time).
   if (huge && assigned === 0 && gmem.folioPages === PAGES_PER_2M) {
     const id = traced ? sim.opBegin('RMPUPDATE', { gpa: hex(first * 4096), size: n * 4096 }, 0, 'snp-firmware') : 0;
-    yield stallFor(sim, costs.rmpupdate2mNs, 'RMPUPDATE');
+    yield sim.stallFor(costs.rmpupdate2mNs);
     rmp.assign(first, n, true);
     side.counters.rmpupdate2m++;
     if (traced) sim.opEnd(id);
@@ -140,13 +139,13 @@ function* makePrivate(side: SnpHostSide, first: number, n: number, huge: boolean
     for (let p = first; p < first + n; p++) {
       if (rmp.assigned.test(p)) continue;
       const id = traced ? sim.opBegin('RMPUPDATE', { gpa: hex(p * 4096), size: 4096 }, 0, 'snp-firmware') : 0;
-      yield stallFor(sim, costs.rmpupdate4kNs, 'RMPUPDATE');
+      yield sim.stallFor(costs.rmpupdate4kNs);
       rmp.assign(p, 1, false);
       if (traced) sim.opEnd(id);
     }
   } else {
     const id = traced ? sim.opBegin('RMPUPDATE', { gpa: hex(first * 4096), size: 4096, 'cvmsim.aggregated.count': todo }, 0, 'snp-firmware') : 0;
-    yield stallFor(sim, todo * costs.rmpupdate4kNs, 'RMPUPDATE');
+    yield sim.stallFor(todo * costs.rmpupdate4kNs);
     rmp.assigned.fillRange(first, n);
     if (traced) sim.opEnd(id);
   }

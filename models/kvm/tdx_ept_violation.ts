@@ -1,6 +1,5 @@
 import { type Proc, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
-import { stallFor } from '../host/stall.ts';
 import type { Host } from '../host/host.ts';
 import { TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, hex, tdxOperandBusy, tdxStatusName, type TdxPageLevel } from '../tdx/arch.ts';
 import { PAGES_PER_2M, Region } from '../tdx/secure_ept.ts';
@@ -43,7 +42,7 @@ export function* tdx_ept_violation_exit(side: TdxHostSide, gpa: number, acceptLe
   let pendingNs = module.costs.tdExitNs;
   for (;;) {
     pendingNs += kvm.costs.faultNs;
-    yield stallFor(sim, pendingNs);
+    yield sim.stallFor(pendingNs);
     pendingNs = 0;
     const status = yield* tdx_private_fault(side, gpa, acceptLevel);
     pendingNs = status === KVM_SPTE_FROZEN ? 0 : module.seamcallHalfNs;
@@ -55,7 +54,7 @@ export function* tdx_ept_violation_exit(side: TdxHostSide, gpa: number, acceptLe
     if (traced) sim.instant('RET_PF_RETRY', { gpa: hex(gpa), status: hex(status), retry: kvm.retry });
     if (kvm.retry === 'reenter') break;
   }
-  yield stallFor(sim, pendingNs + module.costs.tdEntryNs);
+  yield sim.stallFor(pendingNs + module.costs.tdEntryNs);
   host.cpus.release();
   kvm.exits.record('EPT_VIOLATION', sim.now - start);
   if (traced) sim.opEnd(id);
@@ -92,7 +91,7 @@ function* tdx_private_fault(side: TdxHostSide, gpa: number, acceptLevel: TdxPage
   let outNs = 0;
   for (const kind of UPPER) {
     if (!module.septPageMissing(region, kind, level)) continue;
-    if (outNs > 0) yield stallFor(sim, outNs), (outNs = 0);
+    if (outNs > 0) yield sim.stallFor(outNs), (outNs = 0);
     if (!module.septPageMissing(region, kind, level)) continue;
     if (module.septPageFrozen(region, kind)) {
       status = KVM_SPTE_FROZEN;
@@ -105,11 +104,11 @@ function* tdx_private_fault(side: TdxHostSide, gpa: number, acceptLevel: TdxPage
     if (status !== TDX_SUCCESS) break;
   }
   if (status === TDX_SUCCESS) {
-    if (outNs > 0) yield stallFor(sim, outNs);
+    if (outNs > 0) yield sim.stallFor(outNs);
     const leafGpa = level === TDX_PS_4K ? gpa : region * PAGES_PER_2M * 4096;
     status = yield* module.tdh_mem_page_aug(leafGpa, level, 0);
   } else if (status === KVM_SPTE_FROZEN && outNs > 0) {
-    yield stallFor(sim, outNs);
+    yield sim.stallFor(outNs);
   }
   kvm.mmuLock.release('shared');
   return status;

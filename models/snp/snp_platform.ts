@@ -3,7 +3,6 @@ import type { Proc, Sim } from '../../sim/index.ts';
 import type { AcceptPhase, Platform, PlatformConfig } from '../platform.ts';
 import { costs, integerIn, oneOf, positive } from '../host/config_check.ts';
 import { Host, type HostConfig } from '../host/host.ts';
-import { stallFor } from '../host/stall.ts';
 import { GuestMemfd } from '../kvm/guest_memfd.ts';
 import { Kvm } from '../kvm/kvm.ts';
 import { KVM_COSTS, type KvmCosts } from '../kvm/kvm_costs.ts';
@@ -91,7 +90,7 @@ export function createSnpPlatform(sim: Sim, config: SnpPlatformConfig): SnpPlatf
       // timer wake-up, VMRUN, on a host CPU.
       const start = sim.now;
       yield* host.cpus.acquire();
-      yield stallFor(sim, side.costs.vmExitNs + kvm.costs.hltNs + side.costs.vmEntryNs, 'HLT');
+      yield sim.stallFor(side.costs.vmExitNs + kvm.costs.hltNs + side.costs.vmEntryNs);
       host.cpus.release();
       kvm.exits.record('HLT', sim.now - start);
     },

@@ -1,6 +1,5 @@
 import { Bandwidth, type Proc } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
-import { stallFor } from '../host/stall.ts';
 import { tdx_ept_violation_exit, type TdxHostSide } from '../kvm/tdx_ept_violation.ts';
 import {
   TDX_PS_1G, TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, hex, tdxStatusName, type TdxPageLevel,
@@ -137,7 +136,7 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
   if (augs > 0) {
     yield kvm.mmuLock.acquire('shared');
     if (exclusive) yield* exitsUnderExclusiveLock(side, exitNs, bodyNs, tdcalls * c.tdcallNs, from, augs, id);
-    else yield stallFor(sim, exitNs + bodyNs, 'EPT_VIOLATION');
+    else yield sim.stallFor(exitNs + bodyNs);
     // The host's clears and fills and the module's zeroing of this step as one memory stream
     // (two per step made the shared bandwidth the simulator's hot spot at 64 vCPUs).
     const clearBytes = gmem.allocate(first, n);

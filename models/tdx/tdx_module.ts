@@ -1,6 +1,5 @@
 import { TryLock, type LockMode, type Proc, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
-import { stallFor } from '../host/stall.ts';
 import { WriteRate, type Host } from '../host/host.ts';
 import {
   OPERAND_ID_RCX, OPERAND_ID_SEPT_TREE, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_OPERAND_BUSY,
@@ -182,7 +181,7 @@ export class TdxModule {
     const sim = this.sim;
     const traced = sim.observer !== null;
     const id = traced ? sim.opBegin('TDH.MEM.PAGE.AUG', { gpa: hex(gpa), size: levelBytes(level), level }, link, MODULE) : 0;
-    yield stallFor(sim, this.seamcallHalfNs, 'seamcall');
+    yield sim.stallFor(this.seamcallHalfNs);
     const status = yield* this.augLocked(gpa, level);
     if (traced) sim.opEnd(id, { status: hex(status) });
     return status;
@@ -207,7 +206,7 @@ export class TdxModule {
     } else {
       if (state !== Region.Free) assert(false, `TDH.MEM.PAGE.AUG(2M) on a non-FREE entry: ${tdxStatusName(TDX_EPT_ENTRY_STATE_INCORRECT)}`, hex(gpa));
     }
-    yield stallFor(sim, this.costs.augBodyNs, 'TDH.MEM.PAGE.AUG');
+    yield sim.stallFor(this.costs.augBodyNs);
     if (level === TDX_PS_4K) {
       this.sept.aug4k.set(page);
       this.augs4k++;
@@ -233,13 +232,13 @@ export class TdxModule {
     const gpa = region * SIZE_2M;
     const traced = sim.observer !== null;
     const id = traced ? sim.opBegin('TDH.MEM.SEPT.ADD', { gpa: hex(gpa), page: kind }, link, MODULE) : 0;
-    yield stallFor(sim, this.seamcallHalfNs, 'seamcall');
+    yield sim.stallFor(this.seamcallHalfNs);
     let status: bigint;
     const tree = this.secureEptLock.tryAcquire(this.treeLockMode, 'host');
     if (tree !== 'acquired') {
       status = this.countBusy(withOperand(TDX_OPERAND_BUSY, OPERAND_ID_SEPT_TREE), 'TDH.MEM.SEPT.ADD', gpa);
     } else {
-      yield stallFor(sim, this.costs.septAddBodyNs, 'TDH.MEM.SEPT.ADD');
+      yield sim.stallFor(this.costs.septAddBodyNs);
       yield* this.zero(4096);
       this.commitSeptAdd(region, kind);
       this.secureEptLock.release(this.treeLockMode);

@@ -3,7 +3,6 @@ import { assert } from '../../sim/assert.ts';
 import type { AcceptPhase, Platform, PlatformConfig } from '../platform.ts';
 import { costs, integerIn, oneOf, positive } from '../host/config_check.ts';
 import { Host, type HostConfig } from '../host/host.ts';
-import { stallFor } from '../host/stall.ts';
 import { GuestMemfd } from '../kvm/guest_memfd.ts';
 import { Kvm, type KvmRetry } from '../kvm/kvm.ts';
 import { KVM_COSTS, type KvmCosts } from '../kvm/kvm_costs.ts';
@@ -84,7 +83,7 @@ export function createTdxPlatform(sim: Sim, config: TdxPlatformConfig): TdxPlatf
       // TD epoch), so it meets the fault path on host CPUs, not on a module lock.
       const start = sim.now;
       yield* host.cpus.acquire();
-      yield stallFor(sim, module.costs.tdExitNs + kvm.costs.hltNs + module.costs.tdEntryNs, 'TDVMCALL_HLT');
+      yield sim.stallFor(module.costs.tdExitNs + kvm.costs.hltNs + module.costs.tdEntryNs);
       host.cpus.release();
       kvm.exits.record('TDVMCALL_HLT', sim.now - start);
     },
