@@ -1,16 +1,18 @@
-import { LockStats, type Proc, type Sim, type SimEvent } from '../../sim/index.ts';
+import { LockStats, SUSPEND, type Blocker, type Process, type Sim, type Yield } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 
 /**
  * The host CPUs that run vCPU threads while they are out of the guest: KVM's exit handling,
  * SEAMCALLs, host page clearing. A vCPU taking an exit needs one; with fewer host CPUs than
- * vCPUs in exits at once, exits queue for them (FIFO) and the waiting vCPU stays stalled.
- * Guest-mode execution is the guest model's CPUs and is not charged here.
+ * vCPUs in exits at once, exits queue for them (FIFO) and the waiting vCPU stays stalled (it
+ * keeps its vCPU: sim.park(..., 'stall')). Guest-mode execution is the guest model's CPUs and is
+ * not charged here. (The engine's Semaphore would do, were its waiters able to keep their CPU.)
  */
-export class HostCpus {
+export class HostCpus implements Blocker {
+  readonly name = 'host_cpus';
   inUse = 0;
   readonly stats: LockStats;
-  private readonly waiters: { since: number; granted: SimEvent<void> }[] = [];
+  private readonly waiters: Process<any>[] = [];
   private busyArea = 0;
   private since = 0;
 
@@ -19,31 +21,35 @@ export class HostCpus {
     readonly capacity: number,
   ) {
     assert(Number.isSafeInteger(capacity) && capacity > 0, 'hostCpus must be a positive integer', capacity);
-    this.stats = new LockStats('host_cpus');
+    this.stats = new LockStats(this.name);
   }
 
-  /** Takes a host CPU for the calling vCPU thread, stalling it while none is free. */
-  *acquire(): Proc<void> {
+  /** Takes a host CPU for the calling vCPU thread, stalling it while none is free (yield it). */
+  acquire(): Yield {
     const sim = this.sim;
     if (this.inUse < this.capacity && this.waiters.length === 0) {
       this.grant(0);
-      return;
+      return sim.continueWith(undefined);
     }
     this.stats.contended++;
-    const granted = sim.event('host cpu');
-    this.waiters.push({ since: sim.now, granted });
-    yield sim.stall(granted);
+    this.waiters.push(sim.park(this, 'stall'));
+    return SUSPEND;
   }
 
   release(): void {
     assert(this.inUse > 0, 'host CPU released while none is in use', this.inUse);
     this.account();
     this.inUse--;
-    if (this.waiters.length > 0) {
-      const w = this.waiters.shift()!;
-      this.grant(this.sim.now - w.since);
-      w.granted.succeed();
+    const next = this.waiters.shift();
+    if (next !== undefined) {
+      this.grant(this.sim.now - next.blockedSince);
+      this.sim.unpark(next);
     }
+  }
+
+  cancelWait(p: Process<any>): void {
+    const i = this.waiters.indexOf(p);
+    if (i >= 0) this.waiters.splice(i, 1);
   }
 
   /** Mean fraction of host CPUs busy with exits over [0, now]. */

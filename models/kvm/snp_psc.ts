@@ -64,7 +64,7 @@ export function* snp_vmgexit_psc(side: SnpHostSide, entries: readonly PscEntry[]
   const { sim, host, kvm, costs } = side;
   const start = sim.now;
   side.counters.pscRequests++;
-  yield* host.cpus.acquire();
+  yield host.cpus.acquire();
   const traced = sim.observer !== null;
   const id = traced ? sim.opBegin('snp_begin_psc', { entries: entries.length }, link, 'kvm') : 0;
   yield sim.stallFor(costs.vmExitNs);
@@ -89,7 +89,7 @@ export function* snp_vmgexit_msr_psc(side: SnpHostSide, page: number, link: numb
   const start = sim.now;
   side.counters.pscRequests++;
   side.counters.pscEntries4k++;
-  yield* host.cpus.acquire();
+  yield host.cpus.acquire();
   const traced = sim.observer !== null;
   const id = traced ? sim.opBegin('snp_begin_psc_msr', { gpa: hex(page * 4096) }, link, 'kvm') : 0;
   yield sim.stallFor(costs.vmExitNs);

@@ -36,7 +36,7 @@ export interface TdxHostSide {
 export function* tdx_ept_violation_exit(side: TdxHostSide, gpa: number, acceptLevel: TdxPageLevel, link: number): Proc<void> {
   const { sim, host, kvm, module } = side;
   const start = sim.now;
-  yield* host.cpus.acquire();
+  yield host.cpus.acquire();
   const traced = sim.observer !== null;
   const id = traced ? sim.opBegin('tdx_handle_ept_violation', { gpa: hex(gpa), 'accept.level': acceptLevel }, link, 'kvm') : 0;
   let pendingNs = module.costs.tdExitNs;

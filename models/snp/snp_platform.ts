@@ -89,7 +89,7 @@ export function createSnpPlatform(sim: Sim, config: SnpPlatformConfig): SnpPlatf
       // HLT is intercepted (an automatic exit for SEV-ES/SNP guests): VMEXIT, KVM's halt and the
       // timer wake-up, VMRUN, on a host CPU.
       const start = sim.now;
-      yield* host.cpus.acquire();
+      yield host.cpus.acquire();
       yield sim.stallFor(side.costs.vmExitNs + kvm.costs.hltNs + side.costs.vmEntryNs);
       host.cpus.release();
       kvm.exits.record('HLT', sim.now - start);

@@ -118,7 +118,7 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
   const start = sim.now;
   let septAdds: SeptPageKind[] = [];
   if (augs > 0) {
-    yield* host.cpus.acquire();
+    yield host.cpus.acquire();
     const claimed = claimUpperPages(side, region, exclusive);
     if (claimed === null) {
       host.cpus.release();

@@ -82,7 +82,7 @@ export function createTdxPlatform(sim: Sim, config: TdxPlatformConfig): TdxPlatf
       // TDH.VP.ENTER: host CPU time; TDH.VP.ENTER takes only shared module locks (op_state,
       // TD epoch), so it meets the fault path on host CPUs, not on a module lock.
       const start = sim.now;
-      yield* host.cpus.acquire();
+      yield host.cpus.acquire();
       yield sim.stallFor(module.costs.tdExitNs + kvm.costs.hltNs + module.costs.tdEntryNs);
       host.cpus.release();
       kvm.exits.record('TDVMCALL_HLT', sim.now - start);
