@@ -39,7 +39,11 @@ const MODULE = 'tdx-module';
  */
 export class TdxModule {
   readonly sept: SecureEpt;
-  /** tdcs.executions_ctl_fields.secure_ept_lock: a sharex try-lock. */
+  /**
+   * tdcs.executions_ctl_fields.secure_ept_lock: a sharex try-lock taken with
+   * acquire_sharex_lock() (lock_sept_check_and_walk_private_gpa()), not the *_hp_* variants, so
+   * a refused acquire sets no host-priority bit.
+   */
   readonly secureEptLock: TryLock;
   readonly entryLocks: SeptEntryLocks;
   readonly costs: TdxCosts;
@@ -71,7 +75,7 @@ export class TdxModule {
     costs: Partial<TdxCosts> = {},
   ) {
     this.sept = new SecureEpt(gpaBytes);
-    this.secureEptLock = new TryLock(sim, 'secure_ept_lock');
+    this.secureEptLock = new TryLock(sim, 'secure_ept_lock', false);
     this.entryLocks = new SeptEntryLocks(version === '1.5');
     this.costs = { ...TDX_COSTS, ...costs };
     this.zeroRate = new WriteRate(this.costs.zeroBytesPerSec);

@@ -49,6 +49,19 @@ describe('TDX_OPERAND_BUSY from the S-EPT tree lock, and KVM retrying', () => {
     expect(m['exits.EPT_VIOLATION']).toBe(16 + m['tdx.busy.total']!);
   });
 
+  it('the S-EPT tree lock has no host-priority bit: a refused SEAMCALL does not turn later acquires into BUSY_HOST_PRIORITY', () => {
+    const sim = new Sim({ seed: 5 });
+    const platform = createTdxPlatform(sim, { gpaBytes: 8 * MiB, vcpus: makeVcpus(sim, 1) });
+    const lock = platform.module.secureEptLock;
+    expect(lock.tryAcquire('exclusive', 'host')).toBe('acquired');
+    expect(lock.tryAcquire('shared', 'host')).toBe('busy');
+    expect(lock.hostPriority).toBe(false);
+    expect(lock.tryAcquire('shared', 'guest')).toBe('busy');
+    lock.release('exclusive');
+    expect(lock.tryAcquire('shared', 'guest')).toBe('acquired');
+    lock.release('shared');
+  });
+
   it('TDX 1.0 AUGs take the lock exclusive: two vCPUs faulting at once get BUSY; TDX 1.5 AUGs share it', () => {
     for (const [version, expectBusy] of [['1.0', true], ['1.5', false]] as const) {
       const sim = new Sim({ seed: 5 });
