@@ -1,11 +1,9 @@
-import type { Proc, Sim } from '../../sim/index.ts';
-import type { Host } from '../host/host.ts';
+import type { Proc } from '../../sim/index.ts';
+import type { HostParts } from '../host/host_platform.ts';
 import { hex } from '../tdx/arch.ts';
 import { PAGES_PER_2M } from '../tdx/secure_ept.ts';
 import type { Rmp } from '../snp/rmp.ts';
 import type { SnpCosts } from '../snp/snp_costs.ts';
-import type { GuestMemfd } from './guest_memfd.ts';
-import type { Kvm } from './kvm.ts';
 
 /** One entry of a PSC descriptor (struct psc_entry): a 4K page or an aligned 2M page, to private. */
 export interface PscEntry {
@@ -14,11 +12,7 @@ export interface PscEntry {
 }
 
 /** What the hypervisor side of an SNP page state change needs. */
-export interface SnpHostSide {
-  readonly sim: Sim;
-  readonly host: Host;
-  readonly kvm: Kvm;
-  readonly gmem: GuestMemfd;
+export interface SnpHostSide extends HostParts {
   readonly rmp: Rmp;
   readonly costs: SnpCosts;
   /** Per-4K RMPUPDATEs as separate steps (exact) or one step per entry. */

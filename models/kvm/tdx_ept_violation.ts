@@ -1,11 +1,9 @@
-import { type Proc, type Sim } from '../../sim/index.ts';
+import type { Proc } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
-import type { Host } from '../host/host.ts';
+import type { HostParts } from '../host/host_platform.ts';
 import { TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, hex, tdxOperandBusy, tdxStatusName, type TdxPageLevel } from '../tdx/arch.ts';
 import { PAGES_PER_2M, Region } from '../tdx/secure_ept.ts';
 import type { SeptPageKind, TdxModule } from '../tdx/tdx_module.ts';
-import type { GuestMemfd } from './guest_memfd.ts';
-import type { Kvm } from './kvm.ts';
 
 /**
  * How KVM maps TD private memory in the Secure EPT:
@@ -17,12 +15,8 @@ import type { Kvm } from './kvm.ts';
 export type SeptMapping = '4k' | '2m';
 
 /** What the EPT-violation path needs from the TD's host side. */
-export interface TdxHostSide {
-  readonly sim: Sim;
-  readonly host: Host;
-  readonly kvm: Kvm;
+export interface TdxHostSide extends HostParts {
   readonly module: TdxModule;
-  readonly gmem: GuestMemfd;
   readonly sept: SeptMapping;
 }
 

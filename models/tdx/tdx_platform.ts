@@ -1,18 +1,18 @@
 import { Bandwidth, type Proc, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
-import type { AcceptPhase, Platform, PlatformConfig } from '../platform.ts';
-import { costs, integerIn, oneOf, positive } from '../host/config_check.ts';
-import { Host, type HostConfig } from '../host/host.ts';
-import { GuestMemfd } from '../kvm/guest_memfd.ts';
-import { Kvm, type KvmRetry } from '../kvm/kvm.ts';
-import { KVM_COSTS, type KvmCosts } from '../kvm/kvm_costs.ts';
+import type { AcceptPhase, Platform } from '../platform.ts';
+import { costs, oneOf } from '../host/config_check.ts';
+import type { Host } from '../host/host.ts';
+import { HostPlatform, type HostPlatformConfig } from '../host/host_platform.ts';
+import type { GuestMemfd } from '../kvm/guest_memfd.ts';
+import type { Kvm, KvmRetry } from '../kvm/kvm.ts';
 import type { SeptMapping } from '../kvm/tdx_ept_violation.ts';
 import { tdx_accept_memory, type AcceptFidelity, type TdxAcceptSide } from './tdx_accept_memory.ts';
 import { PAGES_PER_2M, Region } from './secure_ept.ts';
 import { TDX_COSTS, type TdxCosts } from './tdx_costs.ts';
 import { TdxModule, type TdxModuleVersion } from './tdx_module.ts';
 
-export interface TdxPlatformConfig extends PlatformConfig, HostConfig {
+export interface TdxPlatformConfig extends HostPlatformConfig {
   /** S-EPT mapping size KVM uses: '4k' (upstream, default) or '2m' (huge-page series). */
   sept?: SeptMapping;
   /** TDX module whose S-EPT locking is modelled: '1.5' (default) or '1.0'. See TdxModuleVersion. */
@@ -22,7 +22,6 @@ export interface TdxPlatformConfig extends PlatformConfig, HostConfig {
   /** 'aggregate' (default): per-2M steps; 'per-page': every 4K operation its own step. */
   fidelity?: AcceptFidelity;
   tdxCosts?: Partial<TdxCosts>;
-  kvmCosts?: Partial<KvmCosts>;
 }
 
 export interface TdxPlatform extends Platform {
@@ -37,64 +36,49 @@ export interface TdxPlatform extends Platform {
 
 /**
  * The host side of a TD (Intel TDX): the TDX module (Secure EPT, its try-locks, ACCEPT/AUG/
- * SEPT.ADD), KVM (EPT-violation exits, mmu_lock, guest_memfd) and the host (CPUs, memory
- * bandwidth). arch_accept_memory() is tdx_accept_memory() on the calling vCPU.
+ * SEPT.ADD) on top of KVM (EPT-violation exits, mmu_lock, guest_memfd) and the host (CPUs,
+ * memory bandwidth), models/host/host_platform.ts. arch_accept_memory() is tdx_accept_memory()
+ * on the calling vCPU.
  */
 export function createTdxPlatform(sim: Sim, config: TdxPlatformConfig): TdxPlatform {
-  const vcpus = config.vcpus;
-  assert(vcpus.length > 0, 'a TD needs at least one vCPU', vcpus.length);
   const sept = oneOf('sept', config.sept, ['4k', '2m'] as const, '4k');
   const version = oneOf('tdxModule', config.tdxModule, ['1.0', '1.5'] as const, '1.5');
   const retry = oneOf('kvmRetry', config.kvmRetry, ['local', 'reenter'] as const, 'local');
   const fidelity = oneOf('fidelity', config.fidelity, ['aggregate', 'per-page'] as const, 'aggregate');
-  integerIn('hostCpus', config.hostCpus, 1, 1 << 20, vcpus.length);
-  positive('memoryBandwidthBytesPerSec', config.memoryBandwidthBytesPerSec);
-  positive('clearBytesPerSec', config.clearBytesPerSec);
   costs('tdxCosts', config.tdxCosts, Object.keys(TDX_COSTS));
-  costs('kvmCosts', config.kvmCosts, Object.keys(KVM_COSTS));
 
-  const host = new Host(sim, vcpus.length, config);
-  const kvm = new Kvm(sim, host, { retry, costs: config.kvmCosts ?? {} });
+  const base = new HostPlatform(sim, config, { retry, folioBytes: sept === '2m' ? 2097152 : 4096 });
+  const { host, kvm, gmem } = base;
   const module = new TdxModule(sim, host, config.gpaBytes, version, config.tdxCosts ?? {});
-  const gmem = new GuestMemfd(host, module.sept.pages, sept === '2m' ? 2097152 : 4096);
   const septLockTime = version === '1.0' && fidelity === 'aggregate' ? new Bandwidth(sim, 'secure_ept_lock (fluid)', 1e9) : null;
   const side: TdxAcceptSide = {
     sim, host, kvm, module, gmem, sept, fidelity, septLockTime,
     counters: { aggregatedSteps: 0, aggregatedPages: 0, contendedSteps: 0, fallbackSteps: 0 },
   };
 
-  function currentVcpu(vcpu: number): void {
-    assert(vcpu >= 0 && vcpu < vcpus.length, 'no such vCPU', vcpu);
-    assert(sim.current !== null && sim.current.cpu === vcpus[vcpu], 'arch_accept_memory must run on its vCPU', vcpu);
-  }
-
   return {
     kind: 'tdx', memoryBandwidth: host.memory, host, kvm, module, gmem, sept, fidelity,
 
     *arch_accept_memory(vcpu: number, start: number, end: number, _phase: AcceptPhase): Proc<void> {
-      currentVcpu(vcpu);
+      base.checkVcpu(vcpu);
       yield* tdx_accept_memory(side, start, end, 0);
     },
 
     *idle_tick_exit(vcpu: number): Proc<void> {
-      currentVcpu(vcpu);
+      base.checkVcpu(vcpu);
       // The halted vCPU's TDVMCALL<Instruction.HLT> exit, KVM's halt and the timer wake-up,
       // TDH.VP.ENTER: host CPU time; TDH.VP.ENTER takes only shared module locks (op_state,
       // TD epoch), so it meets the fault path on host CPUs, not on a module lock.
-      const start = sim.now;
-      yield host.cpus.acquire();
-      yield sim.stallFor(module.costs.tdExitNs + kvm.costs.hltNs + module.costs.tdEntryNs);
-      host.cpus.release();
-      kvm.exits.record('TDVMCALL_HLT', sim.now - start);
+      yield* base.fixedExit('TDVMCALL_HLT', module.costs.tdExitNs + kvm.costs.hltNs + module.costs.tdEntryNs);
     },
 
     checkInvariants(): void {
       checkTdxInvariants(side);
+      base.checkInvariants();
     },
 
     metrics(): Record<string, number> {
       const out: Record<string, number> = {};
-      kvm.metrics(out);
       out['tdx.tdcalls'] = module.tdcalls;
       out['tdx.accept.4k'] = module.accepted4k;
       out['tdx.accept.2m'] = module.accepted2m;
@@ -108,24 +92,18 @@ export function createTdxPlatform(sim: Sim, config: TdxPlatformConfig): TdxPlatf
       out['tdx.secure_ept_lock.acquisitions'] = module.secureEptLock.stats.acquisitions;
       out['tdx.secure_ept_lock.busy'] = module.secureEptLock.stats.busy;
       out['tdx.bytes_zeroed'] = module.bytesZeroed;
-      out['host.bytes_cleared'] = host.bytesCleared;
-      out['host.cpus.exit_busy_ns'] = host.cpus.busyNs();
-      out['host.cpus.waits'] = host.cpus.stats.contended;
-      out['host.cpus.wait_ns'] = host.cpus.stats.wait.sum;
-      out['host.memory.bytes'] = host.memory.totalBytes;
-      out['kvm.gmem.folios'] = gmem.folios;
       out['model.aggregated_steps'] = side.counters.aggregatedSteps;
       out['model.aggregated_pages'] = side.counters.aggregatedPages;
       out['model.aggregated_contended_steps'] = side.counters.contendedSteps;
       out['model.aggregated_fallbacks'] = side.counters.fallbackSteps;
-      return sortKeys(out);
+      return base.metrics(out);
     },
   };
 }
 
-/** Host-side balance of a TD after a run: every accepted 4K was AUGed once, counters agree, nothing held. */
+/** The module's balance after a run: every accepted 4K was AUGed once, counters agree, no module lock held. */
 function checkTdxInvariants(side: TdxAcceptSide): void {
-  const { module, gmem, host, kvm } = side;
+  const { module, gmem } = side;
   const sept = module.sept;
   assert(sept.aug4k.recount() === sept.aug4k.count, 'S-EPT AUG bitmap and its count disagree', sept.aug4k.count);
   assert(sept.accepted4k.recount() === sept.accepted4k.count, 'S-EPT accepted bitmap and its count disagree', sept.accepted4k.count);
@@ -158,16 +136,6 @@ function checkTdxInvariants(side: TdxAcceptSide): void {
   for (const v of sept.pdPresent) upper += v;
   for (const v of sept.pdptPresent) upper += v;
   assert(module.septAdds === pt + upper && sept.septPagesAdded === pt + upper, 'TDH.MEM.SEPT.ADD count and S-EPT pages disagree', { adds: module.septAdds, pages: pt + upper });
-  assert(gmem.allocated.recount() === gmem.allocated.count, 'guest_memfd bitmap and its count disagree', gmem.allocated.count);
-  assert(host.bytesCleared === gmem.folios * gmem.folioPages * 4096, 'bytes cleared and guest_memfd folios disagree', { cleared: host.bytesCleared, folios: gmem.folios });
   assert(!module.secureEptLock.exclusive && module.secureEptLock.sharedCount === 0, 'secure_ept_lock still held at the end of the run', module.secureEptLock.describe());
   assert(module.entryLocks.heldCount === 0, 'S-EPT entry locks still held at the end of the run', module.entryLocks.heldCount);
-  assert(!kvm.locksHeld, 'KVM locks still held at the end of the run', kvm.mmuLock.describe());
-  assert(host.cpus.inUse === 0, 'host CPUs still in exits at the end of the run', host.cpus.inUse);
-}
-
-export function sortKeys(out: Record<string, number>): Record<string, number> {
-  const sorted: Record<string, number> = {};
-  for (const k of Object.keys(out).sort()) sorted[k] = out[k]!;
-  return sorted;
 }

@@ -135,3 +135,21 @@ describe('aggregated and per-page SNP paths agree when uncontended', () => {
     expect(a.m).toEqual(p.m);
   });
 });
+
+describe('the host side SNP shares with TDX (models/host/host_platform.ts)', () => {
+  it('a bad host configuration value names the field', () => {
+    const sim = new Sim({ seed: 1 });
+    const cpus = makeVcpus(sim, 1);
+    expect(() => createSnpPlatform(sim, { gpaBytes: 8 * MiB, vcpus: cpus, hostCpus: 0 })).toThrow(/hostCpus must be an integer/);
+    expect(() => createSnpPlatform(sim, { gpaBytes: 8 * MiB, vcpus: cpus, kvmCosts: { hltNs: -1 } })).toThrow(/kvmCosts\.hltNs/);
+    expect(() => createSnpPlatform(sim, { gpaBytes: 8 * MiB, vcpus: cpus, memoryBandwidthBytesPerSec: 0 })).toThrow(/memoryBandwidthBytesPerSec must be a positive/);
+  });
+
+  it('a host CPU still held by an exit at the end of the run fails the invariants', () => {
+    const { sim, cpus, platform } = snp({}, 8 * MiB);
+    onVcpu0(sim, platform, cpus, function* () {
+      yield platform.host.cpus.acquire();
+    });
+    expect(() => platform.checkInvariants()).toThrow(/host CPUs still in exits/);
+  });
+});
