@@ -2,8 +2,8 @@ import type { Proc } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 import type { HostParts } from '../host/host_platform.ts';
 import { TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, hex, tdxOperandBusy, tdxStatusName, type TdxPageLevel } from '../tdx/arch.ts';
-import { PAGES_PER_2M, Region } from '../tdx/secure_ept.ts';
-import type { SeptPageKind, TdxModule } from '../tdx/tdx_module.ts';
+import { PAGES_PER_2M, Region, UPPER_SEPT_PAGES } from '../tdx/secure_ept.ts';
+import type { TdxModule } from '../tdx/tdx_module.ts';
 
 /**
  * How KVM maps TD private memory in the Secure EPT:
@@ -60,8 +60,6 @@ export function* tdx_ept_violation_exit(side: TdxHostSide, gpa: number, acceptLe
  */
 export const KVM_SPTE_FROZEN = -2n;
 
-const UPPER: readonly SeptPageKind[] = ['pdpt', 'pd', 'pt'];
-
 /**
  * The private-fault part of kvm_tdp_mmu_page_fault() for a TD: guest_memfd, then under
  * mmu_lock (read) the missing S-EPT pages top-down and the leaf. The state is read again before
@@ -83,10 +81,10 @@ function* tdx_private_fault(side: TdxHostSide, gpa: number, acceptLevel: TdxPage
   yield kvm.mmuLock.acquire('shared');
   let status = TDX_SUCCESS;
   let outNs = 0;
-  for (const kind of UPPER) {
-    if (!module.septPageMissing(region, kind, level)) continue;
+  for (const kind of UPPER_SEPT_PAGES) {
+    if (!module.sept.pageMissing(region, kind, level)) continue;
     if (outNs > 0) yield sim.stallFor(outNs), (outNs = 0);
-    if (!module.septPageMissing(region, kind, level)) continue;
+    if (!module.sept.pageMissing(region, kind, level)) continue;
     if (module.septPageFrozen(region, kind)) {
       status = KVM_SPTE_FROZEN;
       break;

@@ -1,5 +1,6 @@
 import { assert } from '../../sim/assert.ts';
 import { MiB, GiB } from '../../sim/clock.ts';
+import { TDX_PS_4K, type TdxPageLevel } from './arch.ts';
 import { PageBitmap } from './page_bitmap.ts';
 
 /** State of the PD-level Secure-EPT entry of one 2 MiB region. */
@@ -17,8 +18,15 @@ export const enum Region {
 export const PAGES_PER_2M = 512;
 export const SIZE_2M = 2 * MiB;
 export const SIZE_1G = GiB;
-/** 4K pages per 512 GiB (one PDPT page's reach). */
+/** 2 MiB regions per 1 GiB (one PD page's reach) and per 512 GiB (one PDPT page's reach). */
 const REGIONS_PER_1G = 512;
+const REGIONS_PER_512G = 512 * REGIONS_PER_1G;
+
+/** Which S-EPT page TDH.MEM.SEPT.ADD adds above a 2 MiB region. */
+export type SeptPageKind = 'pt' | 'pd' | 'pdpt';
+
+/** The S-EPT pages above a 2 MiB region, in the order KVM adds them (top down). */
+export const UPPER_SEPT_PAGES: readonly SeptPageKind[] = ['pdpt', 'pd', 'pt'];
 
 /**
  * The TD's Secure EPT as the TDX module keeps it, reduced to what acceptance touches, with
@@ -46,7 +54,7 @@ export class SecureEpt {
     const regions = this.pages / PAGES_PER_2M;
     this.regions = new Uint8Array(regions);
     this.pdPresent = new Uint8Array(Math.ceil(regions / REGIONS_PER_1G));
-    this.pdptPresent = new Uint8Array(Math.ceil(regions / (REGIONS_PER_1G * 512)));
+    this.pdptPresent = new Uint8Array(Math.ceil(regions / REGIONS_PER_512G));
     this.aug4k = new PageBitmap(this.pages);
     this.accepted4k = new PageBitmap(this.pages);
   }
@@ -59,10 +67,35 @@ export class SecureEpt {
     return this.regions[region] as Region;
   }
 
-  /** Which S-EPT pages are missing above a 2 MiB region: 0, or the number of SEPT.ADDs needed (PDPT, PD). */
-  missingUpper(region: number): { pdpt: boolean; pd: boolean } {
-    const g = Math.floor(region / REGIONS_PER_1G);
-    return { pdpt: this.pdptPresent[Math.floor(g / 512)] === 0, pd: this.pdPresent[g] === 0 };
+  /** Is the S-EPT page of `kind` above `region` still to be added for a `level` mapping? */
+  pageMissing(region: number, kind: SeptPageKind, level: TdxPageLevel): boolean {
+    if (kind === 'pdpt') return this.pdptPresent[Math.floor(region / REGIONS_PER_512G)] === 0;
+    if (kind === 'pd') return this.pdPresent[Math.floor(region / REGIONS_PER_1G)] === 0;
+    return level === TDX_PS_4K && this.regions[region] === Region.Free;
+  }
+
+  /** The state change of a successful TDH.MEM.SEPT.ADD of the page of `kind` above `region`. */
+  addPage(region: number, kind: SeptPageKind): void {
+    if (kind === 'pdpt') {
+      const i = Math.floor(region / REGIONS_PER_512G);
+      assert(this.pdptPresent[i] === 0, 'TDH.MEM.SEPT.ADD of a PDPT page that exists', region);
+      this.pdptPresent[i] = 1;
+    } else if (kind === 'pd') {
+      const i = Math.floor(region / REGIONS_PER_1G);
+      assert(this.pdPresent[i] === 0, 'TDH.MEM.SEPT.ADD of a PD page that exists', region);
+      this.pdPresent[i] = 1;
+    } else {
+      assert(this.regions[region] === Region.Free, 'TDH.MEM.SEPT.ADD of a PT page over a non-FREE PD entry', region);
+      this.regions[region] = Region.PageTable;
+    }
+    this.septPagesAdded++;
+  }
+
+  /** A number naming the S-EPT page of `kind` above `region` (PT pages by region, the others apart). */
+  static pageKey(region: number, kind: SeptPageKind): number {
+    if (kind === 'pdpt') return -1 - Math.floor(region / REGIONS_PER_512G);
+    if (kind === 'pd') return 1e12 + Math.floor(region / REGIONS_PER_1G);
+    return region;
   }
 
   /** 4K pages AUGed (as 4K leaves or inside 2M leaves). */

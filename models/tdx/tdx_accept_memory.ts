@@ -4,10 +4,8 @@ import { tdx_ept_violation_exit, type TdxHostSide } from '../kvm/tdx_ept_violati
 import {
   TDX_PS_1G, TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, hex, tdxStatusName, type TdxPageLevel,
 } from './arch.ts';
-import { PAGES_PER_2M, Region, SIZE_1G, SIZE_2M } from './secure_ept.ts';
-import { TD_EXIT_EPT_VIOLATION, levelBytes, type SeptPageKind } from './tdx_module.ts';
-
-const UPPER: readonly SeptPageKind[] = ['pdpt', 'pd', 'pt'];
+import { PAGES_PER_2M, Region, SIZE_1G, SIZE_2M, UPPER_SEPT_PAGES, type SeptPageKind } from './secure_ept.ts';
+import { TD_EXIT_EPT_VIOLATION, levelBytes } from './tdx_module.ts';
 
 /**
  * How the 4K work of an accept is simulated:
@@ -178,8 +176,8 @@ function claimUpperPages(side: TdxAcceptSide, region: number, exclusive: boolean
   const module = side.module;
   const septAdds: SeptPageKind[] = [];
   // Read the upper S-EPT state after any wait: other vCPUs fault in the same 1 GiB.
-  for (const kind of UPPER) {
-    if (!module.septPageMissing(region, kind, TDX_PS_4K)) continue;
+  for (const kind of UPPER_SEPT_PAGES) {
+    if (!module.sept.pageMissing(region, kind, TDX_PS_4K)) continue;
     if (module.septPageFrozen(region, kind)) return null;
     septAdds.push(kind);
   }

@@ -6,7 +6,7 @@ import {
   TDX_OPERAND_BUSY_HOST_PRIORITY, TDX_OPERAND_INVALID, TDX_PAGE_ALREADY_ACCEPTED, TDX_PAGE_SIZE_MISMATCH,
   TDX_PS_1G, TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, hex, tdxStatusName, withOperand, type TdxPageLevel,
 } from './arch.ts';
-import { PAGES_PER_2M, Region, SecureEpt, SIZE_2M } from './secure_ept.ts';
+import { Region, SecureEpt, SIZE_2M, type SeptPageKind } from './secure_ept.ts';
 import { SeptEntryLocks } from './sept_entry_locks.ts';
 import { TDX_COSTS, type TdxCosts } from './tdx_costs.ts';
 
@@ -25,9 +25,6 @@ export type TdxModuleVersion = '1.0' | '1.5';
 
 /** Not a status: the TDCALL did not complete, the vCPU took an EPT-violation TD exit. */
 export const TD_EXIT_EPT_VIOLATION = -1n;
-
-/** Which S-EPT page TDH.MEM.SEPT.ADD adds above a 2 MiB region. */
-export type SeptPageKind = 'pt' | 'pd' | 'pdpt';
 
 const MODULE = 'tdx-module';
 
@@ -252,30 +249,22 @@ export class TdxModule {
     return status;
   }
 
-  /** Is the S-EPT page of `kind` above `region` still to be added for a `level` mapping? */
-  septPageMissing(region: number, kind: SeptPageKind, level: TdxPageLevel): boolean {
-    const upper = this.sept.missingUpper(region);
-    if (kind === 'pdpt') return upper.pdpt;
-    if (kind === 'pd') return upper.pd;
-    return level === TDX_PS_4K && this.sept.regionState(region) === Region.Free;
-  }
-
   /**
    * KVM's mirror SPTE of an S-EPT page being added is frozen (FROZEN_SPTE) while its
    * TDH.MEM.SEPT.ADD runs; another vCPU's fault that meets it retries. Kept here, keyed by page.
    */
   septPageFrozen(region: number, kind: SeptPageKind): boolean {
-    return this.frozen.has(septPageKey(region, kind));
+    return this.frozen.has(SecureEpt.pageKey(region, kind));
   }
 
   freezeSeptPage(region: number, kind: SeptPageKind): void {
-    const key = septPageKey(region, kind);
+    const key = SecureEpt.pageKey(region, kind);
     assert(!this.frozen.has(key), 'mirror SPTE frozen twice', { region, kind });
     this.frozen.add(key);
   }
 
   thawSeptPage(region: number, kind: SeptPageKind): void {
-    assert(this.frozen.delete(septPageKey(region, kind)), 'thawing a mirror SPTE that is not frozen', { region, kind });
+    assert(this.frozen.delete(SecureEpt.pageKey(region, kind)), 'thawing a mirror SPTE that is not frozen', { region, kind });
   }
 
   get frozenCount(): number {
@@ -284,19 +273,7 @@ export class TdxModule {
 
   /** The state change of a successful TDH.MEM.SEPT.ADD (also used by the aggregated path). */
   commitSeptAdd(region: number, kind: SeptPageKind): void {
-    const sept = this.sept;
-    const g = Math.floor(region / PAGES_PER_2M);
-    if (kind === 'pdpt') {
-      assert(sept.pdptPresent[Math.floor(g / 512)] === 0, 'TDH.MEM.SEPT.ADD of a PDPT page that exists', region);
-      sept.pdptPresent[Math.floor(g / 512)] = 1;
-    } else if (kind === 'pd') {
-      assert(sept.pdPresent[g] === 0, 'TDH.MEM.SEPT.ADD of a PD page that exists', region);
-      sept.pdPresent[g] = 1;
-    } else {
-      assert(sept.regions[region] === Region.Free, 'TDH.MEM.SEPT.ADD of a PT page over a non-FREE PD entry', region);
-      sept.regions[region] = Region.PageTable;
-    }
-    sept.septPagesAdded++;
+    this.sept.addPage(region, kind);
     this.septAdds++;
   }
 
@@ -313,13 +290,6 @@ export class TdxModule {
     for (const v of this.busy.values()) n += v;
     return n;
   }
-}
-
-function septPageKey(region: number, kind: SeptPageKind): number {
-  const g = Math.floor(region / PAGES_PER_2M);
-  if (kind === 'pdpt') return -1 - Math.floor(g / 512);
-  if (kind === 'pd') return 1e12 + g;
-  return region;
 }
 
 export function levelBytes(level: TdxPageLevel): number {
