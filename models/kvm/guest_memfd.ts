@@ -1,7 +1,7 @@
 import { type Proc } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 import type { Host } from '../host/host.ts';
-import { PageBitmap } from '../tdx/page_bitmap.ts';
+import { PageBitmap } from '../host/page_bitmap.ts';
 
 /**
  * The guest's private memory backing (virt/kvm/guest_memfd.c): folios allocated on first use

@@ -1,5 +1,5 @@
 import { assert } from '../../sim/assert.ts';
-import { PageBitmap } from '../tdx/page_bitmap.ts';
+import { PageBitmap } from '../host/page_bitmap.ts';
 import { PAGES_PER_2M } from '../tdx/secure_ept.ts';
 
 /**

@@ -1,7 +1,7 @@
 import { assert } from '../../sim/assert.ts';
 import { MiB, GiB } from '../../sim/clock.ts';
 import { TDX_PS_4K, type TdxPageLevel } from './arch.ts';
-import { PageBitmap } from './page_bitmap.ts';
+import { PageBitmap } from '../host/page_bitmap.ts';
 
 /** State of the PD-level Secure-EPT entry of one 2 MiB region. */
 export const enum Region {
