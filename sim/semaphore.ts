@@ -1,17 +1,18 @@
-import type { Sim } from './sim.ts';
+import type { Sim, WaitStyle } from './sim.ts';
 import { CONTINUE, SUSPEND, type Blocker, type Process, type Yield } from './process.ts';
 import { LockStats } from './lock_stats.ts';
 import { assert } from './assert.ts';
 import type { ObservedLock } from './observer.ts';
 
 /**
- * A counting resource with `capacity` units, FIFO waiters that sleep (a pool of host worker
- * threads, the servers of an M/M/c queue). Keeps the same statistics as a lock.
+ * A counting resource with `capacity` units and FIFO waiters (a pool of host worker threads or
+ * host CPUs, the servers of an M/M/c queue). Waiters sleep by default; `waiters: 'stall'` keeps
+ * a waiter's CPU (a vCPU inside a VM exit waiting for a host CPU). Keeps a lock's statistics.
  */
 export class Semaphore implements Blocker, ObservedLock {
   readonly kind = 'semaphore' as const;
   inUse = 0;
-  private readonly waiters: Process<any>[] = [];
+  private readonly queue: Process<any>[] = [];
   private readonly holders = new Map<Process<any>, number>();
   readonly stats: LockStats;
   /** Integral of units in use over time, for utilisation. */
@@ -22,6 +23,7 @@ export class Semaphore implements Blocker, ObservedLock {
     readonly sim: Sim,
     readonly name: string,
     readonly capacity: number,
+    readonly waiters: WaitStyle = 'sleep',
   ) {
     assert(Number.isSafeInteger(capacity) && capacity > 0, 'semaphore capacity must be a positive integer', { name, capacity });
     this.stats = new LockStats(name);
@@ -31,14 +33,13 @@ export class Semaphore implements Blocker, ObservedLock {
   acquire(): Yield {
     const sim = this.sim;
     const p = sim.running();
-    if (this.inUse < this.capacity && this.waiters.length === 0) {
+    if (this.inUse < this.capacity && this.queue.length === 0) {
       this.grant(p, 0);
       return CONTINUE;
     }
     this.stats.contended++;
     if (sim.observer !== null) sim.observer.lockWait(p, this, 'shared', this.holderNames());
-    sim.block(this);
-    this.waiters.push(p);
+    this.queue.push(sim.park(this, this.waiters));
     return SUSPEND;
   }
 
@@ -52,10 +53,10 @@ export class Semaphore implements Blocker, ObservedLock {
     if (sim.observer !== null) sim.observer.lockRelease(p, this, 'shared', sim.now - since);
     this.account();
     this.inUse--;
-    if (this.waiters.length > 0) {
-      const next = this.waiters.shift()!;
+    if (this.queue.length > 0) {
+      const next = this.queue.shift()!;
       this.grant(next, sim.now - next.blockedSince);
-      sim.wake(next);
+      sim.unpark(next);
     }
   }
 
@@ -63,6 +64,12 @@ export class Semaphore implements Blocker, ObservedLock {
   utilisation(): number {
     this.account();
     return this.sim.now === 0 ? 0 : this.busyArea / (this.sim.now * this.capacity);
+  }
+
+  /** Unit-nanoseconds in use over [0, now] (host CPU time, for a pool of CPUs). */
+  busyNs(): number {
+    this.account();
+    return this.busyArea;
   }
 
   private grant(p: Process<any>, waited: number): void {
@@ -81,8 +88,8 @@ export class Semaphore implements Blocker, ObservedLock {
   }
 
   cancelWait(p: Process<any>): void {
-    const i = this.waiters.indexOf(p);
-    if (i >= 0) this.waiters.splice(i, 1);
+    const i = this.queue.indexOf(p);
+    if (i >= 0) this.queue.splice(i, 1);
   }
 
   holderNames(): string[] {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Cpu, Mutex, RwLock, Sim, Spinlock, TryLock, US, S, type Proc, type RwPolicy } from '../../sim/index.ts';
+import { Cpu, Mutex, RwLock, Semaphore, Sim, Spinlock, TryLock, US, S, type Proc, type RwPolicy } from '../../sim/index.ts';
 
 /** A scenario log of (what, virtual time), as SimPy's tests read. */
 function logger(sim: Sim) {
@@ -242,6 +242,25 @@ describe('waiters that keep their CPU', () => {
     sim.run();
     expect(log).toEqual([['exit handled', 20 * US], ['guest thread ran', 21 * US]]);
     expect(vcpu.accounting().stallNs).toBe(19 * US);
+  });
+
+  it("semaphore with waiters: 'stall': a vCPU waiting for a host CPU keeps its vCPU", () => {
+    const sim = new Sim({ seed: 1 });
+    const vcpus = [new Cpu(sim, 'vcpu0'), new Cpu(sim, 'vcpu1')];
+    const hostCpus = new Semaphore(sim, 'host_cpus', 1, 'stall');
+    const { log, note } = logger(sim);
+    for (const i of [0, 1]) {
+      sim.spawn((function* (): Proc {
+        yield hostCpus.acquire();
+        yield sim.stallFor(10 * US);
+        hostCpus.release();
+        note(`exit ${i} done`);
+      })(), { name: `exit${i}`, cpu: vcpus[i] });
+    }
+    sim.run();
+    expect(log).toEqual([['exit 0 done', 10 * US], ['exit 1 done', 20 * US]]);
+    expect(vcpus[1]!.accounting().stallNs).toBe(20 * US);
+    expect(hostCpus.busyNs()).toBe(20 * US);
   });
 
   it('stallFor keeps the CPU for a fixed time as one event', () => {
