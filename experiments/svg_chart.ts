@@ -95,7 +95,7 @@ export function renderChart(spec: ChartSpec): string {
   out.push(`<g class="plot">`);
   spec.series.forEach((s, i) => {
     const color = seriesColor(i);
-    const dash = DASHES[Math.floor(i / PALETTE.length) % DASHES.length]!;
+    const dash = DASHES[i % DASHES.length]!; // colour and dash both differ, so coinciding lines stay visible
     const sorted = [...s.points].sort((a, b) => a.x - b.x);
     const coords = sorted.map((p) => [r(sx(p.x)), r(sy(p.y))] as const);
     let d = '';
@@ -133,7 +133,7 @@ export function renderChart(spec: ChartSpec): string {
     const row = Math.floor(i / legendCols);
     const x = M.left + col * (plotW / legendCols);
     const y = ly + row * LEGEND_ROW;
-    const dash = DASHES[Math.floor(i / PALETTE.length) % DASHES.length]!;
+    const dash = DASHES[i % DASHES.length]!; // colour and dash both differ, so coinciding lines stay visible
     out.push(`<g class="legend-entry"><line x1="${x}" y1="${y}" x2="${x + 22}" y2="${y}" stroke="${seriesColor(i)}" stroke-width="3"${dash === '' ? '' : ` stroke-dasharray="${dash}"`}/><text x="${x + 28}" y="${y + 4}">${esc(s.label)}</text></g>`);
   });
   out.push(`</g>`);
