@@ -46,7 +46,7 @@ export const run: Command = {
     const outDir = one(args, 'out');
     const json = args.switches.has('json');
 
-    const { record, wallMs, errorStack, trace } = await runTraced(exp, params, seed, args.trace);
+    const { record, wallMs, errorStack, trace, sim } = await runTraced(exp, params, seed, args.trace);
     const paths = outDir === undefined ? undefined : writeOutputs(outDir, buildResultSet([record], [exp], { experiment: exp.name, base: params, grid: [], seeds: [seed] }, null));
 
     // Trace lines go to stderr, so that --json leaves stdout to the one JSON object.
@@ -64,6 +64,7 @@ export const run: Command = {
         fingerprint: record.fingerprint,
         virtual_ns: record.virtualNs,
         events_executed: record.eventsExecuted,
+        events_at_equal_times: sim.ties,
         ...(record.error === undefined ? {} : { error: record.error }),
       }));
       return code;
@@ -80,7 +81,8 @@ export const run: Command = {
       out('');
     }
     out(`fingerprint ${record.fingerprint}`);
-    out(`${clocksLine(record.virtualNs, wallMs)}, ${record.eventsExecuted} events executed`);
+    // Ties: events at the same virtual time as the one before, run in scheduling order.
+    out(`${clocksLine(record.virtualNs, wallMs)}, ${record.eventsExecuted} events executed (${sim.ties} at equal times)`);
     if (paths !== undefined) out(`wrote ${paths.results}, ${paths.csv}, ${paths.summary}, ${paths.report}`);
     return code;
   },

@@ -57,7 +57,7 @@ describe('cvmsim commands, happy paths', () => {
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/customers_served\s+300\s+customers/);
     expect(text.stdout).toMatch(/fingerprint [0-9a-f]{16}/);
-    expect(text.stdout).toMatch(/simulated [\d.]+ m?s in [\d.]+ m?s wall, \d+ events executed/);
+    expect(text.stdout).toMatch(/simulated [\d.]+ m?s in [\d.]+ m?s wall, \d+ events executed \(\d+ at equal times\)/);
 
     const json = await cvmsim(['run', 'mm-queue', '--seed', '3', ...SMALL, '--json']);
     expect(json.code).toBe(0);
