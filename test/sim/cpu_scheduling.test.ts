@@ -1,16 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { Cpu, Priority, Sim, MS, type Proc } from '../../sim/index.ts';
+import { scenarioLog } from './scenario_log.ts';
 
-function log(sim: Sim) {
-  const entries: [string, number][] = [];
-  return { entries, note: (w: string) => entries.push([w, sim.now]) };
-}
 
 describe('CPU scheduling', () => {
   it('a background thread gets only idle CPU time: it is preempted when a normal thread wakes', () => {
     const sim = new Sim({ seed: 1 });
     const cpu = new Cpu(sim, 'vcpu0');
-    const { entries, note } = log(sim);
+    const { log: entries, note } = scenarioLog(sim);
     sim.spawn((function* (): Proc {
       yield sim.compute(100 * MS);
       note('background done');
@@ -46,7 +43,7 @@ describe('CPU scheduling', () => {
   it('normal threads share a CPU in round-robin slices', () => {
     const sim = new Sim({ seed: 1 });
     const cpu = new Cpu(sim, 'vcpu0', { sliceNs: 4 * MS });
-    const { entries, note } = log(sim);
+    const { log: entries, note } = scenarioLog(sim);
     for (const name of ['a', 'b']) {
       sim.spawn((function* (): Proc {
         yield sim.compute(10 * MS);
@@ -82,7 +79,7 @@ describe('CPU scheduling', () => {
     const sim = new Sim({ seed: 1 });
     const cpu = new Cpu(sim, 'vcpu0');
     const exit = sim.event('exit handled');
-    const { entries, note } = log(sim);
+    const { log: entries, note } = scenarioLog(sim);
     sim.spawn((function* (): Proc {
       yield sim.stall(exit);
       note('re-entered');
@@ -103,7 +100,7 @@ describe('voluntary preemption and spinning on an event', () => {
   it('cond_resched gives the CPU to a waiting normal thread and resumes afterwards', () => {
     const sim = new Sim({ seed: 1 });
     const cpu = new Cpu(sim, 'vcpu0');
-    const { entries, note } = log(sim);
+    const { log: entries, note } = scenarioLog(sim);
     sim.spawn((function* (): Proc {
       sim.localIrqDisable(); // a non-preemptible stretch: the normal thread cannot preempt it
       yield sim.compute(10 * MS);

@@ -1,11 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Cpu, Mutex, RwLock, Semaphore, Sim, Spinlock, TryLock, US, S, type Proc, type RwPolicy } from '../../sim/index.ts';
+import { scenarioLog as logger } from './scenario_log.ts';
 
-/** A scenario log of (what, virtual time), as SimPy's tests read. */
-function logger(sim: Sim) {
-  const log: [string, number][] = [];
-  return { log, note: (what: string) => log.push([what, sim.now]) };
-}
 
 describe('mutex', () => {
   it('hands over in FIFO order and records wait and hold times', () => {
