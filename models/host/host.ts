@@ -1,6 +1,7 @@
 import { Bandwidth, type Proc, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 import { HostCpus } from './host_cpus.ts';
+import { PAGE_SIZE } from './units.ts';
 
 /** The host machine under a confidential guest: its CPUs and its memory bandwidth. */
 export interface HostConfig {
@@ -27,8 +28,6 @@ export const HOST_DEFAULTS = {
   memoryBandwidthBytesPerSec: 200e9,
   clearBytesPerSec: 12.9e9,
 } as const;
-
-export const PAGE_SIZE = 4096;
 
 /**
  * A memory-writing rate expressed the way the engine can reproduce exactly: whole ns per 4 KiB.

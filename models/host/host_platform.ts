@@ -7,6 +7,14 @@ import { KVM_COSTS, type KvmCosts } from '../kvm/kvm_costs.ts';
 import { costs, integerIn, positive } from './config_check.ts';
 import { Host, type HostConfig } from './host.ts';
 
+/**
+ * How a platform simulates per-4K host work: 'aggregate' (default) runs a region's identical 4K
+ * steps as one timed step (exactly the per-page time when uncontended; the TDX and SNP files say
+ * what each aggregates), 'per-page' gives every TDCALL, exit, SEAMCALL, RMPUPDATE, PVALIDATE,
+ * clear and zero its own step (exact, slow).
+ */
+export type AcceptFidelity = 'aggregate' | 'per-page';
+
 /** Configuration every confidential guest's host side takes, whatever the technology. */
 export interface HostPlatformConfig extends PlatformConfig, HostConfig {
   kvmCosts?: Partial<KvmCosts>;

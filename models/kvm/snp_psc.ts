@@ -1,7 +1,6 @@
 import type { Proc } from '../../sim/index.ts';
 import type { HostParts } from '../host/host_platform.ts';
-import { hex } from '../tdx/arch.ts';
-import { PAGES_PER_2M } from '../tdx/secure_ept.ts';
+import { PAGES_PER_2M, hex } from '../host/units.ts';
 import type { Rmp } from '../snp/rmp.ts';
 import type { SnpCosts } from '../snp/snp_costs.ts';
 

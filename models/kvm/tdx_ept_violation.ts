@@ -1,8 +1,9 @@
 import type { Proc } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 import type { HostParts } from '../host/host_platform.ts';
-import { TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, hex, tdxOperandBusy, tdxStatusName, type TdxPageLevel } from '../tdx/arch.ts';
-import { PAGES_PER_2M, Region, UPPER_SEPT_PAGES } from '../tdx/secure_ept.ts';
+import { PAGES_PER_2M, hex } from '../host/units.ts';
+import { TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, tdxOperandBusy, tdxStatusName, type TdxPageLevel } from '../tdx/arch.ts';
+import { Region, UPPER_SEPT_PAGES } from '../tdx/secure_ept.ts';
 import type { TdxModule } from '../tdx/tdx_module.ts';
 
 /**

@@ -1,6 +1,6 @@
 import { assert } from '../../sim/assert.ts';
 import { PageBitmap } from '../host/page_bitmap.ts';
-import { PAGES_PER_2M } from '../tdx/secure_ept.ts';
+import { PAGES_PER_2M, SIZE_2M } from '../host/units.ts';
 
 /**
  * The Reverse Map Table as acceptance sees it, per-2M as the unit of bookkeeping: whether each
@@ -16,7 +16,7 @@ export class Rmp {
   readonly size2m: Uint8Array;
 
   constructor(readonly gpaBytes: number) {
-    assert(gpaBytes > 0 && gpaBytes % (PAGES_PER_2M * 4096) === 0, 'gpaBytes must be a positive multiple of 2 MiB', gpaBytes);
+    assert(gpaBytes > 0 && gpaBytes % SIZE_2M === 0, 'gpaBytes must be a positive multiple of 2 MiB', gpaBytes);
     this.pages = gpaBytes / 4096;
     this.assigned = new PageBitmap(this.pages);
     this.validated = new PageBitmap(this.pages);

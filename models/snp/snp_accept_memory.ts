@@ -2,8 +2,7 @@ import { assert } from '../../sim/assert.ts';
 import type { Proc } from '../../sim/index.ts';
 import type { AcceptPhase } from '../platform.ts';
 import { snp_vmgexit_msr_psc, snp_vmgexit_psc, type PscEntry, type SnpHostSide } from '../kvm/snp_psc.ts';
-import { hex } from '../tdx/arch.ts';
-import { PAGES_PER_2M, SIZE_2M } from '../tdx/secure_ept.ts';
+import { PAGES_PER_2M, SIZE_2M, hex } from '../host/units.ts';
 import { GHCB_TERM_PVALIDATE, PVALIDATE_FAIL_NOUPDATE, SEV_TERM_SET_LINUX, SVM_VMGEXIT_PSC } from './arch.ts';
 
 /**

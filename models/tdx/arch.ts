@@ -80,8 +80,3 @@ export function tdxStatusName(status: bigint): string {
   for (const [value, name] of NAMES) if (value === c) return name;
   return 'TDX_UNKNOWN_STATUS';
 }
-
-/** Hex form for traces and messages: 0x8000020000000092. */
-export function hex(value: bigint | number): string {
-  return `0x${value.toString(16).padStart(typeof value === 'bigint' ? 16 : 1, '0')}`;
-}

@@ -1,7 +1,7 @@
 import { assert } from '../../sim/assert.ts';
-import { MiB, GiB } from '../../sim/clock.ts';
 import { TDX_PS_4K, type TdxPageLevel } from './arch.ts';
 import { PageBitmap } from '../host/page_bitmap.ts';
+import { PAGES_PER_2M, SIZE_2M } from '../host/units.ts';
 
 /** State of the PD-level Secure-EPT entry of one 2 MiB region. */
 export const enum Region {
@@ -15,9 +15,6 @@ export const enum Region {
   LeafMapped = 3,
 }
 
-export const PAGES_PER_2M = 512;
-export const SIZE_2M = 2 * MiB;
-export const SIZE_1G = GiB;
 /** 2 MiB regions per 1 GiB (one PD page's reach) and per 512 GiB (one PDPT page's reach). */
 const REGIONS_PER_1G = 512;
 const REGIONS_PER_512G = 512 * REGIONS_PER_1G;

@@ -1,14 +1,14 @@
 import { Bandwidth, type Proc } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
+import type { AcceptFidelity } from '../host/host_platform.ts';
 import { tdx_ept_violation_exit, type TdxHostSide } from '../kvm/tdx_ept_violation.ts';
-import {
-  TDX_PS_1G, TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, hex, tdxStatusName, type TdxPageLevel,
-} from './arch.ts';
-import { PAGES_PER_2M, Region, SIZE_1G, SIZE_2M, UPPER_SEPT_PAGES, type SeptPageKind } from './secure_ept.ts';
+import { PAGES_PER_2M, SIZE_1G, SIZE_2M, hex } from '../host/units.ts';
+import { TDX_PS_1G, TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, tdxStatusName, type TdxPageLevel } from './arch.ts';
+import { Region, UPPER_SEPT_PAGES, type SeptPageKind } from './secure_ept.ts';
 import { TD_EXIT_EPT_VIOLATION, levelBytes } from './tdx_module.ts';
 
-/**
- * How the 4K work of an accept is simulated:
+/*
+ * How TDX simulates the 4K work of an accept (AcceptFidelity):
  * - 'aggregate': a run of 4K accepts inside one 2 MiB region is one timed step (a handful of
  *   engine events per 2 MiB): the exits' host time as one stall, the clears and zeroes as one
  *   transfer each, the TDCALLs as one compute. Uncontended it takes exactly the per-page time.
@@ -17,7 +17,6 @@ import { TD_EXIT_EPT_VIOLATION, levelBytes } from './tdx_module.ts';
  *   throughput is kept, its BUSY/retry gaps are not (see docs/calibration-host.md).
  * - 'per-page': every TDCALL, exit, SEAMCALL, clear and zero is its own step (exact, slow).
  */
-export type AcceptFidelity = 'aggregate' | 'per-page';
 
 /** The guest-side state tdx_accept_memory() runs against. */
 export interface TdxAcceptSide extends TdxHostSide {

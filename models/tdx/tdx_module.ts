@@ -4,9 +4,10 @@ import { WriteRate, type Host } from '../host/host.ts';
 import {
   OPERAND_ID_RCX, OPERAND_ID_SEPT_TREE, TDX_EPT_ENTRY_STATE_INCORRECT, TDX_OPERAND_BUSY,
   TDX_OPERAND_BUSY_HOST_PRIORITY, TDX_OPERAND_INVALID, TDX_PAGE_ALREADY_ACCEPTED, TDX_PAGE_SIZE_MISMATCH,
-  TDX_PS_1G, TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, hex, tdxStatusName, withOperand, type TdxPageLevel,
+  TDX_PS_1G, TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, tdxStatusName, withOperand, type TdxPageLevel,
 } from './arch.ts';
-import { Region, SecureEpt, SIZE_2M, type SeptPageKind } from './secure_ept.ts';
+import { SIZE_1G, SIZE_2M, hex } from '../host/units.ts';
+import { Region, SecureEpt, type SeptPageKind } from './secure_ept.ts';
 import { SeptEntryLocks } from './sept_entry_locks.ts';
 import { TDX_COSTS, type TdxCosts } from './tdx_costs.ts';
 
@@ -293,5 +294,5 @@ export class TdxModule {
 }
 
 export function levelBytes(level: TdxPageLevel): number {
-  return level === TDX_PS_4K ? 4096 : level === TDX_PS_2M ? SIZE_2M : 1024 * 1024 * 1024;
+  return level === TDX_PS_4K ? 4096 : level === TDX_PS_2M ? SIZE_2M : SIZE_1G;
 }

@@ -3,12 +3,13 @@ import { assert } from '../../sim/assert.ts';
 import type { AcceptPhase, Platform } from '../platform.ts';
 import { costs, oneOf } from '../host/config_check.ts';
 import type { Host } from '../host/host.ts';
-import { HostPlatform, type HostPlatformConfig } from '../host/host_platform.ts';
+import { HostPlatform, type AcceptFidelity, type HostPlatformConfig } from '../host/host_platform.ts';
 import type { GuestMemfd } from '../kvm/guest_memfd.ts';
 import type { Kvm, KvmRetry } from '../kvm/kvm.ts';
 import type { SeptMapping } from '../kvm/tdx_ept_violation.ts';
-import { tdx_accept_memory, type AcceptFidelity, type TdxAcceptSide } from './tdx_accept_memory.ts';
-import { PAGES_PER_2M, Region } from './secure_ept.ts';
+import { tdx_accept_memory, type TdxAcceptSide } from './tdx_accept_memory.ts';
+import { PAGES_PER_2M } from '../host/units.ts';
+import { Region } from './secure_ept.ts';
 import { TDX_COSTS, type TdxCosts } from './tdx_costs.ts';
 import { TdxModule, type TdxModuleVersion } from './tdx_module.ts';
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { GiB } from '../../../sim/index.ts';
 import { TDX_PS_2M, TDX_PS_4K } from '../../../models/tdx/arch.ts';
-import { PAGES_PER_2M, Region, SecureEpt } from '../../../models/tdx/secure_ept.ts';
+import { PAGES_PER_2M } from '../../../models/host/units.ts';
+import { Region, SecureEpt } from '../../../models/tdx/secure_ept.ts';
 
 describe('TDH.MEM.SEPT.ADD state in the Secure EPT', () => {
   it('one PD page per 1 GiB and one PDPT page per 512 GiB: adding one leaves its neighbours missing', () => {
