@@ -1,6 +1,5 @@
-import { Bandwidth, type Proc, type Sim } from '../../sim/index.ts';
+import { Bandwidth, Semaphore, type Proc, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
-import { HostCpus } from './host_cpus.ts';
 import { PAGE_SIZE } from './units.ts';
 
 /** The host machine under a confidential guest: its CPUs and its memory bandwidth. */
@@ -45,7 +44,15 @@ export class WriteRate {
 }
 
 export class Host {
-  readonly cpus: HostCpus;
+  /**
+   * The host CPUs that run vCPU threads while they are out of the guest: KVM's exit handling,
+   * SEAMCALLs, RMPUPDATEs, host page clearing. A vCPU taking an exit needs one; with fewer host
+   * CPUs than vCPUs in exits at once, exits queue for them (FIFO) and the waiting vCPU stays
+   * stalled (waiters 'stall': it keeps its vCPU). Guest-mode execution is the guest model's CPUs
+   * and is not charged here. The exit path that acquires a unit releases it on the same vCPU
+   * thread (Semaphore.release checks it); busyNs() is the host CPU time spent in exits.
+   */
+  readonly cpus: Semaphore;
   readonly memory: Bandwidth;
   readonly clearRate: WriteRate;
   /** Bytes cleared by the host (guest_memfd first use). */
@@ -59,7 +66,7 @@ export class Host {
     const hostCpus = config.hostCpus ?? vcpus;
     const bandwidth = config.memoryBandwidthBytesPerSec ?? HOST_DEFAULTS.memoryBandwidthBytesPerSec;
     assert(bandwidth > 0 && bandwidth < Infinity, 'memoryBandwidthBytesPerSec must be positive and finite', bandwidth);
-    this.cpus = new HostCpus(sim, hostCpus);
+    this.cpus = new Semaphore(sim, 'host_cpus', hostCpus, 'stall');
     this.memory = new Bandwidth(sim, 'host_memory', bandwidth);
     this.clearRate = new WriteRate(config.clearBytesPerSec ?? HOST_DEFAULTS.clearBytesPerSec);
   }
