@@ -1,4 +1,4 @@
-import type { Proc } from '../../sim/index.ts';
+import type { Attrs, Proc } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 import type { HostParts } from '../host/host_platform.ts';
 import { PAGES_PER_2M, hex } from '../host/units.ts';
@@ -46,13 +46,19 @@ export function* tdx_ept_violation_exit(side: TdxHostSide, gpa: number, acceptLe
     // frozen SPTE; any other error is KVM_BUG_ON() in KVM, a bug in this model.
     if (status !== KVM_SPTE_FROZEN && !tdxOperandBusy(status)) assert(false, `KVM_BUG_ON: SEAMCALL failed with ${tdxStatusName(status)}`, hex(status));
     kvm.retries++;
-    if (traced) sim.instant('RET_PF_RETRY', { gpa: hex(gpa), status: hex(status), retry: kvm.retry });
+    if (traced) sim.instant('RET_PF_RETRY', retryAttrs(gpa, status, kvm.retry));
     if (kvm.retry === 'reenter') break;
   }
   yield sim.stallFor(pendingNs + module.costs.tdEntryNs);
   host.cpus.release();
   kvm.exits.record('EPT_VIOLATION', sim.now - start);
   if (traced) sim.opEnd(id);
+}
+
+/** The RET_PF_RETRY event: what made the fault retry, by name and, for a SEAMCALL, its status in hex. */
+function retryAttrs(gpa: number, status: bigint, retry: string): Attrs {
+  if (status === KVM_SPTE_FROZEN) return { gpa: hex(gpa), 'status.name': 'FROZEN_SPTE', retry };
+  return { gpa: hex(gpa), status: hex(status), 'status.name': tdxStatusName(status), retry };
 }
 
 /**

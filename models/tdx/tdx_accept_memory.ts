@@ -1,4 +1,4 @@
-import { Bandwidth, type Proc } from '../../sim/index.ts';
+import { Bandwidth, type Attrs, type Proc } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 import type { AcceptFidelity } from '../host/host_platform.ts';
 import { tdx_ept_violation_exit, type TdxHostSide } from '../kvm/tdx_ept_violation.ts';
@@ -6,6 +6,8 @@ import { PAGES_PER_2M, SIZE_1G, SIZE_2M, hex } from '../host/units.ts';
 import { TDX_PS_1G, TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, tdxStatusName, type TdxPageLevel } from './arch.ts';
 import { Region, UPPER_SEPT_PAGES, type SeptPageKind } from './secure_ept.ts';
 import { TD_EXIT_EPT_VIOLATION, levelBytes } from './tdx_module.ts';
+
+const MODULE = 'tdx-module';
 
 /*
  * How TDX simulates the 4K work of an accept (AcceptFidelity):
@@ -94,8 +96,24 @@ function aggregatable(side: TdxAcceptSide, from: number, end: number): boolean {
 /**
  * The 4K accepts of [from, to) inside one 2 MiB region as one timed step, with exactly the
  * per-page path's counts and (uncontended) duration. Returns false, doing nothing, if the
- * secure_ept_lock cannot be taken shared (someone holds it exclusive): then the caller runs
- * the per-page path, which deals with BUSY.
+ * secure_ept_lock cannot be taken shared (someone holds it exclusive) or an S-EPT page it needs
+ * is being added by another vCPU: then the caller runs the per-page path, which meets the real
+ * TDX_OPERAND_BUSY or frozen SPTE and retries.
+ *
+ * Traced, the step shows the per-page chain with aggregated counts (`cvmsim.aggregated.count`),
+ * built only when an observer is attached:
+ *   TDG.MEM.PAGE.ACCEPT (guest; count = 4K accepts)
+ *     tdx_handle_ept_violation (kvm; count = exits): from the first exit until the host CPU is
+ *       released: the exits' stall and the memory stream of the host's clears (with the module's
+ *       zeroing, which shares that stream);
+ *       TDH.MEM.SEPT.ADD (tdx-module; count = S-EPT pages added, if any), then
+ *       TDH.MEM.PAGE.AUG (tdx-module; count = AUGs) over the exits' stall;
+ *   then the TDCALLs that complete the accepts, in the ACCEPT span after the kvm span (TDX 1.5;
+ *   under the TDX 1.0 fluid lock they are inside the AUG span's interval).
+ * The engine times an op by sim.now at opBegin/opEnd and the exits are one stall, so the
+ * SEAMCALLs cannot be laid out one after another inside it without extra engine events, which
+ * tracing must not add: SEPT.ADD is a zero-length span at the first exit, and each module span
+ * carries the time its SEAMCALLs take in total (`cvmsim.aggregated.ns`).
  */
 function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end: number, link: number): Proc<boolean> {
   const { sim, host, kvm, module, gmem } = side;
@@ -117,8 +135,9 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
   if (augs > 0) {
     yield host.cpus.acquire();
     const claimed = claimUpperPages(side, region, exclusive);
-    if (claimed === null) {
+    if (typeof claimed === 'string') {
       host.cpus.release();
+      if (traced) sim.instant('cvmsim.aggregated.fallback', { reason: claimed, gpa: hex(from), size: n * 4096 });
       return false;
     }
     septAdds = claimed;
@@ -129,11 +148,20 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
   // 4K accept then needs no exit); S-EPT pages are added on the first exit.
   const bodyNs = augs * c.augBodyNs + septAdds.length * c.septAddBodyNs;
   const exitNs = augs * (c.tdExitNs + kvm.costs.faultNs + c.seamcallNs + c.tdEntryNs) + septAdds.length * c.seamcallNs;
-  const id = traced ? sim.opBegin('TDG.MEM.PAGE.ACCEPT', { gpa: hex(from), size: n * 4096, 'cvmsim.aggregated.count': n, exits: augs }, link) : 0;
+  const id = traced ? sim.opBegin('TDG.MEM.PAGE.ACCEPT', { gpa: hex(from), size: n * 4096, level: TDX_PS_4K, 'cvmsim.aggregated.count': n, tdcalls, exits: augs }, link) : 0;
   if (augs > 0) {
+    const exitId = traced ? sim.opBegin('tdx_handle_ept_violation', { gpa: hex(from), 'accept.level': TDX_PS_4K, 'cvmsim.aggregated.count': augs }, 0, 'kvm') : 0;
     yield kvm.mmuLock.acquire('shared');
-    if (exclusive) yield* exitsUnderExclusiveLock(side, exitNs, bodyNs, tdcalls * c.tdcallNs, from, augs, id);
+    const augId = traced ? openSeamcallSpans(side, from, region, septAdds, augs) : 0;
+    const exitsAt = sim.now;
+    if (exclusive) yield* exitsUnderExclusiveLock(side, exitNs, bodyNs, tdcalls * c.tdcallNs);
     else yield sim.stallFor(exitNs + bodyNs);
+    if (traced) {
+      const attrs: Attrs = { status: hex(TDX_SUCCESS) };
+      // Under the TDX 1.0 fluid lock: how much longer than alone the step took (no BUSY events).
+      if (exclusive) attrs['secure_ept_lock.fluid_wait_ns'] = sim.now - exitsAt - (exitNs + bodyNs + tdcalls * c.tdcallNs);
+      sim.opEnd(augId, attrs);
+    }
     // The host's clears and fills and the module's zeroing of this step as one memory stream
     // (two per step made the shared bandwidth the simulator's hot spot at 64 vCPUs).
     const clearBytes = gmem.allocate(first, n);
@@ -148,6 +176,7 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
     const guestNs = n * module.zeroRate.nsPer4K + (exclusive ? tdcalls * c.tdcallNs : 0);
     kvm.exits.record('EPT_VIOLATION', sim.now - start - guestNs, augs);
     host.cpus.release();
+    if (traced) sim.opEnd(exitId, { 'host.clear_bytes': clearBytes, 'tdx.zero_bytes': zeroBytes });
     if (!exclusive) yield sim.compute(tdcalls * c.tdcallNs);
   } else {
     yield sim.compute(tdcalls * c.tdcallNs);
@@ -160,27 +189,54 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
   if (try2M) module.sizeMismatch++;
   side.counters.aggregatedSteps++;
   side.counters.aggregatedPages += n;
-  if (traced) sim.opEnd(id);
+  if (traced) sim.opEnd(id, { status: hex(TDX_SUCCESS) });
   return true;
 }
 
 /**
+ * Traced steps only: the SEAMCALLs of an aggregated step as tdx-module spans under KVM's exit
+ * span, at the start of the exits' stall. TDH.MEM.SEPT.ADD (if S-EPT pages are added) ends at
+ * once; TDH.MEM.PAGE.AUG stays open over the stall (its id is returned for the caller to end).
+ */
+function openSeamcallSpans(side: TdxAcceptSide, gpa: number, region: number, septAdds: readonly SeptPageKind[], augs: number): number {
+  const { sim, module } = side;
+  const c = module.costs;
+  if (septAdds.length > 0) {
+    const add = sim.opBegin('TDH.MEM.SEPT.ADD', {
+      gpa: hex(region * SIZE_2M), page: septAdds.join(','),
+      'cvmsim.aggregated.count': septAdds.length, 'cvmsim.aggregated.ns': septAdds.length * (c.seamcallNs + c.septAddBodyNs),
+    }, 0, MODULE);
+    sim.opEnd(add, { status: hex(TDX_SUCCESS) });
+  }
+  const attrs: Attrs = {
+    gpa: hex(gpa), size: 4096, level: TDX_PS_4K,
+    'cvmsim.aggregated.count': augs, 'cvmsim.aggregated.ns': augs * (c.seamcallNs + c.augBodyNs),
+  };
+  // TDX 1.0: the aggregated steps sharing the fluid secure_ept_lock when this one starts.
+  if (side.septLockTime !== null) attrs['secure_ept_lock.fluid_sharers'] = side.septLockTime.activeCount;
+  return sim.opBegin('TDH.MEM.PAGE.AUG', attrs, 0, MODULE);
+}
+
+/** Why an aggregated step gave way to the per-page path (an event when traced). */
+type ClaimRefused = 'secure_ept_lock busy' | 'S-EPT page being added (frozen SPTE)';
+
+/**
  * Before an aggregated step's exits (host CPU held): the S-EPT pages the step must add, now
  * committed so other vCPUs see them (they are added on the step's first exit), and the
- * secure_ept_lock taken shared (TDX 1.5). Null, with nothing changed, if another vCPU's fault
+ * secure_ept_lock taken shared (TDX 1.5). Refused, with nothing changed, if another vCPU's fault
  * is adding one of them (a frozen SPTE) or someone holds the lock exclusive: the per-page path
  * then meets the real retry.
  */
-function claimUpperPages(side: TdxAcceptSide, region: number, exclusive: boolean): SeptPageKind[] | null {
+function claimUpperPages(side: TdxAcceptSide, region: number, exclusive: boolean): SeptPageKind[] | ClaimRefused {
   const module = side.module;
   const septAdds: SeptPageKind[] = [];
   // Read the upper S-EPT state after any wait: other vCPUs fault in the same 1 GiB.
   for (const kind of UPPER_SEPT_PAGES) {
     if (!module.sept.pageMissing(region, kind, TDX_PS_4K)) continue;
-    if (module.septPageFrozen(region, kind)) return null;
+    if (module.septPageFrozen(region, kind)) return 'S-EPT page being added (frozen SPTE)';
     septAdds.push(kind);
   }
-  if (!exclusive && module.secureEptLock.tryAcquire('shared', 'host') !== 'acquired') return null;
+  if (!exclusive && module.secureEptLock.tryAcquire('shared', 'host') !== 'acquired') return 'secure_ept_lock busy';
   for (const kind of septAdds) module.commitSeptAdd(region, kind);
   return septAdds;
 }
@@ -193,14 +249,12 @@ function claimUpperPages(side: TdxAcceptSide, region: number, exclusive: boolean
  * Uncontended this takes exactly exitNs + bodyNs + tdcallNs; with the lock saturated the steps
  * stretch so that it runs one AUG at a time. Spreading the demand over the step (rather than
  * one block of lock time) keeps vCPUs from falling into lock-step, which per-page AUGs never do.
- * Its BUSY/retry gaps are not kept (docs/calibration-host.md measures the difference).
- * Accounted as busy CPU time, not stall.
+ * Its BUSY/retry gaps are not kept (docs/calibration-host.md measures the difference), so a
+ * traced step has no TDX_OPERAND_BUSY events: its AUG span gets the stretch instead,
+ * `secure_ept_lock.fluid_wait_ns`. Accounted as busy CPU time, not stall.
  */
-function* exitsUnderExclusiveLock(side: TdxAcceptSide, exitNs: number, bodyNs: number, tdcallNs: number, gpa: number, augs: number, link: number): Proc<void> {
+function* exitsUnderExclusiveLock(side: TdxAcceptSide, exitNs: number, bodyNs: number, tdcallNs: number): Proc<void> {
   const lock = side.septLockTime!;
   if (lock.activeCount > 0) side.counters.contendedSteps++;
-  const sim = side.sim;
-  const id = sim.observer !== null ? sim.opBegin('TDH.MEM.PAGE.AUG', { gpa: hex(gpa), 'cvmsim.aggregated.count': augs }, link, 'tdx-module') : 0;
   yield lock.transfer(bodyNs, (bodyNs / (exitNs + bodyNs + tdcallNs)) * 1e9);
-  sim.opEnd(id);
 }

@@ -282,7 +282,7 @@ export class TdxModule {
     const name = tdxStatusName(status);
     this.busy.set(name, (this.busy.get(name) ?? 0) + 1);
     const sim = this.sim;
-    if (sim.observer !== null) sim.instant(name, { status: hex(status), leaf, gpa: hex(gpa) });
+    if (sim.observer !== null) sim.instant(name, { status: hex(status), 'status.name': name, leaf, gpa: hex(gpa) });
     return status;
   }
 
