@@ -3,7 +3,7 @@ import type { Proc } from '../../sim/index.ts';
 import type { AcceptPhase } from '../platform.ts';
 import { snp_vmgexit_msr_psc, snp_vmgexit_psc, type PscEntry, type SnpHostSide } from '../kvm/snp_psc.ts';
 import { PAGES_PER_2M, SIZE_2M, hex } from '../host/units.ts';
-import { GHCB_TERM_PVALIDATE, PVALIDATE_FAIL_NOUPDATE, SEV_TERM_SET_LINUX, SVM_VMGEXIT_PSC } from './arch.ts';
+import { GHCB_TERM_PVALIDATE, PVALIDATE_FAIL_NOUPDATE, PVALIDATE_FAIL_SIZEMISMATCH, SEV_TERM_SET_LINUX, SVM_VMGEXIT_PSC } from './arch.ts';
 
 /**
  * How the guest asks for page state changes at runtime: 'ghcb' (the GHCB page, descriptors of
@@ -67,7 +67,9 @@ function* set_pages_state(side: SnpAcceptSide, start: number, end: number, link:
 
 /**
  * PVALIDATE(validate) of a 4K or 2M page; a 2M page the RMP holds as 4K entries answers
- * PVALIDATE_FAIL_SIZEMISMATCH and pvalidate_pages() falls back to 512 4K PVALIDATEs.
+ * PVALIDATE_FAIL_SIZEMISMATCH and pvalidate_pages() falls back to 512 4K PVALIDATEs. Traced,
+ * the answer is an event with its value and the fallback's 4K PVALIDATEs nest in the 2M one's
+ * span: one span each per page, or one with `cvmsim.aggregated.count` when aggregated.
  */
 function* pvalidate(side: SnpAcceptSide, page: number, huge: boolean): Proc<void> {
   const { sim, rmp, costs, counters } = side;
@@ -87,9 +89,18 @@ function* pvalidate(side: SnpAcceptSide, page: number, huge: boolean): Proc<void
     counters.pvalidate2m++;
     if (rmp.size2m[page / PAGES_PER_2M] !== 1) {
       counters.pvalidateSizeMismatch++;
-      if (traced) sim.instant('PVALIDATE_FAIL_SIZEMISMATCH', { gpa: hex(page * 4096) });
-      if (side.perPage) for (let i = 0; i < n; i++) yield sim.compute(costs.pvalidate4kNs);
-      else yield sim.compute(n * costs.pvalidate4kNs);
+      if (traced) sim.instant('PVALIDATE_FAIL_SIZEMISMATCH', { gpa: hex(page * 4096), status: hex(PVALIDATE_FAIL_SIZEMISMATCH), 'status.name': 'PVALIDATE_FAIL_SIZEMISMATCH' });
+      if (side.perPage) {
+        for (let i = 0; i < n; i++) {
+          const one = traced ? sim.opBegin('PVALIDATE', { gpa: hex((page + i) * 4096), size: 4096 }) : 0;
+          yield sim.compute(costs.pvalidate4kNs);
+          if (traced) sim.opEnd(one, {});
+        }
+      } else {
+        const all = traced ? sim.opBegin('PVALIDATE', { gpa: hex(page * 4096), size: 4096, 'cvmsim.aggregated.count': n }) : 0;
+        yield sim.compute(n * costs.pvalidate4kNs);
+        if (traced) sim.opEnd(all, {});
+      }
       counters.pvalidate4k += n;
     }
   }
