@@ -27,6 +27,11 @@ export interface SimObserver {
    */
   opBegin(p: Process<any> | null, name: string, attrs: Attrs | undefined, link: number, actor: string | undefined): number;
   opEnd(id: number, attrs: Attrs | undefined): void;
+  /**
+   * A finished operation with explicit times (startNs <= endNs <= now), a child of p's current
+   * op: the parts of an aggregated step laid out inside it without extra engine events.
+   */
+  opSpan?(p: Process<any> | null, name: string, attrs: Attrs | undefined, link: number, actor: string | undefined, startNs: number, endNs: number): void;
   lockWait(p: Process<any>, lock: ObservedLock, mode: LockMode, holders: string[]): void;
   lockAcquire(p: Process<any>, lock: ObservedLock, mode: LockMode, waitedNs: number): void;
   lockRelease(p: Process<any>, lock: ObservedLock, mode: LockMode, heldNs: number): void;

@@ -568,6 +568,18 @@ export class Sim {
     if (o !== null && id !== 0) o.opEnd(id, attrs);
   }
 
+  /**
+   * Records a finished operation [startNs, endNs] (both <= now) as a child of the running
+   * process's current op: how an aggregated step shows its parts (an exit, a SEAMCALL) at the
+   * times they would have had, without an engine event for each.
+   */
+  opSpan(name: string, startNs: Instant, endNs: Instant, attrs?: Attrs, link = 0, actor?: string): void {
+    const o = this.observer;
+    if (o === null || o.opSpan === undefined) return;
+    if (!(startNs <= endNs && endNs <= this.now)) assert(false, 'opSpan needs startNs <= endNs <= now', { name, startNs, endNs, now: this.now });
+    o.opSpan(this.current, name, attrs, link, actor, startNs, endNs);
+  }
+
   instant(name: string, attrs?: Attrs): void {
     const o = this.observer;
     if (o !== null) o.instant(this.current, name, attrs);

@@ -154,6 +154,16 @@ export class TraceObserver implements SimObserver {
     }
   }
 
+  opSpan(p: Process<any> | null, name: string, attrs: Attrs | undefined, link: number, actorName: string | undefined, startNs: number, endNs: number): void {
+    const actor = this.actorOf(p);
+    this.settleWait(actor, 'interrupted');
+    if (RANK.op > this.rank) return;
+    const parent = actor.stack[actor.stack.length - 1]!;
+    const links = link === 0 ? undefined : this.linkTo(link);
+    const kept = this.startSpan(actorName ?? actor.service, name, parent.owner, toAttributes(attrs), links, startNs);
+    if (kept !== null) this.end(kept, undefined, endNs);
+  }
+
   instant(p: Process<any> | null, name: string, attrs: Attrs | undefined): void {
     const actor = this.actorOf(p);
     this.settleWait(actor, 'interrupted');
@@ -302,14 +312,14 @@ export class TraceObserver implements SimObserver {
     }
   }
 
-  private startSpan(service: string, name: string, parent: Kept, attributes: Attributes, links?: Link[]): Kept | null {
+  private startSpan(service: string, name: string, parent: Kept, attributes: Attributes, links?: Link[], atNs = this.sim.now): Kept | null {
     if (this.keptSpans >= this.options.maxSpans) {
       this.live(parent).droppedSpans++;
       this.droppedSpans++;
       return null;
     }
     this.keptSpans++;
-    const span = this.factory.start(service, name, this.live(parent).span, this.clock.toHrTime(this.sim.now), attributes, links);
+    const span = this.factory.start(service, name, this.live(parent).span, this.clock.toHrTime(atNs), attributes, links);
     return { span, parent, ended: false, droppedSpans: 0, events: 0, droppedEvents: 0 };
   }
 
@@ -340,12 +350,12 @@ export class TraceObserver implements SimObserver {
     k.span.addEvent(name, attrs, this.clock.toHrTime(this.sim.now));
   }
 
-  private end(k: Kept, attrs: Attributes | undefined): void {
+  private end(k: Kept, attrs: Attributes | undefined, atNs = this.sim.now): void {
     if (attrs !== undefined) k.span.setAttributes(attrs);
     if (k.droppedSpans > 0) k.span.setAttribute('cvmsim.dropped_spans', k.droppedSpans);
     if (k.droppedEvents > 0) k.span.setAttribute('cvmsim.dropped_events', k.droppedEvents);
     k.ended = true;
-    k.span.end(this.clock.toHrTime(this.sim.now));
+    k.span.end(this.clock.toHrTime(atNs));
   }
 }
 

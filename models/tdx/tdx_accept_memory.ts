@@ -110,10 +110,11 @@ function aggregatable(side: TdxAcceptSide, from: number, end: number): boolean {
  *       TDH.MEM.PAGE.AUG (tdx-module; count = AUGs) over the exits' stall;
  *   then the TDCALLs that complete the accepts, in the ACCEPT span after the kvm span (TDX 1.5;
  *   under the TDX 1.0 fluid lock they are inside the AUG span's interval).
- * The engine times an op by sim.now at opBegin/opEnd and the exits are one stall, so the
- * SEAMCALLs cannot be laid out one after another inside it without extra engine events, which
- * tracing must not add: SEPT.ADD is a zero-length span at the first exit, and each module span
- * carries the time its SEAMCALLs take in total (`cvmsim.aggregated.ns`).
+ * The exits are one stall; with the 1.5 module the SEAMCALLs are laid out inside it afterwards
+ * with sim.opSpan (SEPT.ADD at the first exit, then the AUGs), so tracing adds no engine event.
+ * Under the 1.0 fluid lock the AUG span stays open over the lock interval and SEPT.ADD is a
+ * zero-length span at its start. Each module span carries the total time of its SEAMCALLs
+ * (`cvmsim.aggregated.ns`).
  */
 function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end: number, link: number): Proc<boolean> {
   const { sim, host, kvm, module, gmem } = side;
@@ -152,15 +153,15 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
   if (augs > 0) {
     const exitId = traced ? sim.opBegin('tdx_handle_ept_violation', { gpa: hex(from), 'accept.level': TDX_PS_4K, 'cvmsim.aggregated.count': augs }, 0, 'kvm') : 0;
     yield kvm.mmuLock.acquire('shared');
-    const augId = traced ? openSeamcallSpans(side, from, region, septAdds, augs) : 0;
     const exitsAt = sim.now;
-    if (exclusive) yield* exitsUnderExclusiveLock(side, exitNs, bodyNs, tdcalls * c.tdcallNs);
-    else yield sim.stallFor(exitNs + bodyNs);
-    if (traced) {
-      const attrs: Attrs = { status: hex(TDX_SUCCESS) };
-      // Under the TDX 1.0 fluid lock: how much longer than alone the step took (no BUSY events).
-      if (exclusive) attrs['secure_ept_lock.fluid_wait_ns'] = sim.now - exitsAt - (exitNs + bodyNs + tdcalls * c.tdcallNs);
-      sim.opEnd(augId, attrs);
+    if (exclusive) {
+      const augId = traced ? openSeamcallSpans(side, from, region, septAdds, augs, null) : 0;
+      yield* exitsUnderExclusiveLock(side, exitNs, bodyNs, tdcalls * c.tdcallNs);
+      // How much longer than alone the step took under the fluid lock (it has no BUSY events).
+      if (traced) sim.opEnd(augId, { status: hex(TDX_SUCCESS), 'secure_ept_lock.fluid_wait_ns': sim.now - exitsAt - (exitNs + bodyNs + tdcalls * c.tdcallNs) });
+    } else {
+      yield sim.stallFor(exitNs + bodyNs);
+      if (traced) openSeamcallSpans(side, from, region, septAdds, augs, exitsAt);
     }
     // The host's clears and fills and the module's zeroing of this step as one memory stream
     // (two per step made the shared bandwidth the simulator's hot spot at 64 vCPUs).
@@ -195,23 +196,32 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
 
 /**
  * Traced steps only: the SEAMCALLs of an aggregated step as tdx-module spans under KVM's exit
- * span, at the start of the exits' stall. TDH.MEM.SEPT.ADD (if S-EPT pages are added) ends at
- * once; TDH.MEM.PAGE.AUG stays open over the stall (its id is returned for the caller to end).
+ * span. With `laidOutFrom` (the start of a finished stall), SEPT.ADD (if S-EPT pages were added)
+ * and then the AUGs are recorded with their times inside the stall, which ends now. With null,
+ * SEPT.ADD is a zero-length span now and the AUG span is opened; its id is returned for the
+ * caller to end.
  */
-function openSeamcallSpans(side: TdxAcceptSide, gpa: number, region: number, septAdds: readonly SeptPageKind[], augs: number): number {
+function openSeamcallSpans(side: TdxAcceptSide, gpa: number, region: number, septAdds: readonly SeptPageKind[], augs: number, laidOutFrom: number | null): number {
   const { sim, module } = side;
   const c = module.costs;
+  const addNs = septAdds.length * (c.seamcallNs + c.septAddBodyNs);
+  const start = laidOutFrom ?? sim.now;
+  const addEnd = laidOutFrom === null ? start : start + addNs;
+  const ok = hex(TDX_SUCCESS);
   if (septAdds.length > 0) {
-    const add = sim.opBegin('TDH.MEM.SEPT.ADD', {
+    sim.opSpan('TDH.MEM.SEPT.ADD', start, addEnd, {
       gpa: hex(region * SIZE_2M), page: septAdds.join(','),
-      'cvmsim.aggregated.count': septAdds.length, 'cvmsim.aggregated.ns': septAdds.length * (c.seamcallNs + c.septAddBodyNs),
+      'cvmsim.aggregated.count': septAdds.length, 'cvmsim.aggregated.ns': addNs, status: ok,
     }, 0, MODULE);
-    sim.opEnd(add, { status: hex(TDX_SUCCESS) });
   }
   const attrs: Attrs = {
     gpa: hex(gpa), size: 4096, level: TDX_PS_4K,
     'cvmsim.aggregated.count': augs, 'cvmsim.aggregated.ns': augs * (c.seamcallNs + c.augBodyNs),
   };
+  if (laidOutFrom !== null) {
+    sim.opSpan('TDH.MEM.PAGE.AUG', addEnd, sim.now, { ...attrs, status: ok }, 0, MODULE);
+    return 0;
+  }
   // TDX 1.0: the aggregated steps sharing the fluid secure_ept_lock when this one starts.
   if (side.septLockTime !== null) attrs['secure_ept_lock.fluid_sharers'] = side.septLockTime.activeCount;
   return sim.opBegin('TDH.MEM.PAGE.AUG', attrs, 0, MODULE);

@@ -78,3 +78,22 @@ describe('determinism', () => {
     expect(sim.ties).toBe(4); // 3 starts at t=0 (2 ties) and 3 wake-ups at t=10 (2 ties)
   });
 });
+
+describe('observer hooks', () => {
+  it('opSpan records a finished child op with its own times and refuses times after now', () => {
+    const sim = new Sim({ seed: 1 });
+    const seen: [string, number, number][] = [];
+    sim.observer = {
+      processStart() {}, processEnd() {}, opBegin: () => 1, opEnd() {}, lockWait() {}, lockAcquire() {},
+      lockRelease() {}, lockBusy() {}, instant() {},
+      opSpan: (_p, name, _a, _l, _actor, start, end) => void seen.push([name, start, end]),
+    };
+    sim.spawn((function* (): Proc {
+      yield sim.sleep(100);
+      sim.opSpan('TDH.MEM.PAGE.AUG', 20, 70);
+      expect(() => sim.opSpan('late', 50, 150)).toThrow(/startNs <= endNs <= now/);
+    })(), 'vcpu');
+    sim.run();
+    expect(seen).toEqual([['TDH.MEM.PAGE.AUG', 20, 70]]);
+  });
+});

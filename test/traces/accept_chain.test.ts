@@ -136,6 +136,10 @@ describe('accept-boot on TDX, aggregated host path: TDCALL -> EPT violation in K
         expect(t.service(add)).toBe('tdx-module');
         const pages = String(tag(add, 'page')).split(',');
         expect(tag(add, 'cvmsim.aggregated.count')).toBe(pages.length);
+        // Laid out inside the exits' stall: SEPT.ADD at the first exit, then the AUGs.
+        expect(add.duration).toBeGreaterThan(0);
+        expect(add.startTime + add.duration).toBeLessThanOrEqual(aug.startTime + 1);
+        expect(add.startTime).toBeGreaterThanOrEqual(exit.startTime);
         for (const kind of pages) added.set(kind, (added.get(kind) ?? 0) + 1);
       }
     }
