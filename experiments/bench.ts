@@ -9,10 +9,14 @@
  */
 import { Mutex, Sim, Store, type Proc } from '../sim/index.ts';
 import { referenceMmc, referenceMutex, referenceTimeouts } from './bench_reference.ts';
-import { traceBenchObserver } from '../traces/bench.ts';
-import { findExperiment } from './registry.ts';
-import { defaultParams } from './params.ts';
 import type { Params } from './experiment.ts';
+import type { TraceSession } from '../traces/index.ts';
+
+// Tracing and the models are imported only after the engine workloads have run: loading them
+// first measurably slowed the engine rows (a bigger heap and module graph), which would charge
+// the engine for code it does not use.
+type TraceBench = (sim: Sim, level: 'op') => TraceSession;
+let traceBenchObserver: TraceBench | null = null;
 
 const OPS = 1_000_000;
 const REPEATS = 5;
@@ -39,7 +43,7 @@ function engineTimeouts(): number {
 
 function engineMutex(traced = false): number {
   const sim = new Sim({ seed: 1 });
-  const session = traced ? traceBenchObserver(sim, 'op') : null;
+  const session = traced ? traceBenchObserver!(sim, 'op') : null;
   const rng = sim.rng('bench.mutex');
   const lock = new Mutex(sim, 'lock');
   let count = 0;
@@ -111,7 +115,9 @@ const MODEL_CASES: ModelCase[] = [
   { workload: 'accept_boot_64gib_lazy_app16', experiment: 'accept-boot', params: { memory_gib: 64, app_gib: 16 }, wall_budget_s: 5 },
 ];
 
-function measureModel(c: ModelCase, referenceEventsPerSec: number): Row {
+async function measureModel(c: ModelCase, referenceEventsPerSec: number): Promise<Row> {
+  const { findExperiment } = await import('./registry.ts');
+  const { defaultParams } = await import('./params.ts');
   const exp = findExperiment(c.experiment)!;
   const sim = new Sim({ seed: 1 });
   const t0 = process.hrtime.bigint();
@@ -157,19 +163,20 @@ function measure(workload: Row['workload'], engine: () => number, reference: () 
 
 const TARGETS: Record<'timeouts' | 'mutex' | 'mmc' | 'mutex_traced_op', number> = { timeouts: 0.8, mutex: 0.8, mmc: 0.6, mutex_traced_op: 0 };
 
-function main(): void {
+async function main(): Promise<void> {
   const json = process.argv.includes('--json');
   const rows = [
     measure('timeouts', engineTimeouts, () => referenceTimeouts(1000, 1000, 'bench.timeouts')),
-    measure('mutex', engineMutex, () => referenceMutex(64, OPS, 'bench.mutex')),
+    measure('mutex', () => engineMutex(), () => referenceMutex(64, OPS, 'bench.mutex')),
     measure('mmc', engineMmc, () => referenceMmc(3.2, 1, 4, OPS, 'bench.mmc')),
-    // The same mutex workload with the trace observer attached at `op` level (spans kept in
-    // memory up to the default budget; no files): what tracing costs.
-    measure('mutex_traced_op', () => engineMutex(true), () => referenceMutex(64, OPS, 'bench.mutex')),
   ];
+  // The same mutex workload with the trace observer attached at `op` level (spans kept in
+  // memory up to the default budget; no files): what tracing costs.
+  traceBenchObserver = (await import('../traces/bench.ts')).traceBenchObserver;
+  rows.push(measure('mutex_traced_op', () => engineMutex(true), () => referenceMutex(64, OPS, 'bench.mutex')));
   if (!process.argv.includes('--no-models')) {
     const referenceEventsPerSec = rows[0]!.reference_ops_per_s; // the plain loop's timeouts: one event each
-    for (const c of MODEL_CASES) rows.push(measureModel(c, referenceEventsPerSec));
+    for (const c of MODEL_CASES) rows.push(await measureModel(c, referenceEventsPerSec));
   }
   if (json) {
     process.stdout.write(`${JSON.stringify(rows)}\n`);
@@ -186,4 +193,4 @@ function main(): void {
   }
 }
 
-main();
+await main();
