@@ -183,7 +183,7 @@ export class Sim {
           if (p.state === 'running') p.state = 'blocked';
           break;
         }
-        assert(r.value === CONTINUE, 'a process must yield a command (sim.sleep, event.wait, lock.acquire, ...)', p);
+        if (r.value !== CONTINUE) assert(false, 'a process must yield a command (sim.sleep, event.wait, lock.acquire, ...)', p);
         value = this.immediate;
         this.immediate = undefined;
       }
