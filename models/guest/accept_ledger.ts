@@ -3,24 +3,57 @@ import { EFI_UNACCEPTED_UNIT_SIZE, PAGE_SIZE, PAGES_PER_UNIT, hex } from './cons
 
 /**
  * The ground truth of what the guest has accepted, kept beside the bitmap to check it: every
- * arch_accept_memory() call is recorded here at the moment it starts, and a page accepted twice
- * is a bug (a second PVALIDATE of a validated page is fatal on SNP; on TDX it answers
- * TDX_PAGE_ALREADY_ACCEPTED). Whole 2 MiB units are one counter; units accepted piecewise (the
- * unaligned edges process_unaccepted_memory() accepts up front) keep a per-4K map.
+ * arch_accept_memory() call is recorded here at the moment it starts (begin), so that a page
+ * accepted twice is caught even when the two accepts overlap in time (a second PVALIDATE of a
+ * validated page is fatal on SNP; on TDX it answers TDX_PAGE_ALREADY_ACCEPTED), and counts as
+ * accepted only once the call has returned (complete): accept_memory() clears the bitmap after
+ * arch_accept_memory(), and memory handed out before that is a bug the allocation check must see.
+ * Whole 2 MiB units are one counter; units accepted piecewise (the unaligned edges
+ * process_unaccepted_memory() accepts up front) keep a per-4K map.
  */
 export class AcceptLedger {
-  /** Accepted 4K pages per 2 MiB unit (index = address / 2 MiB). */
+  /** Accepted 4K pages per 2 MiB unit (index = address / 2 MiB), in flight included. */
   private readonly acceptedPages: Uint16Array;
   /** Units accepted in pieces: which 4K pages. */
   private readonly partial = new Map<number, Uint8Array>();
+  /** arch_accept_memory() calls under way, as [start, end) pairs (at most a few: one per vCPU). */
+  private readonly inFlightRanges: number[] = [];
   acceptedBytes = 0;
 
   constructor(readonly maxAddr: number) {
     this.acceptedPages = new Uint16Array(Math.ceil(maxAddr / EFI_UNACCEPTED_UNIT_SIZE));
   }
 
-  /** Records [start, end) as accepted; asserts no page of it was accepted before. */
+  /** arch_accept_memory() calls that have begun and not completed. */
+  get inFlight(): number {
+    return this.inFlightRanges.length / 2;
+  }
+
+  /** Records [start, end) as accepted at once (begin and complete). */
   record(start: number, end: number, now: number): void {
+    this.begin(start, end, now);
+    this.complete(start, end);
+  }
+
+  /** An accept of [start, end) starts; asserts no page of it was accepted (or is being accepted) before. */
+  begin(start: number, end: number, now: number): void {
+    this.mark(start, end, now);
+    this.inFlightRanges.push(start, end);
+  }
+
+  /** The accept of [start, end) that begin() recorded has returned: its pages are accepted now. */
+  complete(start: number, end: number): void {
+    const r = this.inFlightRanges;
+    for (let i = 0; i < r.length; i += 2) {
+      if (r[i] === start && r[i + 1] === end) {
+        r.splice(i, 2);
+        return;
+      }
+    }
+    assert(false, 'arch_accept_memory completed without having begun', { start: hex(start), end: hex(end) });
+  }
+
+  private mark(start: number, end: number, now: number): void {
     // The subjects are built only on failure: this runs for every accept.
     if (!(start % PAGE_SIZE === 0 && end % PAGE_SIZE === 0 && start < end)) assert(false, 'arch_accept_memory range must be 4K aligned and non-empty', { start: hex(start), end: hex(end) });
     if (end > this.maxAddr) assert(false, 'arch_accept_memory beyond guest RAM', { end: hex(end), maxAddr: hex(this.maxAddr) });
@@ -56,8 +89,10 @@ export class AcceptLedger {
     this.acceptedPages[unit]! += (end - start) / PAGE_SIZE;
   }
 
-  /** Is every page of [start, end) accepted? */
+  /** Is every page of [start, end) accepted, with no accept of it still under way? */
   isAccepted(start: number, end: number): boolean {
+    const r = this.inFlightRanges;
+    for (let i = 0; i < r.length; i += 2) if (r[i]! < end && r[i + 1]! > start) return false;
     let addr = start;
     while (addr < end) {
       const unit = Math.floor(addr / EFI_UNACCEPTED_UNIT_SIZE);

@@ -33,12 +33,14 @@ export class ArchAccept {
   *accept(start: number, end: number, phase: AcceptPhase, cause: AcceptCause): Proc<void> {
     const sim = this.sim;
     const vcpu = this.currentVcpu();
-    // Recorded before the call: a second accept of the same page, even concurrent, is caught.
-    this.ledger.record(start, end, sim.now);
+    // Begun before the call: a second accept of the same page, even concurrent, is caught; the
+    // pages count as accepted only once the call has returned.
+    this.ledger.begin(start, end, sim.now);
     const t0 = sim.now;
     const p = sim.running();
     const cpu0 = p.cpuTimeNs;
     yield* this.platform.arch_accept_memory(vcpu, start, end, phase);
+    this.ledger.complete(start, end);
     const m = this.metrics;
     m.acceptNsPerVcpu[vcpu]! += sim.now - t0;
     m.acceptComputeNsBy.set(cause, (m.acceptComputeNsBy.get(cause) ?? 0) + p.cpuTimeNs - cpu0);

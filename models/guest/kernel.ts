@@ -187,6 +187,7 @@ export class GuestKernel {
    */
   checkInvariants(heldPages: number): void {
     this.allocator.checkInvariants();
+    assert(this.ledger.inFlight === 0, 'arch_accept_memory() calls still under way at the end of the run', this.ledger.inFlight);
     this.checkBitmapAgainstLedger();
     this.checkFreeMemoryAccepted();
     const free = this.allocator.freePagesTotal();

@@ -106,6 +106,21 @@ describe('accept_memory (drivers/firmware/efi/unaccepted_memory.c)', () => {
     expect(unaligned).toBe(false);
   });
 
+  it('memory counts as accepted when arch_accept_memory() returns, not when it starts (bitmap_clear follows it)', () => {
+    const c = acceptContext({ units: 16 });
+    const seen: { accepted: boolean; bitSet: boolean }[] = [];
+    c.on(0, c.um.accept_memory(0, 2 * UNIT, 'cond_accept_memory')); // units 0..3 (guard 2): 3.84 ms
+    c.on(1, (function* (): Proc<void> {
+      yield c.sim.sleep(10_000);
+      seen.push({ accepted: c.ledger.isAccepted(0, UNIT), bitSet: c.table.test_bit(0) });
+    })());
+    c.sim.run();
+    // In flight: the bit is still set, and nothing may hand this memory out yet.
+    expect(seen).toEqual([{ accepted: false, bitSet: true }]);
+    expect(c.ledger.isAccepted(0, 3 * UNIT)).toBe(true);
+    expect(c.ledger.inFlight).toBe(0);
+  });
+
   it('the ledger refuses to accept a 2M unit twice', () => {
     const c = acceptContext({ units: 8 });
     c.ledger.record(0, UNIT, 0);
