@@ -147,11 +147,16 @@ export function* deferred_grow_zone(kernel: GuestKernel, zone: Zone): Proc<boole
 export function* deferred_init_memmap(kernel: GuestKernel): Proc<void> {
   const alloc = kernel.allocator;
   const zone = alloc.zones[alloc.zones.length - 1]!;
+  // Under pgdat_resize_lock, as the kernel reads and clears pgdat->first_deferred_pfn: a
+  // deferred_grow_zone() in progress on another CPU finishes first, and none can start after.
+  const lock = alloc.pgdat_resize_lock;
+  yield lock.acquire({ irqsave: true });
   alloc.deferredInitStarted = true;
-  if (zone.first_deferred_pfn >= zone.end_pfn) return;
   const start = zone.first_deferred_pfn;
   const end = zone.end_pfn;
   zone.first_deferred_pfn = Infinity;
+  lock.release({ irqrestore: true });
+  if (start >= end) return;
   const size = end - start;
   const nworks = Math.max(1, Math.min(kernel.vcpus.length, Math.floor(size / PAGES_PER_SECTION)));
   let chunk = Math.max(Math.floor(size / (nworks * 4)), PAGES_PER_SECTION);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { GiB, MiB, type Proc } from '../../../sim/index.ts';
 import { MAX_ORDER_NR_PAGES, PAGE_SIZE } from '../../../models/guest/constants.ts';
-import { deferred_init_memmap } from '../../../models/guest/mm_init.ts';
+import { deferred_grow_zone, deferred_init_memmap } from '../../../models/guest/mm_init.ts';
 import type { Extents } from '../../../models/guest/page_alloc.ts';
 import { countPages } from '../../../models/workloads/application.ts';
 import { bringUpAllocator, guestContext } from './guest_context.ts';
@@ -92,6 +92,31 @@ describe('page allocator and unaccepted memory (mm/page_alloc.c)', () => {
       expect(k.allocator.allocatedPages).toBe(0);
       k.allocator.checkInvariants();
     })());
+  });
+
+  it('deferred_init_memmap() takes pgdat_resize_lock: it starts after a deferred_grow_zone() in progress and skips what that grew', () => {
+    const { sim, k } = guestContext({ memoryBytes: 4 * GiB });
+    const normal = zoneNamed(k, 'Normal');
+    let grownTo = 0;
+    const boot = sim.spawn((function* (): Proc<void> {
+      yield* bringUpAllocator(k);
+      // vCPU 1 grows the zone by a section (an allocation that found it empty); vCPU 0 reaches
+      // page_alloc_init_late() while that is still freeing blocks.
+      const grow = sim.spawn((function* (): Proc<void> {
+        yield* deferred_grow_zone(k, normal);
+        grownTo = normal.first_deferred_pfn;
+      })(), { name: 'grow/1', cpu: k.vcpus[1]!, service: 'guest' });
+      yield sim.sleep(10_000);
+      yield* deferred_init_memmap(k);
+      yield grow.join();
+    })(), { name: 'boot/0', cpu: k.vcpus[0]!, service: 'guest' });
+    sim.run();
+    expect(boot.state).toBe('done');
+    expect(grownTo).toBe(normal.start_pfn + 2 * 32768);
+    // Every page of the zone handed to the buddy allocator exactly once.
+    expect(normal.first_deferred_pfn).toBe(Infinity);
+    expect(normal.managed_pages).toBe(normal.present_pages);
+    k.allocator.checkInvariants();
   });
 
   it('seed allocator: post_alloc_hook accepts the 2M unit of a PageUnaccepted page; split halves keep the mark', () => {
