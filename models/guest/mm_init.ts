@@ -80,9 +80,11 @@ function* __free_pages_memory(kernel: GuestKernel, start: number, end: number): 
 }
 
 /**
- * deferred_init_maxorder() for [start, end) pfns of free memory: struct pages, then a whole
- * MAX_ORDER block through __free_pages_core(); a smaller piece is accepted up front and freed
- * page by page (deferred_free_pages(); modelled as its aligned blocks, which merge the same).
+ * deferred_init_maxorder() for [start, end) pfns of free memory: struct pages, then
+ * deferred_free_pages(): a whole MAX_ORDER block through __free_pages_core(); a smaller piece is
+ * accepted up front and freed page by page, each __free_pages_core(page, 0) checking
+ * range_contains_unaccepted_memory() under unaccepted_memory_lock and taking zone->lock
+ * (linux:mm/mm_init.c; the pages merge in the buddy allocator as the kernel's do).
  */
 function* deferredInitRange(kernel: GuestKernel, start: number, end: number): Proc<void> {
   const sim = kernel.sim;
@@ -91,17 +93,15 @@ function* deferredInitRange(kernel: GuestKernel, start: number, end: number): Pr
   while (pfn < end) {
     const blockEnd = Math.min(end, pfn - (pfn % MAX_ORDER_NR_PAGES) + MAX_ORDER_NR_PAGES);
     const nr = blockEnd - pfn;
-    yield sim.compute(nr * costs.structPageInitNs + costs.freeBlockNs);
     if (nr === MAX_ORDER_NR_PAGES) {
+      yield sim.compute(nr * costs.structPageInitNs + costs.freeBlockNs);
       yield* kernel.allocator.__free_pages_core(pfn, MAX_PAGE_ORDER, 'free_pages_core');
     } else {
+      yield sim.compute(nr * costs.structPageInitNs);
       yield* kernel.unaccepted.accept_memory(addrOf(pfn), nr * PAGE_SIZE, 'free_pages_core');
-      let p = pfn;
-      while (p < blockEnd) {
-        let order = Math.min(MAX_PAGE_ORDER, lowestSetBit(p));
-        while (p + (1 << order) > blockEnd) order--;
-        yield* kernel.allocator.__free_pages_core(p, order, 'free_pages_core');
-        p += 1 << order;
+      for (let p = pfn; p < blockEnd; p++) {
+        yield sim.compute(costs.freeBlockNs);
+        yield* kernel.allocator.__free_pages_core(p, 0, 'free_pages_core');
       }
     }
     pfn = blockEnd;

@@ -119,6 +119,30 @@ describe('page allocator and unaccepted memory (mm/page_alloc.c)', () => {
     k.allocator.checkInvariants();
   });
 
+  it('deferred_free_pages(): a chunk smaller than MAX_ORDER is accepted up front, then each page goes through __free_pages_core() and its range_contains_unaccepted_memory()', () => {
+    const { k, run } = guestContext({ memoryBytes: 4 * GiB });
+    const normal = zoneNamed(k, 'Normal');
+    const base = 4 * GiB + 512 * MiB;
+    let lockRoundTrips = 0;
+    run((function* (): Proc<void> {
+      yield* bringUpAllocator(k);
+      // A reservation inside the deferred part leaves two pieces of one MAX_ORDER block free:
+      // [base, base + 1 MiB) and [base + 2 MiB, base + 4 MiB), 256 + 512 pages.
+      k.memblock.reserve(base + 1 * MiB, base + 2 * MiB);
+      const before = k.unaccepted.unaccepted_memory_lock.stats.acquisitions;
+      yield* deferred_init_memmap(k);
+      lockRoundTrips = k.unaccepted.unaccepted_memory_lock.stats.acquisitions - before;
+    })());
+    // The deferred part [4 GiB + 128 MiB, 6 GiB) has 480 blocks; 479 are whole, each one check.
+    const wholeBlocks = 479;
+    expect(lockRoundTrips).toBeGreaterThanOrEqual(wholeBlocks + 768);
+    // ... plus the two accept_memory() calls of the pieces (lock taken and retaken per run).
+    expect(lockRoundTrips).toBeLessThanOrEqual(wholeBlocks + 768 + 4);
+    expect(k.ledger.isAccepted(base, base + 4 * MiB)).toBe(true);
+    expect(normal.managed_pages).toBe(normal.present_pages - 256);
+    k.allocator.checkInvariants();
+  });
+
   it('seed allocator: post_alloc_hook accepts the 2M unit of a PageUnaccepted page; split halves keep the mark', () => {
     const { k, platform, run } = guestContext({ allocator: 'seed' });
     run((function* (): Proc<void> {
