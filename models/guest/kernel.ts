@@ -7,6 +7,7 @@ import { EFI_UNACCEPTED_UNIT_SIZE, PAGE_SIZE, SZ_1M, pfnOf, roundUp } from './co
 import { defaultGuestCosts, type GuestCosts } from './costs.ts';
 import { EfiUnacceptedMemory, allocate_unaccepted_bitmap } from './efi_unaccepted_memory.ts';
 import { IdleLoop } from './idle.ts';
+import type { ThpEnabled } from './khugepaged.ts';
 import { Memblock } from './memblock.ts';
 import { buildMemoryMap, lowestBytes, subtractRanges, totalBytes, type MemoryMap, type PhysRange } from './memory_map.ts';
 import { GuestMetrics } from './metrics.ts';
@@ -42,6 +43,11 @@ export interface GuestConfig {
   deferredStructPageInit: boolean;
   /** The 2025 fix: accept one block per allocation while watermarks are zero. */
   wmarkZeroFix: boolean;
+  /**
+   * transparent_hugepage/enabled: with THP enabled khugepaged's start (a subsys initcall) raises
+   * min_free_kbytes to its recommended minimum and so every watermark (khugepaged.ts).
+   */
+  thp: ThpEnabled;
   /** CONFIG_PREEMPT_VOLUNTARY (distro default) or CONFIG_PREEMPT (`full`). */
   preempt: 'voluntary' | 'full';
   /** CONFIG_HZ: timer ticks per second; an idle vCPU exits at each tick. */
@@ -63,6 +69,8 @@ export function defaultGuestConfig(overrides: Partial<GuestConfig> = {}): GuestC
     firmwareAcceptBytes: 512 * SZ_1M,
     deferredStructPageInit: true,
     wmarkZeroFix: true,
+    // CONFIG_TRANSPARENT_HUGEPAGE_MADVISE=y: Ubuntu's distro default.
+    thp: 'madvise',
     preempt: 'voluntary',
     // domain.md section 3: "idle APs' HLT exits (1 kHz tick) load the host".
     hz: 1000,

@@ -46,9 +46,10 @@ const WATERMARK_SCALE_FACTOR = 10;
  * The guest's page allocator (linux:mm/page_alloc.c): zones with buddy free lists, per-CPU page
  * lists, watermarks, and the unaccepted-memory hooks: __free_pages_core(), __free_unaccepted(),
  * try_to_accept_memory_one(), cond_accept_memory(). Order-0 allocations of a workload are
- * aggregated: one call hands out up to `want` pages from a pcp list refilled `batch` pages at a
- * time, and checks cond_accept_memory() once per refill (per page while watermarks are zero,
- * when every call accepts a block).
+ * aggregated: one call hands out up to `want` pages from the pcp list without refilling it; the
+ * call that refills it (`batch` pages) takes one page, so cond_accept_memory() and the watermark
+ * are checked against every value of NR_FREE_PAGES a per-page caller would see (per page while
+ * watermarks are zero, when every call accepts a block).
  */
 export class PageAllocator {
   readonly zones: Zone[];
@@ -58,6 +59,8 @@ export class PageAllocator {
   deferredInitStarted = false;
   /** Pages handed to callers and not freed. */
   allocatedPages = 0;
+  /** min_free_kbytes (vm.min_free_kbytes): 0 until init_per_zone_wmark_min(). */
+  min_free_kbytes = 0;
   /** Extra behaviour for memory the zone has not initialised yet (set by mm_init). */
   deferredGrow: ((zone: Zone) => Proc<boolean>) | null = null;
 
@@ -284,6 +287,10 @@ export class PageAllocator {
       zone.NR_FREE_PAGES -= taken;
       zone.lock.release({ irqrestore: true });
       if (taken === 0) return 0;
+      // A refill lowers NR_FREE_PAGES: the next page's call (get_page_from_freelist) checks
+      // cond_accept_memory() and the watermark against the new value, so this call stops at the
+      // page the refill was for (otherwise the acceptance it triggers comes pages late or never).
+      maxTake = 1;
     }
     const k = Math.min(maxTake, pcp.count);
     const marked = this.takeFromPcp(pcp, k, out);
@@ -434,23 +441,15 @@ export class PageAllocator {
   // ---- Watermarks ----------------------------------------------------------------------------
 
   /**
-   * init_per_zone_wmark_min() (postcore initcall): min_free_kbytes = sqrt(16 * lowmem KiB),
-   * clamped to [128, 262144]; per zone min/low/high/promo (setup_per_zone_wmarks) and
-   * lowmem_reserve (setup_per_zone_lowmem_reserve).
+   * init_per_zone_wmark_min() (postcore initcall, linux:mm/page_alloc.c):
+   * calculate_min_free_kbytes(), the per-zone min/low/high/promo watermarks
+   * (setup_per_zone_wmarks) and lowmem_reserve (setup_per_zone_lowmem_reserve). Nothing else
+   * runs yet (the BSP is in do_initcalls, APs idle, no acceptor started), so the zone locks the
+   * kernel takes here are uncontended and not modelled.
    */
   init_per_zone_wmark_min(): void {
-    const lowmemPages = this.zones.reduce((n, z) => n + z.managed_pages, 0);
-    const lowmemKbytes = lowmemPages * (PAGE_SIZE / 1024);
-    const minFreeKbytes = Math.min(262144, Math.max(128, Math.floor(Math.sqrt(lowmemKbytes * 16))));
-    const pagesMin = Math.floor(minFreeKbytes / (PAGE_SIZE / 1024));
-    for (const z of this.zones) {
-      const min = Math.floor((pagesMin * z.managed_pages) / lowmemPages);
-      const tmp = Math.max(min >> 2, Math.floor((z.managed_pages * WATERMARK_SCALE_FACTOR) / 10000));
-      z.wmark.min = min;
-      z.wmark.low = min + tmp;
-      z.wmark.high = z.wmark.low + tmp;
-      z.wmark.promo = z.wmark.high + tmp;
-    }
+    this.calculate_min_free_kbytes();
+    for (const z of this.zones) this.__setup_zone_wmarks(z);
     for (const z of this.zones) {
       z.lowmem_reserve = [0, 0, 0];
       let above = 0;
@@ -461,6 +460,56 @@ export class PageAllocator {
       }
       z.updateBatch();
     }
+  }
+
+  /**
+   * calculate_min_free_kbytes(): int_sqrt(16 x lowmem KiB) clamped to [128, 262144], lowmem
+   * being nr_free_buffer_pages() (user_min_free_kbytes is -1: no sysctl override).
+   */
+  calculate_min_free_kbytes(): void {
+    const lowmemKbytes = this.nr_free_buffer_pages() * (PAGE_SIZE / 1024);
+    this.min_free_kbytes = Math.min(262144, Math.max(128, Math.floor(Math.sqrt(lowmemKbytes * 16))));
+  }
+
+  /**
+   * nr_free_buffer_pages() = nr_free_zone_pages(gfp_zone(GFP_USER)): managed pages above the
+   * high watermark, summed over the zones up to ZONE_NORMAL (all of this guest's zones). Equal to
+   * the managed pages while watermarks are zero (the postcore initcall).
+   */
+  nr_free_buffer_pages(): number {
+    let sum = 0;
+    for (const z of this.zones) if (z.managed_pages > z.wmark.high) sum += z.managed_pages - z.wmark.high;
+    return sum;
+  }
+
+  /**
+   * setup_per_zone_wmarks() after a change of min_free_kbytes (the khugepaged path): each zone's
+   * watermarks under its zone->lock, as __setup_per_zone_wmarks() does. zone_pcp_update() follows
+   * in the kernel; here pcp->high is read from the low watermark when used and pcp->batch depends
+   * only on managed pages, so both follow.
+   */
+  *setup_per_zone_wmarks(): Proc<void> {
+    for (const z of this.zones) {
+      yield z.lock.acquire({ irqsave: true });
+      this.__setup_zone_wmarks(z);
+      z.lock.release({ irqrestore: true });
+    }
+  }
+
+  /**
+   * One zone of __setup_per_zone_wmarks(): its share of min_free_kbytes as the min watermark
+   * (pages_min x managed / lowmem_pages), then low, high and promo each a step of
+   * max(min / 4, managed x watermark_scale_factor / 10000) above the previous one.
+   */
+  private __setup_zone_wmarks(z: Zone): void {
+    const pagesMin = Math.floor(this.min_free_kbytes / (PAGE_SIZE / 1024));
+    const lowmemPages = this.zones.reduce((n, zone) => n + zone.managed_pages, 0);
+    const min = Math.floor((pagesMin * z.managed_pages) / lowmemPages);
+    const tmp = Math.max(min >> 2, Math.floor((z.managed_pages * WATERMARK_SCALE_FACTOR) / 10000));
+    z.wmark.min = min;
+    z.wmark.low = min + tmp;
+    z.wmark.high = z.wmark.low + tmp;
+    z.wmark.promo = z.wmark.high + tmp;
   }
 
   /** Pages on pcp lists, free lists and unaccepted lists of every zone. */

@@ -2,6 +2,7 @@ import { assert, type Proc, type Sim } from '../../sim/index.ts';
 import { EFI_UNACCEPTED_UNIT_SIZE, PAGE_SIZE, PAGES_PER_SECTION, SZ_1M, SZ_4G, STRUCT_PAGE_BYTES, pfnOf, roundDown } from '../guest/constants.ts';
 import { early_accept_memory, process_unaccepted_memory } from '../guest/efi_unaccepted_memory.ts';
 import type { GuestKernel } from '../guest/kernel.ts';
+import { hugepage_init } from '../guest/khugepaged.ts';
 import { deferred_init_memmap, memblock_free_all, memmap_init } from '../guest/mm_init.ts';
 import type { PhysRange } from '../guest/memory_map.ts';
 import type { Extents } from '../guest/page_alloc.ts';
@@ -186,7 +187,9 @@ function* apStartup(k: GuestKernel): Proc<void> {
 
 /**
  * do_basic_setup(): pure and core initcalls (watermarks still zero), the postcore
- * init_per_zone_wmark_min(), then the remaining initcalls with their allocations.
+ * init_per_zone_wmark_min(), the subsys hugepage_init() (khugepaged raising min_free_kbytes and
+ * the watermarks), then the remaining initcalls with their allocations. The few arch initcalls
+ * between postcore and subsys are part of the later initcalls' time and allocations.
  */
 function* doBasicSetup(k: GuestKernel, held: Extents): Proc<void> {
   const sim = k.sim;
@@ -194,6 +197,8 @@ function* doBasicSetup(k: GuestKernel, held: Extents): Proc<void> {
   k.allocator.init_per_zone_wmark_min();
   milestone(k, 'postcore_initcall');
   k.acceptor?.start();
+  yield* hugepage_init(k.allocator, k.config.thp);
+  milestone(k, 'subsys_initcall');
   const steps = 16;
   const pages = Math.floor(k.costs.lateKernelBytes / PAGE_SIZE / steps);
   const vcpu = k.currentVcpu();

@@ -110,7 +110,7 @@ describe('aggregated and per-page paths', () => {
     const once = (fidelity: string) => {
       const sim = new Sim({ seed: 1 });
       const p = params(acceptThroughput, { vcpus: 2, fidelity });
-      const { k } = buildGuest(sim, { ...p, accept: 'lazy', allocator: 'upstream', firmware: 'lazy', deferred_struct_page_init: true, wmark_zero_fix: true, hz: 0, nohz_idle: true, background_threads: 1, background_pace_us: 0 }, { memoryBytes: 160 * MiB, firmwareAcceptBytes: 32 * MiB });
+      const { k } = buildGuest(sim, { ...p, accept: 'lazy', allocator: 'upstream', firmware: 'lazy', deferred_struct_page_init: true, wmark_zero_fix: true, thp: 'madvise', hz: 0, nohz_idle: true, background_threads: 1, background_pace_us: 0 }, { memoryBytes: 160 * MiB, firmwareAcceptBytes: 32 * MiB });
       const r = runAcceptAll(sim, k);
       return { seconds: (r.endNs - r.startNs) / 1e9, bytes: r.acceptedBytes, cpu: k.metrics.acceptNsTotal };
     };
