@@ -80,6 +80,17 @@ export class EventQueue {
     heap[i] = slot;
   }
 
+  /** Pops the next event if its time is <= until, else returns null (one call per event for the loop). */
+  popUntil(until: number): Schedulable | null {
+    if (this.ringSize > 0) {
+      if (this.current > until) return null;
+      if (this.n === 0 || this.slotTime[this.heap[0]!]! !== this.current) return this.popRing();
+      return this.popHeap();
+    }
+    if (this.n === 0 || this.slotTime[this.heap[0]!]! > until) return null;
+    return this.popHeap();
+  }
+
   pop(): Schedulable {
     if (this.ringSize > 0 && (this.n === 0 || this.slotTime[this.heap[0]!]! !== this.current)) return this.popRing();
     return this.popHeap();

@@ -492,9 +492,8 @@ export class Sim {
     const fp = this.fingerprint;
     let ran = 0;
     while (ran < max) {
-      const next = q.peekTime();
-      if (next > until || next === Infinity) break;
-      const item = q.pop();
+      const item = q.popUntil(until);
+      if (item === null) break;
       const t = q.poppedTime;
       if (t === this.lastTime) this.ties++;
       this.lastTime = t;
