@@ -48,11 +48,6 @@ export class EventQueue {
     return this.n + this.ringSize;
   }
 
-  peekTime(): number {
-    if (this.ringSize > 0) return this.current;
-    return this.n === 0 ? Infinity : this.slotTime[this.heap[0]!]!;
-  }
-
   push(time: number, item: Schedulable, aux: number): void {
     const seq = this.nextSeq++;
     if (time === this.current) {
@@ -88,11 +83,6 @@ export class EventQueue {
       return this.popHeap();
     }
     if (this.n === 0 || this.slotTime[this.heap[0]!]! > until) return null;
-    return this.popHeap();
-  }
-
-  pop(): Schedulable {
-    if (this.ringSize > 0 && (this.n === 0 || this.slotTime[this.heap[0]!]! !== this.current)) return this.popRing();
     return this.popHeap();
   }
 

@@ -368,27 +368,25 @@ export class Sim {
     return this.continueWith(undefined);
   }
 
-  preemptDisable(): void {
-    const p = this.running();
+  /** preempt_disable() for p (default: the running process). */
+  preemptDisable(p: Process<any> = this.running()): void {
     p.preemptCount++;
     if (p.cpu !== null) p.cpu.enterAtomic(p);
   }
 
-  preemptEnable(): void {
-    const p = this.running();
+  preemptEnable(p: Process<any> = this.running()): void {
     assert(p.preemptCount > 0, 'preempt_enable without preempt_disable', p);
     p.preemptCount--;
     if (p.cpu !== null) p.cpu.exitAtomic(p);
   }
 
-  localIrqDisable(): void {
-    const p = this.running();
+  /** local_irq_disable() for p (default: the running process). */
+  localIrqDisable(p: Process<any> = this.running()): void {
     p.irqsOff++;
     if (p.cpu !== null) p.cpu.enterAtomic(p);
   }
 
-  localIrqEnable(): void {
-    const p = this.running();
+  localIrqEnable(p: Process<any> = this.running()): void {
     assert(p.irqsOff > 0, 'local_irq_enable with interrupts enabled', p);
     p.irqsOff--;
     if (p.cpu !== null) p.cpu.exitAtomic(p);

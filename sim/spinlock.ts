@@ -74,13 +74,10 @@ export class Spinlock implements Blocker, ObservedLock {
     if (options?.irqrestore === true) sim.localIrqEnable();
   }
 
+  /** spin_lock(_irqsave)'s entry for p, who may not be the running process (granted a CPU later). */
   private enter(p: Process<any>, irqsave: boolean): void {
-    const sim = this.sim;
-    const previous = sim.current;
-    sim.current = p;
-    if (irqsave) sim.localIrqDisable();
-    sim.preemptDisable();
-    sim.current = previous;
+    if (irqsave) this.sim.localIrqDisable(p);
+    this.sim.preemptDisable(p);
     if (irqsave) this.irqsaveOf.set(p, true);
   }
 
@@ -114,10 +111,9 @@ export class Spinlock implements Blocker, ObservedLock {
     const i = this.waiters.indexOf(p);
     if (i < 0) return;
     this.waiters.splice(i, 1);
-    p.preemptCount--;
-    if (this.irqsaveOf.get(p) === true) p.irqsOff--;
+    this.sim.preemptEnable(p);
+    if (this.irqsaveOf.get(p) === true) this.sim.localIrqEnable(p);
     this.irqsaveOf.delete(p);
-    if (p.cpu !== null) p.cpu.exitAtomic(p);
   }
 
   holderNames(): string[] {

@@ -27,14 +27,14 @@ describe('event queue', () => {
         expected.push([t, seq++]);
       }
       if (q.size > 0 && rng.bernoulli(2, 3)) {
-        const item = q.pop() as Tag;
+        const item = q.popUntil(Infinity) as Tag;
         now = q.poppedTime;
         popped.push([q.poppedTime, q.poppedSeq]);
         expect(item.label).toBe(q.poppedSeq);
       }
     }
     while (q.size > 0) {
-      q.pop();
+      q.popUntil(Infinity);
       popped.push([q.poppedTime, q.poppedSeq]);
     }
     // Every event comes out exactly once, and never before an event that must precede it.
