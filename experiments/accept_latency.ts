@@ -1,8 +1,22 @@
-import { GiB, MiB, type Sim } from '../sim/index.ts';
-import type { Curve, Experiment, Params } from './experiment.ts';
-import { defaultApplicationConfig, type ApplicationPattern } from '../models/workloads/application.ts';
+import { GiB, MiB } from '../sim/index.ts';
+import { enumParam, numberParam, type Curve, type Experiment } from './experiment.ts';
+import { APPLICATION_ARRIVALS, APPLICATION_PATTERNS, defaultApplicationConfig } from '../models/workloads/application.ts';
 import { runGuest } from '../models/workloads/boot.ts';
-import { acceptMetricSpecs, acceptMetrics, acceptPerVcpuCurve, acceptedCurve, buildGuest, checkGuestParams, guestParams, platformParams, withDefault } from './accept_boot.ts';
+import { acceptMetricSpecs, acceptMetrics, acceptPerVcpuCurve, acceptedCurve } from './accept_boot.ts';
+import { buildSingleVm, checkGuestParams, finishHost, guestParams, platformParams } from './wiring.ts';
+
+const acceptLatencyParams = {
+  ...platformParams,
+  ...guestParams,
+  memory_gib: { ...guestParams.memory_gib, default: 16 },
+  app_gib: numberParam({ default: 2, unit: 'GiB', description: 'memory the application allocates (churn: in total)', min: 0.001, max: 4096 }),
+  app_threads: numberParam({ default: 2, unit: 'threads', description: 'application threads (on vCPUs 0, 1, ...)', min: 1, max: 512, integer: true }),
+  app_rate_gib_s: numberParam({ default: 0.5, unit: 'GiB/s', description: 'allocation rate of each thread (0: as fast as it can)', min: 0, max: 1000 }),
+  app_pattern: enumParam(APPLICATION_PATTERNS, 'allocate', 'grow to app_gib, or churn through it with a fixed working set'),
+  app_arrivals: enumParam(APPLICATION_ARRIVALS, 'poisson', 'allocation steps arrive with exponential gaps (independent requests; the seed matters) or evenly spaced'),
+  app_working_set_mib: numberParam({ default: 256, unit: 'MiB', description: 'churn: memory each thread keeps', min: 1, max: 1 << 22 }),
+  chunk_pages: numberParam({ default: 64, unit: 'pages', description: 'pages per allocation step (1: the per-page path)', min: 1, max: 1 << 18, integer: true }),
+};
 
 /**
  * accept-latency (design.md Q1): after boot, application threads allocate and touch memory;
@@ -10,21 +24,10 @@ import { acceptMetricSpecs, acceptMetrics, acceptPerVcpuCurve, acceptedCurve, bu
  * acceptance, lazy plus background acceptor threads, or eager acceptance, and what the
  * acceptance cost in CPU time and where.
  */
-export const acceptLatency: Experiment = {
+export const acceptLatency: Experiment<typeof acceptLatencyParams> = {
   name: 'accept-latency',
   question: 'Q1: what allocation latency does an application see under lazy acceptance, and how much does a background acceptor remove at what CPU cost?',
-  params: {
-    ...platformParams,
-    ...guestParams,
-    memory_gib: withDefault(guestParams['memory_gib']!, 16),
-    app_gib: { type: 'number', default: 2, unit: 'GiB', description: 'memory the application allocates (churn: in total)', min: 0.001, max: 4096 },
-    app_threads: { type: 'number', default: 2, unit: 'threads', description: 'application threads (on vCPUs 0, 1, ...)', min: 1, max: 512, integer: true },
-    app_rate_gib_s: { type: 'number', default: 0.5, unit: 'GiB/s', description: 'allocation rate of each thread (0: as fast as it can)', min: 0, max: 1000 },
-    app_pattern: { type: 'enum', default: 'allocate', values: ['allocate', 'churn'], description: 'grow to app_gib, or churn through it with a fixed working set' },
-    app_arrivals: { type: 'enum', default: 'poisson', values: ['poisson', 'paced'], description: 'allocation steps arrive with exponential gaps (independent requests; the seed matters) or evenly spaced' },
-    app_working_set_mib: { type: 'number', default: 256, unit: 'MiB', description: 'churn: memory each thread keeps', min: 1, max: 1 << 22 },
-    chunk_pages: { type: 'number', default: 64, unit: 'pages', description: 'pages per allocation step (1: the per-page path)', min: 1, max: 1 << 18, integer: true },
-  },
+  params: acceptLatencyParams,
   metrics: {
     alloc_p50_us: { unit: 'us', description: 'allocation latency, median, per 4K page', tolerance: { kind: 'relative', value: 0.05 } },
     alloc_p99_us: { unit: 'us', description: 'allocation latency, 99th percentile', tolerance: { kind: 'relative', value: 0.05 } },
@@ -38,16 +41,17 @@ export const acceptLatency: Experiment = {
     ...acceptMetricSpecs,
   },
   check: checkGuestParams,
-  run(p: Params, sim: Sim) {
-    const { k } = buildGuest(sim, p);
+  run(p, sim) {
+    const { host, vm } = buildSingleVm(sim, p);
+    const k = vm.guest;
     const application = defaultApplicationConfig({
-      threads: p['app_threads'] as number,
-      bytes: Math.round((p['app_gib'] as number) * GiB),
-      rateBytesPerSec: (p['app_rate_gib_s'] as number) * GiB,
-      pattern: p['app_pattern'] as ApplicationPattern,
-      workingSetBytes: Math.round((p['app_working_set_mib'] as number) * MiB),
-      chunkPages: p['chunk_pages'] as number,
-      arrivals: p['app_arrivals'] as 'poisson' | 'paced',
+      threads: p.app_threads,
+      bytes: Math.round(p.app_gib * GiB),
+      rateBytesPerSec: p.app_rate_gib_s * GiB,
+      pattern: p.app_pattern,
+      workingSetBytes: Math.round(p.app_working_set_mib * MiB),
+      chunkPages: p.chunk_pages,
+      arrivals: p.app_arrivals,
     });
     const result = runGuest(sim, k, { application });
     const app = result.application!;
@@ -64,6 +68,7 @@ export const acceptLatency: Experiment = {
         app_accept_s: (k.metrics.acceptNsBy.get('cond_accept_memory') ?? 0) / 1e9,
         boot_to_userspace_s: (k.metrics.milestones.get('userspace') ?? 0) / 1e9,
         ...acceptMetrics(sim, k),
+        ...finishHost(host, [vm]),
       },
       curves: { alloc_latency_cdf: latencyCdf(k.metrics.allocLatency.cdf()), accepted_gib: acceptedCurve(k), accept_s_per_vcpu: acceptPerVcpuCurve(k) },
     };

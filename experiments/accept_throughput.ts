@@ -1,7 +1,16 @@
-import { GiB, type Sim } from '../sim/index.ts';
-import type { Experiment, Params } from './experiment.ts';
+import { GiB } from '../sim/index.ts';
+import type { Experiment } from './experiment.ts';
 import { runAcceptAll } from '../models/workloads/accept_all.ts';
-import { acceptMetricSpecs, acceptMetrics, acceptPerVcpuCurve, acceptedCurve, buildGuest, guestParams, platformParams, withDefault } from './accept_boot.ts';
+import { acceptMetricSpecs, acceptMetrics, acceptPerVcpuCurve, acceptedCurve } from './accept_boot.ts';
+import { buildSingleVm, finishHost, guestParams, platformParams } from './wiring.ts';
+
+const acceptThroughputParams = {
+  ...platformParams,
+  memory_gib: { ...guestParams.memory_gib, default: 8 },
+  vcpus: guestParams.vcpus,
+  accept_lock: guestParams.accept_lock,
+  firmware_accept_mib: guestParams.firmware_accept_mib,
+};
 
 /**
  * accept-throughput (design.md Q1, domain.md R2): accept all of a guest's memory with one
@@ -9,29 +18,24 @@ import { acceptMetricSpecs, acceptMetrics, acceptPerVcpuCurve, acceptedCurve, bu
  * from the host model (exits, KVM's mmu_lock, the TDX module's try-locks, host CPUs and memory
  * bandwidth), not from a formula.
  */
-export const acceptThroughput: Experiment = {
+export const acceptThroughput: Experiment<typeof acceptThroughputParams> = {
   name: 'accept-throughput',
   question: 'Q1: how fast can a confidential guest accept its memory with a given number of vCPUs, and where does adding vCPUs stop helping?',
-  params: {
-    ...platformParams,
-    memory_gib: withDefault(guestParams['memory_gib']!, 8),
-    vcpus: guestParams['vcpus']!,
-    accept_lock: guestParams['accept_lock']!,
-    firmware_accept_mib: guestParams['firmware_accept_mib']!,
-  },
+  params: acceptThroughputParams,
   metrics: {
     accept_s: { unit: 's', description: 'time for the vCPUs to accept everything firmware left unaccepted', tolerance: { kind: 'relative', value: 0.05 } },
     accept_gib_per_s: { unit: 'GiB/s', description: 'acceptance rate of the whole guest', tolerance: { kind: 'relative', value: 0.05 } },
     accepted_by_threads_gib: { unit: 'GiB', description: 'memory the accept threads accepted', tolerance: { kind: 'relative', value: 0.001 } },
     ...acceptMetricSpecs,
   },
-  run(p: Params, sim: Sim) {
-    const { k } = buildGuest(sim, {
+  run(p, sim) {
+    const { host, vm } = buildSingleVm(sim, {
       ...p, accept: 'lazy', allocator: 'upstream', firmware: 'lazy', deferred_struct_page_init: true, wmark_zero_fix: true,
       // No initcalls run (the threads accept everything right after deferred init), so THP's
       // watermark change never happens here: the parameter is fixed, not exposed.
       thp: 'madvise', hz: 0, nohz_idle: true, background_threads: 1, background_pace_us: 0,
     });
+    const k = vm.guest;
     const r = runAcceptAll(sim, k);
     const seconds = (r.endNs - r.startNs) / 1e9;
     return {
@@ -40,6 +44,7 @@ export const acceptThroughput: Experiment = {
         accept_gib_per_s: seconds > 0 ? r.acceptedBytes / GiB / seconds : 0,
         accepted_by_threads_gib: r.acceptedBytes / GiB,
         ...acceptMetrics(sim, k),
+        ...finishHost(host, [vm]),
       },
       curves: { accepted_gib: acceptedCurve(k), accept_s_per_vcpu: acceptPerVcpuCurve(k) },
     };

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { Sim } from '../sim/index.ts';
-import type { Curve, Experiment, ExperimentResult, Params } from './experiment.ts';
+import { metricSpec, type Curve, type Experiment, type ExperimentResult, type Params } from './experiment.ts';
 import { lockWaitCurves } from './lock_waits.ts';
 import type { RunRecord } from './run_record.ts';
 
@@ -65,7 +65,7 @@ export function runOnce(exp: Experiment, params: Params, seed: number, hooks: Ru
 /** The experiment keeps its contract: declared, finite metrics; curves with matching x and y. */
 function checkResult(exp: Experiment, r: ExperimentResult): void {
   for (const [k, v] of Object.entries(r.metrics)) {
-    if (!Object.hasOwn(exp.metrics, k)) throw new Error(`${exp.name} returned metric '${k}' that its metrics schema does not declare`);
+    if (metricSpec(exp.metrics, k) === undefined) throw new Error(`${exp.name} returned metric '${k}' that its metrics schema does not declare`);
     if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${exp.name} returned metric ${k} = ${String(v)}, not a finite number`);
   }
   for (const [k, c] of Object.entries(r.curves ?? {})) {

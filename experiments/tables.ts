@@ -1,6 +1,7 @@
 import { varyingParams } from './charts.ts';
 import { fmt, paramLabel } from './format.ts';
 import type { MetricAggregate } from './aggregate.ts';
+import { metricSpec } from './experiment.ts';
 import type { ResultSet, SweepSpec } from './results.ts';
 
 /**
@@ -38,13 +39,16 @@ export function summarize(rs: ResultSet): ExperimentSummary[] {
     const runs = rs.runs.filter((r) => r.experiment === name);
     const varying = varyingParams(rs, name);
     const fixedNames = Object.keys(info.params).filter((p) => !varying.includes(p));
+    // The experiment's own metrics, in its order; a single parameter set also lists the model
+    // owners' metrics (families such as vm*.kvm.exits.*), which a sweep's table leaves to the CSV.
     const metricNames = Object.keys(info.metrics).filter((m) => aggs.some((a) => a.metrics[m] !== undefined));
     let table: Table;
     if (aggs.length === 1) {
       const a = aggs[0]!;
+      const owned = Object.keys(a.metrics).filter((m) => !Object.hasOwn(info.metrics, m) && metricSpec(info.metrics, m) !== undefined);
       table = {
         header: ['metric', `value (${seedsText(a.seeds.length)})`, 'unit', 'description'],
-        rows: metricNames.map((m) => [m, cell(a.metrics[m]), info.metrics[m]!.unit, info.metrics[m]!.description]),
+        rows: [...metricNames, ...owned].map((m) => [m, cell(a.metrics[m]), metricSpec(info.metrics, m)!.unit, metricSpec(info.metrics, m)!.description]),
       };
     } else {
       table = {

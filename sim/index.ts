@@ -20,3 +20,4 @@ export { checkDeterminism, type DeterminismResult } from './determinism.ts';
 export type { SimObserver, Attrs, AttrValue, LockMode, ObservedLock } from './observer.ts';
 export { Semaphore } from './semaphore.ts';
 export { Store } from './store.ts';
+export { countMetric, measureMetric, prefixedMetrics, type MetricSpec, type MetricSpecs, type Tolerance } from './metric_specs.ts';

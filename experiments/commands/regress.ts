@@ -5,7 +5,7 @@ import { baselineNames, baselinePath, readBaseline, withinTolerance, writeBaseli
 import { runBatch } from '../batch.ts';
 import { loadCatalog } from '../catalog.ts';
 import { err, out, type Command } from '../command.ts';
-import type { Experiment, Params } from '../experiment.ts';
+import { metricSpec, type Experiment, type Params } from '../experiment.ts';
 import { fmt, textTable } from '../format.ts';
 import { defaultParams } from '../params.ts';
 import { BASELINES_DIR } from '../paths.ts';
@@ -63,7 +63,7 @@ export const regress: Command = {
       if (added.length > 0) notes.push(`${exp.name} ${label}: ${added.length} metric(s) not in the baseline${update ? ' (added)' : ''}: ${added.join(', ')}`);
       for (const [m, base] of Object.entries(baseline.metrics)) {
         compared++;
-        const spec = exp.metrics[m];
+        const spec = metricSpec(exp.metrics, m);
         const now = rec.metrics[m];
         if (spec === undefined || now === undefined) {
           breaches.push([exp.name, label, m, fmt(base), 'missing', '', spec === undefined ? 'metric no longer declared' : toleranceText(spec.tolerance)]);

@@ -1,7 +1,7 @@
 import { all, one, type ParsedArgs } from '../args.ts';
 import { loadCatalog, type Catalog } from '../catalog.ts';
 import { err, out, type Command } from '../command.ts';
-import type { Experiment, Params } from '../experiment.ts';
+import { metricSpec, type Experiment, type Params } from '../experiment.ts';
 import { fmt, textTable } from '../format.ts';
 import { writeOutputs } from '../outputs.ts';
 import { checkCombination, readConfigFile, resolveParams } from '../params.ts';
@@ -76,8 +76,10 @@ export const run: Command = {
       err(`run failed: ${record.error}${frames.length > 0 ? `\n${frames.join('\n')}` : ''}`);
     } else {
       out('');
-      const names = Object.keys(exp.metrics).filter((k) => Object.hasOwn(record.metrics, k));
-      out(textTable(['metric', 'value', 'unit'], names.map((k) => [k, fmt(record.metrics[k]!), exp.metrics[k]!.unit])));
+      // The experiment's own metrics in its order, then the model owners' (host, vm1, ...).
+      const own = Object.keys(exp.metrics).filter((k) => Object.hasOwn(record.metrics, k));
+      const owners = Object.keys(record.metrics).filter((k) => !Object.hasOwn(exp.metrics, k));
+      out(textTable(['metric', 'value', 'unit'], [...own, ...owners].map((k) => [k, fmt(record.metrics[k]!), metricSpec(exp.metrics, k)?.unit ?? ''])));
       out('');
     }
     out(`fingerprint ${record.fingerprint}`);

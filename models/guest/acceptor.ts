@@ -30,9 +30,7 @@ export class BackgroundAcceptor {
     for (let i = 0; i < this.config.threads; i++) {
       const vcpu = n - 1 - (i % n);
       this.running++;
-      this.threads.push(k.sim.spawn(this.loop(i), {
-        name: `kacceptd/${i}`, cpu: k.vcpus[vcpu]!, priority: Priority.Background, daemon: true, service: 'guest',
-      }));
+      this.threads.push(k.spawn(this.loop(i), `kacceptd/${i}`, vcpu, { priority: Priority.Background, daemon: true }));
     }
   }
 

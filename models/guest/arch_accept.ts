@@ -1,5 +1,5 @@
 import { assert, type Cpu, type Proc, type Sim } from '../../sim/index.ts';
-import type { AcceptPhase, Platform } from '../platform.ts';
+import type { AcceptPhase, GuestPlatform } from './platform.ts';
 import type { AcceptLedger } from './accept_ledger.ts';
 import type { AcceptCause, GuestMetrics } from './metrics.ts';
 
@@ -13,7 +13,7 @@ export class ArchAccept {
 
   constructor(
     readonly sim: Sim,
-    readonly platform: Platform,
+    readonly platform: GuestPlatform,
     readonly vcpus: readonly Cpu[],
     readonly ledger: AcceptLedger,
     readonly metrics: GuestMetrics,

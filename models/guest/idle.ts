@@ -19,9 +19,7 @@ export class IdleLoop {
     const k = this.kernel;
     if (k.config.nohzIdle || k.config.hz <= 0) return;
     const state = { p: null as unknown as Process<void>, sleeping: false };
-    state.p = k.sim.spawn(this.loop(vcpu, state), {
-      name: `swapper/${vcpu}`, cpu: k.vcpus[vcpu]!, priority: Priority.Idle, daemon: true, service: 'guest',
-    });
+    state.p = k.spawn(this.loop(vcpu, state), `swapper/${vcpu}`, vcpu, { priority: Priority.Idle, daemon: true });
     this.threads.push(state);
   }
 

@@ -1,5 +1,5 @@
-import { Cpu, assert, type Bandwidth, type Proc, type Sim } from '../../sim/index.ts';
-import type { Platform, PlatformConfig } from '../platform.ts';
+import { assert, type Bandwidth, type Cpu, type Priority, type Proc, type Process, type Rng, type Sim } from '../../sim/index.ts';
+import type { GuestPlatform } from './platform.ts';
 import { AcceptLedger } from './accept_ledger.ts';
 import { BackgroundAcceptor, type BackgroundAcceptorConfig } from './acceptor.ts';
 import { ArchAccept } from './arch_accept.ts';
@@ -22,10 +22,12 @@ import { UnacceptedMemory, type AcceptLockMode } from './unaccepted_memory.ts';
  * - `lazy`: the upstream default, accept on demand from the page allocator;
  * - `background`: lazy plus background acceptor threads (never merged).
  */
-export type AcceptStrategy = 'eager' | 'lazy' | 'background';
+export const ACCEPT_STRATEGIES = ['eager', 'lazy', 'background'] as const;
+export type AcceptStrategy = (typeof ACCEPT_STRATEGIES)[number];
 
 /** What firmware accepts before the kernel: a part (PcdLazyAcceptPartialMemorySize) or everything. */
-export type FirmwareAccept = 'lazy' | 'eager';
+export const FIRMWARE_ACCEPTS = ['lazy', 'eager'] as const;
+export type FirmwareAccept = (typeof FIRMWARE_ACCEPTS)[number];
 
 export interface GuestConfig {
   memoryBytes: number;
@@ -81,17 +83,37 @@ export function defaultGuestConfig(overrides: Partial<GuestConfig> = {}): GuestC
   };
 }
 
-/** Builds the host side for the guest's vCPUs (createTdxPlatform / createSnpPlatform, or a test double). */
-export type PlatformFactory = (config: PlatformConfig) => Platform;
+/**
+ * The guest-physical address space a guest of `memoryBytes` needs covered by its host side: up
+ * to the highest RAM address of its memory map, in whole 2 MiB.
+ */
+export function guestPhysBytes(memoryBytes: number): number {
+  return roundUp(buildMemoryMap(memoryBytes).maxAddr, EFI_UNACCEPTED_UNIT_SIZE);
+}
+
+/** What a guest kernel runs on: its vCPUs (index = vCPU number) and the platform below it. */
+export interface GuestHardware {
+  vcpus: Cpu[];
+  platform: GuestPlatform;
+  /**
+   * Who the guest is among several on one host: its threads are named `<threadPrefix>swapper/0`
+   * (`vm1/swapper/0`), their spans go to `service` (`guest/vm1`), and its random streams are
+   * named `<streamPrefix>guest...` (`vm.1.guest.app.0.arrivals`), so adding a VM changes no
+   * other VM's draws. Defaults: '', 'guest', '' (a guest alone).
+   */
+  identity?: { threadPrefix: string; service: string; streamPrefix: string };
+}
 
 /**
- * A confidential guest kernel: its vCPUs, the firmware hand-off (memory map, the EFI unaccepted
+ * A confidential guest kernel on the vCPUs its VM gives it: the firmware hand-off (memory map, the EFI unaccepted
  * memory table), accept_memory() with its lock, memblock, the page allocator, the idle loops
  * and (with accept=background) the acceptor threads. The boot workload drives it through time.
  */
 export class GuestKernel {
   readonly vcpus: Cpu[];
-  readonly platform: Platform;
+  readonly platform: GuestPlatform;
+  /** Its names among several guests (GuestHardware.identity). */
+  readonly identity: { threadPrefix: string; service: string; streamPrefix: string };
   readonly map: MemoryMap;
   /** RAM firmware accepts before the kernel runs, and RAM it marks EFI_UNACCEPTED_MEMORY. */
   readonly firmwareAccepted: PhysRange[];
@@ -117,17 +139,17 @@ export class GuestKernel {
   constructor(
     readonly sim: Sim,
     readonly config: GuestConfig,
-    makePlatform: PlatformFactory,
+    hardware: GuestHardware,
   ) {
     assert(Number.isInteger(config.vcpus) && config.vcpus >= 1, 'vcpus must be a positive integer', config.vcpus);
     // The acceptor loops over zone->unaccepted_pages, which the seed-era allocator does not have.
     assert(!(config.accept === 'background' && config.allocator === 'seed'), 'accept=background needs allocator=upstream (the seed-era allocator keeps unaccepted memory in the buddy lists)');
     this.costs = config.costs;
-    this.vcpus = [];
-    for (let i = 0; i < config.vcpus; i++) this.vcpus.push(new Cpu(sim, `vcpu${i}`));
+    assert(hardware.vcpus.length === config.vcpus, 'the guest was given another number of vCPUs than it is configured for', { given: hardware.vcpus.length, vcpus: config.vcpus });
+    this.vcpus = hardware.vcpus;
+    this.platform = hardware.platform;
+    this.identity = hardware.identity ?? { threadPrefix: '', service: 'guest', streamPrefix: '' };
     this.map = buildMemoryMap(config.memoryBytes);
-    // The platform covers the guest-physical space up to the highest RAM address, in whole 2 MiB.
-    this.platform = makePlatform({ gpaBytes: roundUp(this.map.maxAddr, EFI_UNACCEPTED_UNIT_SIZE), vcpus: this.vcpus });
     this.memory = this.platform.memoryBandwidth ?? null;
     const fwBytes = config.firmware === 'eager' ? config.memoryBytes : config.firmwareAcceptBytes;
     this.firmwareAccepted = lowestBytes(this.map.ram, fwBytes);
@@ -149,6 +171,16 @@ export class GuestKernel {
     this.allocator.deferredGrow = (zone) => deferred_grow_zone(this, zone);
     this.idle = new IdleLoop(this);
     this.acceptor = config.accept === 'background' ? new BackgroundAcceptor(this, config.background) : null;
+  }
+
+  /** Spawns a guest thread on vCPU `vcpu`, named with the guest's prefix (`vm1/swapper/0`). */
+  spawn<T>(body: Proc<T>, name: string, vcpu: number, options: { priority?: Priority; daemon?: boolean } = {}): Process<T> {
+    return this.sim.spawn(body, { name: this.identity.threadPrefix + name, cpu: this.vcpus[vcpu]!, service: this.identity.service, ...options });
+  }
+
+  /** The guest's random stream `name` (`guest.app.0.arrivals`), under its VM's prefix. */
+  rng(name: string): Rng {
+    return this.sim.rng(this.identity.streamPrefix + name);
   }
 
   /** The vCPU index of the running thread. */
@@ -191,7 +223,7 @@ export class GuestKernel {
 
   /**
    * End-of-run balance: the ledger against the bitmap, the allocator's lists against its
-   * counters, every page of RAM accounted for, and the host side's own invariants.
+   * counters, every page of RAM accounted for. (The host side checks its own.)
    */
   checkInvariants(heldPages: number): void {
     this.allocator.checkInvariants();
@@ -211,7 +243,6 @@ export class GuestKernel {
     assert(managed + reserved + uninitialised === this.ramPages, 'RAM pages lost between memblock and the buddy allocator', { managed, reserved, uninitialised, ram: this.ramPages });
     assert(free + this.allocator.allocatedPages === managed, 'free + allocated pages do not add up to managed pages', { free, allocated: this.allocator.allocatedPages, managed });
     assert(this.allocator.allocatedPages === heldPages, 'allocated pages disagree with what the workloads hold', { allocated: this.allocator.allocatedPages, heldPages });
-    this.platform.checkInvariants();
   }
 
   /** A set bit means nothing of that unit was ever accepted; a clear bit, all its RAM was. */

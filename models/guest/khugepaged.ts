@@ -7,7 +7,8 @@ import type { PageAllocator } from './page_alloc.ts';
  * default set by CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS / _MADVISE): Ubuntu builds `madvise`, RHEL
  * `always`; `never` turns THP off but keeps the code.
  */
-export type ThpEnabled = 'always' | 'madvise' | 'never';
+export const THP_MODES = ['always', 'madvise', 'never'] as const;
+export type ThpEnabled = (typeof THP_MODES)[number];
 
 /** hugepage_init(): "disable transparent hugepages on smaller systems", below 512 MiB of RAM. */
 const THP_MIN_TOTALRAM_PAGES = 512 << (20 - PAGE_SHIFT);

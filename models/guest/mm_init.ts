@@ -173,9 +173,7 @@ export function* deferred_init_memmap(kernel: GuestKernel): Proc<void> {
   }
   const workers = [];
   for (let i = 0; i < nworks; i++) {
-    workers.push(sim.spawn(worker(), {
-      name: i === 0 ? 'pgdatinit0' : `padata/${i}`, cpu: kernel.vcpus[i]!, priority: Priority.Normal, service: 'guest',
-    }));
+    workers.push(kernel.spawn(worker(), i === 0 ? 'pgdatinit0' : `padata/${i}`, i, { priority: Priority.Normal }));
   }
   const id = sim.opBegin('deferred_init_memmap', { pages: size, threads: nworks });
   for (const w of workers) yield w.join();

@@ -14,7 +14,8 @@ import { Zone, type PerCpuPages } from './zone.ts';
  *   PageUnaccepted; expand() passes the mark to split halves and post_alloc_hook() accepts the
  *   allocated pages (accept_page()), taking the global lock for every marked page.
  */
-export type AllocatorMode = 'seed' | 'upstream';
+export const ALLOCATOR_MODES = ['seed', 'upstream'] as const;
+export type AllocatorMode = (typeof ALLOCATOR_MODES)[number];
 
 export interface PageAllocatorOptions {
   mode: AllocatorMode;

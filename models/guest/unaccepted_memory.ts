@@ -12,7 +12,8 @@ import type { AcceptCause, GuestMetrics } from './metrics.ts';
  * - `held`: the seed era and v6.5: unaccepted_memory_lock held across arch_accept_memory(),
  *   which serialises acceptance and starves the spinning CPUs into soft lockups.
  */
-export type AcceptLockMode = 'held' | 'dropped';
+export const ACCEPT_LOCK_MODES = ['held', 'dropped'] as const;
+export type AcceptLockMode = (typeof ACCEPT_LOCK_MODES)[number];
 
 /** struct accept_range: units [start, end) some CPU is accepting, with an event for its waiters. */
 interface AcceptRange {

@@ -1,14 +1,22 @@
-import { Bandwidth, Semaphore, type Proc, type Sim } from '../../sim/index.ts';
+import { Bandwidth, Semaphore, countMetric, measureMetric, prefixedMetrics, type MetricSpecs, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
-import { PAGE_SIZE } from './units.ts';
+import { WriteRate } from '../arch/write_rate.ts';
+import { SnpFirmware } from '../snp/snp_firmware.ts';
+import type { SnpCosts } from '../snp/snp_costs.ts';
+import { TDX_COSTS, type TdxCosts } from '../tdx/tdx_costs.ts';
+import { TDX_MODULE_METRICS, TdxModule, type TdxModuleVersion } from '../tdx/tdx_module.ts';
+import { SNP_COSTS } from '../snp/snp_costs.ts';
+import { PlatformConfigError, costs, integerIn, positive } from './config_check.ts';
 
-/** The host machine under a confidential guest: its CPUs and its memory bandwidth. */
+/** The confidential-computing technology of a host: Intel TDX or AMD SEV-SNP. */
+export const TECHNOLOGIES = ['tdx', 'snp'] as const;
+export type Technology = (typeof TECHNOLOGIES)[number];
+
+/** The host machine that several confidential guests share. */
 export interface HostConfig {
-  /**
-   * Host CPUs available to the guest's vCPU threads for exit handling. Default: one per vCPU
-   * (vCPU threads pinned to their own CPUs, nothing else running).
-   */
-  hostCpus?: number;
+  technology: Technology;
+  /** Host CPUs (logical CPUs). */
+  cpus: number;
   /**
    * Socket memory bandwidth, bytes/s, shared by every clear and zero (processor sharing).
    * domain.md (parameter table, "memory-bandwidth-bound accept rate"): "100-300 GB/s DDR5
@@ -21,6 +29,10 @@ export interface HostConfig {
    * baseline kernel (Ankur Arora, clear_pages v8, AMD Milan demand faults).
    */
   clearBytesPerSec?: number;
+  /** TDX: the module whose locking is modelled. */
+  tdxModule?: TdxModuleVersion;
+  tdxCosts?: Partial<TdxCosts>;
+  snpCosts?: Partial<SnpCosts>;
 }
 
 export const HOST_DEFAULTS = {
@@ -28,70 +40,99 @@ export const HOST_DEFAULTS = {
   clearBytesPerSec: 12.9e9,
 } as const;
 
-/**
- * A memory-writing rate expressed the way the engine can reproduce exactly: whole ns per 4 KiB.
- * A transfer of n pages at this rate takes exactly n times the per-page time when uncontended,
- * which is what lets the aggregated and per-page paths agree to the nanosecond.
- */
-export class WriteRate {
-  readonly nsPer4K: number;
-  readonly bytesPerSec: number;
-  constructor(bytesPerSec: number) {
-    assert(bytesPerSec > 0 && bytesPerSec < Infinity, 'a write rate must be positive and finite', bytesPerSec);
-    this.nsPer4K = Math.max(1, Math.round((PAGE_SIZE / bytesPerSec) * 1e9));
-    this.bytesPerSec = (PAGE_SIZE * 1e9) / this.nsPer4K;
-  }
+/** What the host knows of a VM it runs: its number, name, key and size. */
+export interface HostVmRecord {
+  /** 1, 2, ...: the order VMs joined the host. */
+  readonly id: number;
+  /** `vm1`. */
+  readonly name: string;
+  readonly vcpus: number;
+  readonly memoryBytes: number;
+  /** TDX: the HKID KVM allocated (tdx_guest_keyid_alloc()); SNP: the ASID (sev_asid_new()). */
+  readonly key: number;
 }
 
+/** What Host.metrics() writes. */
+export const HOST_METRICS: MetricSpecs = {
+  'host.cpus': countMetric('CPUs', 'host CPUs'),
+  'host.cpus.exit_busy_ns': measureMetric('ns', 'host CPU time spent in VM exits'),
+  'host.cpus.waits': countMetric('waits', 'exits that waited for a host CPU'),
+  'host.cpus.wait_ns': measureMetric('ns', 'time exits waited for a host CPU'),
+  'host.memory_bandwidth.bytes': countMetric('bytes', 'bytes written through the socket memory bandwidth'),
+  'host.vms': countMetric('VMs', 'VMs on the host'),
+  ...prefixedMetrics('tdx', TDX_MODULE_METRICS),
+};
+
+/**
+ * One host per run, shared by the VMs that join it: its CPUs, its socket's memory bandwidth,
+ * the TDX module (one per host, with a Td per guest inside it) or the SNP firmware, and the
+ * record of its VMs with their keys. A VM joins with admit(); the VM's own state (its vCPUs,
+ * struct kvm, guest_memfd, VMM, guest kernel) is the Vm's (models/vm/vm.ts).
+ */
 export class Host {
   /**
-   * The host CPUs that run vCPU threads while they are out of the guest: KVM's exit handling,
-   * SEAMCALLs, RMPUPDATEs, host page clearing. A vCPU taking an exit needs one; with fewer host
-   * CPUs than vCPUs in exits at once, exits queue for them (FIFO) and the waiting vCPU stays
-   * stalled (waiters 'stall': it keeps its vCPU). Guest-mode execution is the guest model's CPUs
-   * and is not charged here. The exit path that acquires a unit releases it on the same vCPU
-   * thread (Semaphore.release checks it); busyNs() is the host CPU time spent in exits.
+   * The host CPUs the VMs' vCPU threads run their exits on. A vCPU in an exit needs one; with
+   * fewer host CPUs than vCPUs in exits at once, exits queue for them (FIFO) and the waiting
+   * vCPU stays stalled.
    */
   readonly cpus: Semaphore;
+  /** The socket's memory bandwidth (one socket). */
   readonly memory: Bandwidth;
   readonly clearRate: WriteRate;
-  /** Bytes cleared by the host (guest_memfd first use). */
-  bytesCleared = 0;
+  readonly tdx: TdxModule | null;
+  readonly snp: SnpFirmware | null;
+  private readonly vms: HostVmRecord[] = [];
 
   constructor(
     readonly sim: Sim,
-    vcpus: number,
-    config: HostConfig = {},
+    readonly config: HostConfig,
   ) {
-    const hostCpus = config.hostCpus ?? vcpus;
-    const bandwidth = config.memoryBandwidthBytesPerSec ?? HOST_DEFAULTS.memoryBandwidthBytesPerSec;
-    assert(bandwidth > 0 && bandwidth < Infinity, 'memoryBandwidthBytesPerSec must be positive and finite', bandwidth);
-    this.cpus = new Semaphore(sim, 'host_cpus', hostCpus, 'stall');
-    this.memory = new Bandwidth(sim, 'host_memory', bandwidth);
+    integerIn('host_cpus', config.cpus, 1, 1 << 16, 1);
+    positive('memoryBandwidthBytesPerSec', config.memoryBandwidthBytesPerSec);
+    positive('clearBytesPerSec', config.clearBytesPerSec);
+    costs('tdxCosts', config.tdxCosts, Object.keys(TDX_COSTS));
+    costs('snpCosts', config.snpCosts, Object.keys(SNP_COSTS));
+    this.cpus = new Semaphore(sim, 'host_cpus', config.cpus, 'stall');
+    this.memory = new Bandwidth(sim, 'host_memory', config.memoryBandwidthBytesPerSec ?? HOST_DEFAULTS.memoryBandwidthBytesPerSec);
     this.clearRate = new WriteRate(config.clearBytesPerSec ?? HOST_DEFAULTS.clearBytesPerSec);
-  }
-
-  /** clear_highpage() of `bytes` on the calling CPU, sharing the socket's bandwidth. */
-  *clearPages(bytes: number): Proc<void> {
-    this.bytesCleared += bytes;
-    yield* this.write(bytes, this.clearRate);
+    this.tdx = config.technology === 'tdx' ? new TdxModule(sim, config.tdxModule ?? '1.5', config.tdxCosts ?? {}) : null;
+    this.snp = config.technology === 'snp' ? new SnpFirmware(config.snpCosts ?? {}) : null;
   }
 
   /**
-   * Two runs of writes by one CPU, each at its own rate, as one transfer: uncontended it takes
-   * exactly the two runs' time; when the socket saturates it gets its fair share as one stream.
-   * (The aggregated accept path: a 2 MiB step's host clears and the module's zeroing.)
+   * A VM joins the host: KVM_CREATE_VM with its vCPUs. TDX refuses a TD with more vCPUs than the
+   * host has CPUs, as KVM does (tdx_vm_init(): kvm->max_vcpus = min(max_vcpus,
+   * num_present_cpus())): bad input, naming both numbers. The key is the next HKID / ASID.
    */
-  *write2(bytesA: number, rateA: WriteRate, bytesB: number, rateB: WriteRate): Proc<void> {
-    const bytes = bytesA + bytesB;
-    if (bytes === 0) return;
-    const ns = (bytesA / 4096) * rateA.nsPer4K + (bytesB / 4096) * rateB.nsPer4K;
-    yield this.memory.transfer(bytes, (bytes / ns) * 1e9);
+  admit(vcpus: number, memoryBytes: number): HostVmRecord {
+    const { config } = this;
+    if (config.technology === 'tdx' && vcpus > config.cpus) {
+      throw new PlatformConfigError(`vcpus must be at most host_cpus for a TD: KVM's tdx_vm_init() caps a TD's vCPUs at num_present_cpus() (got vcpus=${vcpus}, host_cpus=${config.cpus})`);
+    }
+    const id = this.vms.length + 1;
+    const record: HostVmRecord = { id, name: `vm${id}`, vcpus, memoryBytes, key: id };
+    this.vms.push(record);
+    return record;
   }
 
-  /** Writes `bytes` at one CPU's `rate`, through the shared memory bandwidth. */
-  *write(bytes: number, rate: WriteRate): Proc<void> {
-    if (bytes === 0) return;
-    yield this.memory.transfer(bytes, rate.bytesPerSec);
+  get vmCount(): number {
+    return this.vms.length;
+  }
+
+  /** The host's own metrics under `prefix` (e.g. `host`), and the TDX module's under `tdx`. */
+  metrics(out: Record<string, number>): void {
+    out['host.cpus'] = this.config.cpus;
+    out['host.cpus.exit_busy_ns'] = this.cpus.busyNs();
+    out['host.cpus.waits'] = this.cpus.stats.contended;
+    out['host.cpus.wait_ns'] = this.cpus.stats.wait.sum;
+    out['host.memory_bandwidth.bytes'] = this.memory.totalBytes;
+    out['host.vms'] = this.vms.length;
+    this.tdx?.metrics('tdx', out);
+  }
+
+  /** No host CPU still in an exit; the module's TDs balance. */
+  checkInvariants(): void {
+    assert(this.cpus.inUse === 0, 'host CPUs still in exits at the end of the run', this.cpus.inUse);
+    this.tdx?.checkInvariants();
   }
 }

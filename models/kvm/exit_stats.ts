@@ -32,13 +32,13 @@ export class ExitStats {
     return t;
   }
 
-  /** exits.<reason> and exit_ns.<reason> entries, to merge into metrics(). */
-  metrics(out: Record<string, number>): void {
+  /** `<prefix>.exits.<reason>` and `<prefix>.exit_ns.<reason>` entries, to merge into metrics(). */
+  metrics(prefix: string, out: Record<string, number>): void {
     for (const [reason, r] of this.byReason) {
-      out[`exits.${reason}`] = r.count;
-      out[`exit_ns.${reason}`] = r.ns;
+      out[`${prefix}.exits.${reason}`] = r.count;
+      out[`${prefix}.exit_ns.${reason}`] = r.ns;
     }
-    out['exits.total'] = this.total();
-    out['exit_ns.total'] = this.totalNs();
+    out[`${prefix}.exits.total`] = this.total();
+    out[`${prefix}.exit_ns.total`] = this.totalNs();
   }
 }

@@ -1,7 +1,10 @@
-import { Mutex, RwLock, type Sim } from '../../sim/index.ts';
-import type { Host } from '../host/host.ts';
+import { Mutex, RwLock, countMetric, measureMetric, prefixedMetrics, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
 import { ExitStats } from './exit_stats.ts';
+import { GUEST_MEMFD_METRICS, type GuestMemfd } from './guest_memfd.ts';
 import { KVM_COSTS, type KvmCosts } from './kvm_costs.ts';
+import { KVM_SEV_METRICS, type KvmSev } from './sev.ts';
+import type { KvmTdx } from './tdx.ts';
+import type { KvmUserspace } from './userspace.ts';
 
 /**
  * What KVM does on RET_PF_RETRY for a TD's private fault (a SEAMCALL answered BUSY):
@@ -11,21 +14,41 @@ import { KVM_COSTS, type KvmCosts } from './kvm_costs.ts';
  * - 'reenter': the earlier tree (2024 intel/tdx): return to the guest, which re-executes the
  *   TDCALL and takes the EPT violation again.
  */
-export type KvmRetry = 'local' | 'reenter';
+export const KVM_RETRIES = ['local', 'reenter'] as const;
+export type KvmRetry = (typeof KVM_RETRIES)[number];
 
 export interface KvmConfig {
   retry?: KvmRetry;
   costs?: Partial<KvmCosts>;
 }
 
-/** KVM for one guest: its locks, its exit accounting and its costs. */
+/** What Kvm.metrics() writes, under the VM's prefix (`vm1.kvm`). */
+export const KVM_METRICS: MetricSpecs = {
+  'exits.*': countMetric('exits', 'VM exits by reason (EPT_VIOLATION, TDVMCALL_HLT, VMGEXIT_PSC, HLT, KVM_EXIT_HYPERCALL) and in total'),
+  'exit_ns.*': measureMetric('ns', 'time vCPUs spent out of the guest, by exit reason and in total'),
+  'mmu_lock.acquisitions': countMetric('acquisitions', 'kvm->mmu_lock acquisitions (read and write)'),
+  'mmu_lock.waits': countMetric('acquisitions', 'kvm->mmu_lock acquisitions that waited'),
+  'mmu_lock.wait_ns': measureMetric('ns', 'total wait for kvm->mmu_lock'),
+  'slots_lock.acquisitions': countMetric('acquisitions', 'kvm->slots_lock acquisitions'),
+  'slots_lock.waits': countMetric('acquisitions', 'kvm->slots_lock acquisitions that waited'),
+  'slots_lock.wait_ns': measureMetric('ns', 'total wait for kvm->slots_lock'),
+  ret_pf_retry: countMetric('retries', 'RET_PF_RETRY rounds after a BUSY SEAMCALL or a frozen SPTE'),
+  ...prefixedMetrics('gmem', GUEST_MEMFD_METRICS),
+  ...prefixedMetrics('sev', KVM_SEV_METRICS),
+};
+
+/**
+ * `struct kvm` of one VM: its locks, its exit accounting, its costs, its guest_memfd, and the
+ * technology's per-VM state (`struct kvm_tdx` or `struct kvm_sev_info`). Lock names carry the
+ * VM (`vm1/mmu_lock`), so lock statistics of several VMs stay apart.
+ */
 export class Kvm {
   /**
    * kvm->mmu_lock, an rwlock_t on x86: the TDP MMU fault path takes it for read
    * (kvm_tdp_mmu_page_fault(): read_lock), zaps and attribute changes for write. A queued
    * rwlock (qrwlock): fair, an arrival waits behind any queued waiter and consecutive readers at
-   * the head enter together. Its waiters spin on the host CPU the exit already holds
-   * (Host.cpus); the vCPU they run for is inside a VM exit, so its wait is stall time.
+   * the head enter together. Its waiters spin on the host CPU the vCPU thread holds; the vCPU is
+   * inside a VM exit, so its wait is stall time.
    */
   readonly mmuLock: RwLock;
   /**
@@ -38,14 +61,21 @@ export class Kvm {
   readonly retry: KvmRetry;
   /** RET_PF_RETRY rounds taken after a BUSY SEAMCALL. */
   retries = 0;
+  /** struct kvm_tdx (a TD) or struct kvm_sev_info (an SNP guest); exactly one is set. */
+  tdx: KvmTdx | null = null;
+  sev: KvmSev | null = null;
+  /** The VMM process this VM's exits to userspace go to. */
+  userspace: KvmUserspace | null = null;
 
   constructor(
     readonly sim: Sim,
-    readonly host: Host,
+    /** The VM's name: `vm1`. */
+    readonly name: string,
+    readonly gmem: GuestMemfd,
     config: KvmConfig = {},
   ) {
-    this.mmuLock = new RwLock(sim, 'kvm->mmu_lock', 'fifo', 'stall');
-    this.slotsLock = new Mutex(sim, 'kvm->slots_lock', 'stall');
+    this.mmuLock = new RwLock(sim, `${name}/mmu_lock`, 'fifo', 'stall');
+    this.slotsLock = new Mutex(sim, `${name}/slots_lock`, 'stall');
     this.costs = { ...KVM_COSTS, ...config.costs };
     this.retry = config.retry ?? 'local';
   }
@@ -56,15 +86,39 @@ export class Kvm {
     return mmu.writer !== null || mmu.readers.size > 0 || this.slotsLock.holder !== null;
   }
 
-  metrics(out: Record<string, number>): void {
-    this.exits.metrics(out);
+  /**
+   * A VM exit with no work of its own, `ns` from exit to re-entry, recorded under `reason` (an
+   * idle vCPU's timer tick). The vCPU thread runs it on the host CPU it holds.
+   */
+  *fixedExit(reason: string, ns: number): Proc<void> {
+    const start = this.sim.now;
+    yield this.sim.stallFor(ns);
+    this.exits.record(reason, this.sim.now - start);
+  }
+
+  /**
+   * KVM_SET_MEMORY_ATTRIBUTES from the VMM for a range that is already private (acceptance
+   * converts nothing): kvm_vm_set_mem_attributes() takes slots_lock and returns once
+   * kvm_range_has_memory_attributes() finds nothing to change.
+   */
+  *kvm_vm_set_mem_attributes_unchanged(): Proc<void> {
+    yield this.slotsLock.acquire();
+    yield this.sim.stallFor(this.costs.setMemoryAttributesNs);
+    this.slotsLock.release();
+  }
+
+  /** KVM's metrics of this VM under `prefix` (e.g. `vm1.kvm`). */
+  metrics(prefix: string, out: Record<string, number>): void {
+    this.exits.metrics(prefix, out);
     const mmu = this.mmuLock.stats;
-    out['kvm.mmu_lock.acquisitions'] = mmu.acquisitions;
-    out['kvm.mmu_lock.waits'] = mmu.contended;
-    out['kvm.mmu_lock.wait_ns'] = mmu.wait.sum;
-    out['kvm.slots_lock.acquisitions'] = this.slotsLock.stats.acquisitions;
-    out['kvm.slots_lock.waits'] = this.slotsLock.stats.contended;
-    out['kvm.slots_lock.wait_ns'] = this.slotsLock.stats.wait.sum;
-    out['kvm.ret_pf_retry'] = this.retries;
+    out[`${prefix}.mmu_lock.acquisitions`] = mmu.acquisitions;
+    out[`${prefix}.mmu_lock.waits`] = mmu.contended;
+    out[`${prefix}.mmu_lock.wait_ns`] = mmu.wait.sum;
+    out[`${prefix}.slots_lock.acquisitions`] = this.slotsLock.stats.acquisitions;
+    out[`${prefix}.slots_lock.waits`] = this.slotsLock.stats.contended;
+    out[`${prefix}.slots_lock.wait_ns`] = this.slotsLock.stats.wait.sum;
+    out[`${prefix}.ret_pf_retry`] = this.retries;
+    this.gmem.metrics(`${prefix}.gmem`, out);
+    this.sev?.metrics(`${prefix}.sev`, out);
   }
 }

@@ -1,8 +1,8 @@
 import type { Proc } from '../../sim/index.ts';
-import type { HostParts } from '../host/host_platform.ts';
-import { PAGES_PER_2M, hex } from '../host/units.ts';
-import type { Rmp } from '../snp/rmp.ts';
-import type { SnpCosts } from '../snp/snp_costs.ts';
+import { assert } from '../../sim/assert.ts';
+import { PAGES_PER_2M, hex } from '../arch/units.ts';
+import type { Kvm } from './kvm.ts';
+import type { KvmSev } from './sev.ts';
 
 /** One entry of a PSC descriptor (struct psc_entry): a 4K page or an aligned 2M page, to private. */
 export interface PscEntry {
@@ -10,25 +10,11 @@ export interface PscEntry {
   huge: boolean;
 }
 
-/** What the hypervisor side of an SNP page state change needs. */
-export interface SnpHostSide extends HostParts {
-  readonly rmp: Rmp;
-  readonly costs: SnpCosts;
-  /** Per-4K RMPUPDATEs as separate steps (exact) or one step per entry. */
-  readonly perPage: boolean;
-  readonly counters: SnpCounters;
-}
-
-export interface SnpCounters {
-  pscRequests: number;
-  pscEntries4k: number;
-  pscEntries2m: number;
-  userspaceExits: number;
-  rmpupdate4k: number;
-  rmpupdate2m: number;
-  pvalidate4k: number;
-  pvalidate2m: number;
-  pvalidateSizeMismatch: number;
+/** The SNP state of a VM's KVM: every SNP exit path needs it. */
+export function sevOf(kvm: Kvm): KvmSev {
+  const sev = kvm.sev;
+  if (sev === null) return assert(false, 'an SNP exit on a VM that is not an SNP guest', kvm.name) as never;
+  return sev;
 }
 
 /**
@@ -53,22 +39,21 @@ export function pscRanges(entries: readonly PscEntry[]): { first: number; pages:
  * entry's memory is made private: guest_memfd folio allocated and cleared on first use,
  * RMPUPDATE (one 2M entry when the entry is 2M and the backing folio is 2M, else per 4K).
  */
-export function* snp_vmgexit_psc(side: SnpHostSide, entries: readonly PscEntry[], link: number): Proc<void> {
-  const { sim, host, kvm, costs } = side;
+export function* snp_vmgexit_psc(kvm: Kvm, entries: readonly PscEntry[], link: number): Proc<void> {
+  const sim = kvm.sim;
+  const sev = sevOf(kvm);
   const start = sim.now;
-  side.counters.pscRequests++;
-  yield host.cpus.acquire();
+  sev.counters.pscRequests++;
   const traced = sim.observer !== null;
   const id = traced ? sim.opBegin('snp_begin_psc', { entries: entries.length }, link, 'kvm') : 0;
-  yield sim.stallFor(costs.vmExitNs);
-  for (const range of pscRanges(entries)) yield* kvm_hc_map_gpa_range(side, range.first, range.pages, id);
+  yield sim.stallFor(sev.costs.vmExitNs);
+  for (const range of pscRanges(entries)) yield* kvm_hc_map_gpa_range(kvm, range.first, range.pages, id);
   for (const e of entries) {
-    if (e.huge) side.counters.pscEntries2m++;
-    else side.counters.pscEntries4k++;
-    yield* makePrivate(side, e.page, e.huge ? PAGES_PER_2M : 1, e.huge);
+    if (e.huge) sev.counters.pscEntries2m++;
+    else sev.counters.pscEntries4k++;
+    yield* makePrivate(kvm, e.page, e.huge ? PAGES_PER_2M : 1, e.huge);
   }
-  yield sim.stallFor(costs.vmEntryNs);
-  host.cpus.release();
+  yield sim.stallFor(sev.costs.vmEntryNs);
   kvm.exits.record('VMGEXIT_PSC', sim.now - start);
   if (traced) sim.opEnd(id);
 }
@@ -77,58 +62,53 @@ export function* snp_vmgexit_psc(side: SnpHostSide, entries: readonly PscEntry[]
  * The GHCB MSR protocol (GHCB_MSR_PSC_REQ_GFN(gfn, SNP_PAGE_STATE_PRIVATE)): one 4K page per
  * VMGEXIT, forwarded to userspace by snp_begin_psc_msr(), then made private.
  */
-export function* snp_vmgexit_msr_psc(side: SnpHostSide, page: number, link: number): Proc<void> {
-  const { sim, host, kvm, costs } = side;
+export function* snp_vmgexit_msr_psc(kvm: Kvm, page: number, link: number): Proc<void> {
+  const sim = kvm.sim;
+  const sev = sevOf(kvm);
   const start = sim.now;
-  side.counters.pscRequests++;
-  side.counters.pscEntries4k++;
-  yield host.cpus.acquire();
+  sev.counters.pscRequests++;
+  sev.counters.pscEntries4k++;
   const traced = sim.observer !== null;
   const id = traced ? sim.opBegin('snp_begin_psc_msr', { gpa: hex(page * 4096) }, link, 'kvm') : 0;
-  yield sim.stallFor(costs.vmExitNs);
-  yield* kvm_hc_map_gpa_range(side, page, 1, id);
-  yield* makePrivate(side, page, 1, false);
-  yield sim.stallFor(costs.vmEntryNs);
-  host.cpus.release();
+  yield sim.stallFor(sev.costs.vmExitNs);
+  yield* kvm_hc_map_gpa_range(kvm, page, 1, id);
+  yield* makePrivate(kvm, page, 1, false);
+  yield sim.stallFor(sev.costs.vmEntryNs);
   kvm.exits.record('VMGEXIT_MSR_PSC', sim.now - start);
   if (traced) sim.opEnd(id);
 }
 
-/** The exit to the VMM and its KVM_SET_MEMORY_ATTRIBUTES (already private: slots_lock, no change). */
-function* kvm_hc_map_gpa_range(side: SnpHostSide, first: number, pages: number, link: number): Proc<void> {
-  const { sim, kvm } = side;
-  side.counters.userspaceExits++;
-  const traced = sim.observer !== null;
-  const id = traced ? sim.opBegin('KVM_HC_MAP_GPA_RANGE', { gpa: hex(first * 4096), size: pages * 4096 }, link, 'vmm') : 0;
-  const start = sim.now;
-  yield sim.stallFor(kvm.costs.userspaceExitNs);
-  yield kvm.slotsLock.acquire();
-  yield sim.stallFor(kvm.costs.setMemoryAttributesNs);
-  kvm.slotsLock.release();
-  kvm.exits.record('KVM_EXIT_HYPERCALL', sim.now - start);
-  if (traced) sim.opEnd(id);
+/** The exit to the VMM (KVM_EXIT_HYPERCALL with KVM_HC_MAP_GPA_RANGE) and back. */
+function* kvm_hc_map_gpa_range(kvm: Kvm, first: number, pages: number, link: number): Proc<void> {
+  const userspace = kvm.userspace;
+  if (userspace === null) return assert(false, 'KVM_HC_MAP_GPA_RANGE on a VM without a VMM', kvm.name) as never;
+  sevOf(kvm).counters.userspaceExits++;
+  const start = kvm.sim.now;
+  yield* userspace.map_gpa_range(first * 4096, pages, true, link);
+  kvm.exits.record('KVM_EXIT_HYPERCALL', kvm.sim.now - start);
 }
 
 /** guest_memfd folios for [first, first + n) and RMPUPDATE of what is not yet assigned. */
-function* makePrivate(side: SnpHostSide, first: number, n: number, huge: boolean): Proc<void> {
-  const { sim, host, gmem, rmp, costs } = side;
-  const clear = gmem.allocate(first, n);
-  if (clear > 0) yield* host.clearPages(clear);
+function* makePrivate(kvm: Kvm, first: number, n: number, huge: boolean): Proc<void> {
+  const sim = kvm.sim;
+  const sev = sevOf(kvm);
+  const { rmp, costs, counters } = sev;
+  yield* kvm.gmem.getRange(first, n);
   const assigned = rmp.assigned.countRange(first, n);
   if (assigned === n) return;
   const traced = sim.observer !== null;
   // A 2M RMP entry needs a 2M folio and a region with no 4K entry assigned yet (else KVM
   // handles the rest 4K at a time).
-  if (huge && assigned === 0 && gmem.folioPages === PAGES_PER_2M) {
+  if (huge && assigned === 0 && kvm.gmem.folioPages === PAGES_PER_2M) {
     const id = traced ? sim.opBegin('RMPUPDATE', { gpa: hex(first * 4096), size: n * 4096 }, 0, 'snp-firmware') : 0;
     yield sim.stallFor(costs.rmpupdate2mNs);
     rmp.assign(first, n, true);
-    side.counters.rmpupdate2m++;
+    counters.rmpupdate2m++;
     if (traced) sim.opEnd(id);
     return;
   }
   const todo = n - assigned;
-  if (side.perPage || todo === 1) {
+  if (sev.perPage || todo === 1) {
     for (let p = first; p < first + n; p++) {
       if (rmp.assigned.test(p)) continue;
       const id = traced ? sim.opBegin('RMPUPDATE', { gpa: hex(p * 4096), size: 4096 }, 0, 'snp-firmware') : 0;
@@ -142,5 +122,5 @@ function* makePrivate(side: SnpHostSide, first: number, n: number, huge: boolean
     rmp.assigned.fillRange(first, n);
     if (traced) sim.opEnd(id);
   }
-  side.counters.rmpupdate4k += todo;
+  counters.rmpupdate4k += todo;
 }

@@ -1,24 +1,18 @@
 import type { Attrs, Proc } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
-import type { HostParts } from '../host/host_platform.ts';
-import { PAGES_PER_2M, hex } from '../host/units.ts';
+import { PAGES_PER_2M, hex } from '../arch/units.ts';
 import { TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, tdxOperandBusy, tdxStatusName, type TdxPageLevel } from '../tdx/arch.ts';
+import { tdh_mem_page_aug } from '../tdx/leaves/tdh_mem_page_aug.ts';
+import { tdh_mem_sept_add } from '../tdx/leaves/tdh_mem_sept_add.ts';
 import { Region, UPPER_SEPT_PAGES } from '../tdx/secure_ept.ts';
-import type { TdxModule } from '../tdx/tdx_module.ts';
+import type { Kvm } from './kvm.ts';
+import type { KvmTdx } from './tdx.ts';
 
-/**
- * How KVM maps TD private memory in the Secure EPT:
- * - '4k': upstream KVM (tdx_sept_set_private_spte(): KVM_BUG_ON(level != PG_LEVEL_4K)), so a
- *   2M ACCEPT of an unmapped range gets a PT page and a 4K leaf, then TDX_PAGE_SIZE_MISMATCH;
- * - '2m': the unmerged "KVM: TDX huge page support" series: KVM maps at most at the guest's
- *   ACCEPT level, so a 2M ACCEPT of an unmapped 2M range gets a 2M leaf (2 MiB folios).
- */
-export type SeptMapping = '4k' | '2m';
-
-/** What the EPT-violation path needs from the TD's host side. */
-export interface TdxHostSide extends HostParts {
-  readonly module: TdxModule;
-  readonly sept: SeptMapping;
+/** The TD state of a VM's KVM: every TDX exit path needs it. */
+export function tdxOf(kvm: Kvm): KvmTdx {
+  const tdx = kvm.tdx;
+  if (tdx === null) return assert(false, 'a TDX exit on a VM that is not a TD', kvm.name) as never;
+  return tdx;
 }
 
 /**
@@ -26,12 +20,13 @@ export interface TdxHostSide extends HostParts {
  * is back in the guest: TD exit, tdx_handle_ept_violation() -> kvm_mmu_page_fault() (guest_memfd
  * folio on first use, cleared), mmu_lock for read, TDH.MEM.SEPT.ADD for missing S-EPT pages,
  * TDH.MEM.PAGE.AUG, read_unlock, TDH.VP.ENTER. A BUSY SEAMCALL makes the fault RET_PF_RETRY:
- * KVM retries locally or re-enters the guest (Kvm.retry). Returns after the re-entry.
+ * KVM retries locally or re-enters the guest (Kvm.retry). Returns after the re-entry. The vCPU
+ * thread runs all of it on the host CPU it holds.
  */
-export function* tdx_ept_violation_exit(side: TdxHostSide, gpa: number, acceptLevel: TdxPageLevel, link: number): Proc<void> {
-  const { sim, host, kvm, module } = side;
+export function* tdx_ept_violation_exit(kvm: Kvm, gpa: number, acceptLevel: TdxPageLevel, link: number): Proc<void> {
+  const sim = kvm.sim;
+  const { module } = tdxOf(kvm);
   const start = sim.now;
-  yield host.cpus.acquire();
   const traced = sim.observer !== null;
   const id = traced ? sim.opBegin('tdx_handle_ept_violation', { gpa: hex(gpa), 'accept.level': acceptLevel }, link, 'kvm') : 0;
   let pendingNs = module.costs.tdExitNs;
@@ -39,7 +34,7 @@ export function* tdx_ept_violation_exit(side: TdxHostSide, gpa: number, acceptLe
     pendingNs += kvm.costs.faultNs;
     yield sim.stallFor(pendingNs);
     pendingNs = 0;
-    const status = yield* tdx_private_fault(side, gpa, acceptLevel);
+    const status = yield* tdx_private_fault(kvm, gpa, acceptLevel);
     pendingNs = status === KVM_SPTE_FROZEN ? 0 : module.seamcallHalfNs;
     if (status === TDX_SUCCESS) break;
     // tdx_mem_page_aug()/tdx_sept_link_private_spt(): BUSY is -EBUSY -> RET_PF_RETRY, as is a
@@ -50,7 +45,6 @@ export function* tdx_ept_violation_exit(side: TdxHostSide, gpa: number, acceptLe
     if (kvm.retry === 'reenter') break;
   }
   yield sim.stallFor(pendingNs + module.costs.tdEntryNs);
-  host.cpus.release();
   kvm.exits.record('EPT_VIOLATION', sim.now - start);
   if (traced) sim.opEnd(id);
 }
@@ -73,39 +67,37 @@ export const KVM_SPTE_FROZEN = -2n;
  * each step, since other vCPUs fault concurrently. Returns the first failing SEAMCALL's status,
  * KVM_SPTE_FROZEN, or TDX_SUCCESS; one SEAMCALL exit transition is left for the caller.
  */
-function* tdx_private_fault(side: TdxHostSide, gpa: number, acceptLevel: TdxPageLevel): Proc<bigint> {
-  const { sim, kvm, module, gmem } = side;
-  const sept = module.sept;
+function* tdx_private_fault(kvm: Kvm, gpa: number, acceptLevel: TdxPageLevel): Proc<bigint> {
+  const sim = kvm.sim;
+  const tdx = tdxOf(kvm);
+  const { td } = tdx;
+  const sept = td.sept;
   const page = gpa / 4096;
   const region = sept.region(page);
-  const level = mappingLevel(side, region, acceptLevel);
-  if (level === TDX_PS_4K) {
-    yield* gmem.kvm_gmem_get_pfn(page);
-  } else {
-    const bytes = gmem.allocate(region * PAGES_PER_2M, PAGES_PER_2M);
-    if (bytes > 0) yield* side.host.clearPages(bytes);
-  }
+  const level = mappingLevel(tdx, region, acceptLevel);
+  if (level === TDX_PS_4K) yield* kvm.gmem.kvm_gmem_get_pfn(page);
+  else yield* kvm.gmem.getRange(region * PAGES_PER_2M, PAGES_PER_2M);
   yield kvm.mmuLock.acquire('shared');
   let status = TDX_SUCCESS;
   let outNs = 0;
   for (const kind of UPPER_SEPT_PAGES) {
-    if (!module.sept.pageMissing(region, kind, level)) continue;
+    if (!sept.pageMissing(region, kind, level)) continue;
     if (outNs > 0) yield sim.stallFor(outNs), (outNs = 0);
-    if (!module.sept.pageMissing(region, kind, level)) continue;
-    if (module.septPageFrozen(region, kind)) {
+    if (!sept.pageMissing(region, kind, level)) continue;
+    if (tdx.septPageFrozen(region, kind)) {
       status = KVM_SPTE_FROZEN;
       break;
     }
-    module.freezeSeptPage(region, kind);
-    status = yield* module.tdh_mem_sept_add(region, kind, 0);
-    module.thawSeptPage(region, kind);
-    outNs = module.seamcallHalfNs;
+    tdx.freezeSeptPage(region, kind);
+    status = yield* tdh_mem_sept_add(td, region, kind, 0);
+    tdx.thawSeptPage(region, kind);
+    outNs = tdx.module.seamcallHalfNs;
     if (status !== TDX_SUCCESS) break;
   }
   if (status === TDX_SUCCESS) {
     if (outNs > 0) yield sim.stallFor(outNs);
     const leafGpa = level === TDX_PS_4K ? gpa : region * PAGES_PER_2M * 4096;
-    status = yield* module.tdh_mem_page_aug(leafGpa, level, 0);
+    status = yield* tdh_mem_page_aug(td, leafGpa, level, 0);
   } else if (status === KVM_SPTE_FROZEN && outNs > 0) {
     yield sim.stallFor(outNs);
   }
@@ -114,7 +106,7 @@ function* tdx_private_fault(side: TdxHostSide, gpa: number, acceptLevel: TdxPage
 }
 
 /** The S-EPT level KVM maps a faulting GPA at (see SeptMapping). */
-export function mappingLevel(side: TdxHostSide, region: number, acceptLevel: TdxPageLevel): TdxPageLevel {
-  if (side.sept === '2m' && acceptLevel === TDX_PS_2M && side.module.sept.regionState(region) === Region.Free) return TDX_PS_2M;
+export function mappingLevel(tdx: KvmTdx, region: number, acceptLevel: TdxPageLevel): TdxPageLevel {
+  if (tdx.sept === '2m' && acceptLevel === TDX_PS_2M && tdx.td.sept.regionState(region) === Region.Free) return TDX_PS_2M;
   return TDX_PS_4K;
 }

@@ -1,6 +1,6 @@
 import { assert } from '../../sim/assert.ts';
-import { PageBitmap } from '../host/page_bitmap.ts';
-import { PAGES_PER_2M, SIZE_2M } from '../host/units.ts';
+import { PageBitmap } from '../arch/page_bitmap.ts';
+import { PAGES_PER_2M, SIZE_2M } from '../arch/units.ts';
 
 /**
  * The Reverse Map Table as acceptance sees it, per-2M as the unit of bookkeeping: whether each

@@ -1,7 +1,7 @@
 import { assert } from '../../sim/assert.ts';
 import { TDX_PS_4K, type TdxPageLevel } from './arch.ts';
-import { PageBitmap } from '../host/page_bitmap.ts';
-import { PAGES_PER_2M, SIZE_2M } from '../host/units.ts';
+import { PageBitmap } from '../arch/page_bitmap.ts';
+import { PAGES_PER_2M, SIZE_2M } from '../arch/units.ts';
 
 /** State of the PD-level Secure-EPT entry of one 2 MiB region. */
 export const enum Region {

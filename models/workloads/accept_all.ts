@@ -36,7 +36,7 @@ export function* acceptAllWorkload(k: GuestKernel): Proc<AcceptAllResult> {
   const before = k.metrics.acceptedBytes;
   const startNs = sim.now;
   const id = sim.opBegin('accept_all', { 'cvmsim.level': 'phase', vcpus: k.vcpus.length });
-  const threads = k.vcpus.map((cpu, i) => sim.spawn(acceptThread(k), { name: `accept/${i}`, cpu, priority: Priority.Normal, service: 'guest' }));
+  const threads = k.vcpus.map((_, i) => k.spawn(acceptThread(k), `accept/${i}`, i, { priority: Priority.Normal }));
   for (const t of threads) yield t.join();
   sim.opEnd(id);
   k.shutdown();
@@ -51,9 +51,9 @@ function* acceptThread(k: GuestKernel): Proc<void> {
   }
 }
 
-/** Runs acceptAllWorkload on vCPU 0 and checks every invariant at the end. */
+/** Runs acceptAllWorkload on vCPU 0 and checks the guest's invariants at the end. */
 export function runAcceptAll(sim: Sim, k: GuestKernel): AcceptAllResult {
-  const p = sim.spawn(acceptAllWorkload(k), { name: 'swapper/0', cpu: k.vcpus[0]!, service: 'guest' });
+  const p = k.spawn(acceptAllWorkload(k), 'swapper/0', 0);
   sim.run();
   sim.finishRun();
   assert(p.state === 'done', 'accept-all did not finish', p.state);

@@ -9,7 +9,10 @@ import type { Extents } from '../guest/page_alloc.ts';
  * while each keeps at most `workingSetBytes` (`churn`: the oldest chunk is freed first).
  * Allocation latency of every page goes into the guest's latency histogram.
  */
-export type ApplicationPattern = 'allocate' | 'churn';
+export const APPLICATION_PATTERNS = ['allocate', 'churn'] as const;
+export type ApplicationPattern = (typeof APPLICATION_PATTERNS)[number];
+/** Allocation steps arrive with exponential gaps (independent requests) or evenly spaced. */
+export const APPLICATION_ARRIVALS = ['poisson', 'paced'] as const;
 
 export interface ApplicationConfig {
   threads: number;
@@ -30,7 +33,7 @@ export interface ApplicationConfig {
    * gaps with the same mean, as requests arriving independently do; drawn from the stream
    * `guest.app.<thread>.arrivals`).
    */
-  arrivals: 'paced' | 'poisson';
+  arrivals: (typeof APPLICATION_ARRIVALS)[number];
 }
 
 export function defaultApplicationConfig(overrides: Partial<ApplicationConfig> = {}): ApplicationConfig {
@@ -58,7 +61,7 @@ export function* applicationPhase(k: GuestKernel, config: ApplicationConfig): Pr
   const threads = [];
   for (let i = 0; i < config.threads; i++) {
     const vcpu = i % k.vcpus.length;
-    threads.push(sim.spawn(appThread(k, config, i, perThreadPages, results), { name: `app/${i}`, cpu: k.vcpus[vcpu]!, service: 'guest' }));
+    threads.push(k.spawn(appThread(k, config, i, perThreadPages, results), `app/${i}`, vcpu));
   }
   for (const t of threads) yield t.join();
   sim.opEnd(id);
@@ -74,7 +77,7 @@ function* appThread(
 ): Proc<void> {
   const sim = k.sim;
   const vcpu = index % k.vcpus.length;
-  const arrivals = config.arrivals === 'poisson' ? sim.rng(`guest.app.${index}.arrivals`) : null;
+  const arrivals = config.arrivals === 'poisson' ? k.rng(`guest.app.${index}.arrivals`) : null;
   const t0 = sim.now;
   let due = t0;
   const held: Extents[] = [];

@@ -1,4 +1,4 @@
-import { assert, type Proc, type Sim } from '../../sim/index.ts';
+import { assert, type Proc, type Process, type Sim } from '../../sim/index.ts';
 import { EFI_UNACCEPTED_UNIT_SIZE, PAGE_SIZE, PAGES_PER_SECTION, SZ_1M, SZ_4G, STRUCT_PAGE_BYTES, pfnOf, roundDown } from '../guest/constants.ts';
 import { early_accept_memory, process_unaccepted_memory } from '../guest/efi_unaccepted_memory.ts';
 import type { GuestKernel } from '../guest/kernel.ts';
@@ -86,7 +86,7 @@ export function* firmware(k: GuestKernel): Proc<void> {
   const shares: PhysRange[][] = Array.from({ length: n }, () => []);
   for (const r of k.firmwareAccepted) splitForCpus(r, n).forEach((piece, i) => { if (piece.start < piece.end) shares[i]!.push(piece); });
   const workers = shares.map((ranges, i) =>
-    sim.spawn(firmwareAcceptWorker(k, ranges), { name: i === 0 ? 'tdvf/bsp' : `tdvf/ap${i}`, cpu: k.vcpus[i]!, service: 'guest' }));
+    k.spawn(firmwareAcceptWorker(k, ranges), i === 0 ? 'tdvf/bsp' : `tdvf/ap${i}`, i));
   for (const w of workers) yield w.join();
 }
 
@@ -171,11 +171,10 @@ function* kernelAllocations(k: GuestKernel, count: number, held: Extents): Proc<
  * it (idle task, per-cpu kthreads) and its startup on its own vCPU; once up it idles.
  */
 function* smpInit(k: GuestKernel, held: Extents): Proc<void> {
-  const sim = k.sim;
   k.unaccepted.watchdogRunning = true;
   for (let cpu = 1; cpu < k.vcpus.length; cpu++) {
     yield* kernelAllocations(k, k.costs.apBringupAllocations, held);
-    const ap = sim.spawn(apStartup(k), { name: `cpuhp/${cpu}`, cpu: k.vcpus[cpu]!, service: 'guest' });
+    const ap = k.spawn(apStartup(k), `cpuhp/${cpu}`, cpu);
     yield ap.join();
     k.idle.start(cpu);
   }
@@ -216,7 +215,7 @@ function* userspace(k: GuestKernel, held: Extents): Proc<void> {
   const pages = Math.floor(k.costs.userspaceBytes / PAGE_SIZE / n / steps);
   const threads = [];
   for (let i = 0; i < n; i++) {
-    threads.push(sim.spawn((function* () {
+    threads.push(k.spawn((function* () {
       const vcpu = k.currentVcpu();
       // Each thread's own list: allocations of concurrent threads must not interleave in one array.
       const mine: Extents = [];
@@ -226,18 +225,34 @@ function* userspace(k: GuestKernel, held: Extents): Proc<void> {
         yield* k.touchPages(got);
       }
       for (const x of mine) held.push(x);
-    })(), { name: `systemd/${i}`, cpu: k.vcpus[i]!, service: 'guest' }));
+    })(), `systemd/${i}`, i));
   }
   for (const t of threads) yield t.join();
 }
 
-/** Boots `k` on vCPU 0, runs the simulation to its end and checks every invariant. */
-export function runGuest(sim: Sim, k: GuestKernel, options: BootOptions = {}): BootResult {
-  const boot = sim.spawn(bootWorkload(k, options), { name: 'swapper/0', cpu: k.vcpus[0]!, service: 'guest' });
-  sim.run();
-  sim.finishRun();
+/** Starts the boot of `k` on its vCPU 0, `delayNs` after the current time. */
+export function startBoot(k: GuestKernel, options: BootOptions = {}, delayNs = 0): Process<BootResult> {
+  const body = delayNs > 0 ? delayed(k, delayNs, bootWorkload(k, options)) : bootWorkload(k, options);
+  return k.spawn(body, 'swapper/0', 0);
+}
+
+function* delayed<T>(k: GuestKernel, ns: number, body: Proc<T>): Proc<T> {
+  yield k.sim.sleep(ns);
+  return yield* body;
+}
+
+/** A boot that ran to its end: its result, after the guest's invariants are checked. */
+export function finishedBoot(k: GuestKernel, boot: Process<BootResult>): BootResult {
   assert(boot.state === 'done', 'the boot did not finish', boot.state);
   const result = boot.result!;
   k.checkInvariants(result.heldPages);
   return result;
+}
+
+/** Boots `k` on vCPU 0, runs the simulation to its end and checks the guest's invariants. */
+export function runGuest(sim: Sim, k: GuestKernel, options: BootOptions = {}): BootResult {
+  const boot = startBoot(k, options);
+  sim.run();
+  sim.finishRun();
+  return finishedBoot(k, boot);
 }

@@ -3,13 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Cpu, GiB, MiB, Sim, type Proc } from '../../sim/index.ts';
-import { acceptBoot } from '../../experiments/accept_boot.ts';
+import { acceptBoot as acceptBootTyped } from '../../experiments/accept_boot.ts';
 import { defaultParams } from '../../experiments/params.ts';
-import type { Params } from '../../experiments/experiment.ts';
-import { createTdxPlatform, type TdxPlatformConfig } from '../../models/tdx/tdx_platform.ts';
+import type { Experiment, Params } from '../../experiments/experiment.ts';
 import { defaultTraceOptions, startTracing } from '../../traces/index.ts';
 import type { JaegerSpan, JaegerTrace } from '../../traces/jaeger_json.ts';
-import { acceptInParallel, makeVcpus } from '../models/host/fixture.ts';
+import { acceptInParallel, tdxVm, type TestVmOptions } from '../models/host/fixture.ts';
 
 /**
  * The chain a user follows in Jaeger across actors: a guest TDCALL that exits to KVM, which runs
@@ -65,6 +64,9 @@ function tempJaegerFile(): string {
   return join(mkdtempSync(join(tmpdir(), 'cvmsim-accept-chain-')), 'run.jaeger.json');
 }
 
+/** accept-boot as the registry holds it: run() takes the CLI's checked parameters. */
+const acceptBoot: Experiment = acceptBootTyped;
+
 function params(over: Record<string, unknown>): Params {
   return { ...defaultParams(acceptBoot), memory_gib: 1, vcpus: 2, ...over } as Params;
 }
@@ -103,20 +105,20 @@ describe('accept-boot on TDX, aggregated host path: TDCALL -> EPT violation in K
   });
 
   it('lists the guest, KVM and the TDX module as services', () => {
-    expect(t.services()).toEqual(expect.arrayContaining(['cvmsim', 'guest', 'kvm', 'tdx-module']));
+    expect(t.services()).toEqual(expect.arrayContaining(['cvmsim', 'guest/vm1', 'kvm', 'tdx-module']));
   });
 
   it('every TDH.MEM.PAGE.AUG nests in tdx_handle_ept_violation (kvm) inside the guest TDG.MEM.PAGE.ACCEPT, down from accept_memory', () => {
     expect(augs.length).toBeGreaterThan(0);
     for (const aug of augs) {
-      expect(t.chain(aug).slice(0, 3)).toEqual(['tdx-module:TDH.MEM.PAGE.AUG', 'kvm:tdx_handle_ept_violation', 'guest:TDG.MEM.PAGE.ACCEPT']);
+      expect(t.chain(aug).slice(0, 3)).toEqual(['tdx-module:TDH.MEM.PAGE.AUG', 'kvm:tdx_handle_ept_violation', 'guest/vm1:TDG.MEM.PAGE.ACCEPT']);
       expect(nestedInTime(aug, t.parent(aug)!)).toBe(true);
       expect(nestedInTime(t.parent(aug)!, t.parent(t.parent(aug)!)!)).toBe(true);
     }
     // The runtime accepts come down from accept_memory() (the firmware's come from TDVF).
-    const fromKernel = augs.map((a) => t.chain(a)).filter((c) => c.includes('guest:accept_memory'));
+    const fromKernel = augs.map((a) => t.chain(a)).filter((c) => c.includes('guest/vm1:accept_memory'));
     expect(fromKernel.length).toBeGreaterThan(0);
-    for (const c of fromKernel) expect(c.slice(3, 5)).toEqual(['guest:arch_accept_memory', 'guest:accept_memory']);
+    for (const c of fromKernel) expect(c.slice(3, 5)).toEqual(['guest/vm1:arch_accept_memory', 'guest/vm1:accept_memory']);
   });
 
   it('the spans carry aggregated counts that agree along the chain', () => {
@@ -173,26 +175,26 @@ describe('accept-boot on SEV-SNP, aggregated host path: VMGEXIT (PSC) -> snp_beg
   });
 
   it('lists the guest, KVM, the VMM and the SNP firmware as services', () => {
-    expect(t.services()).toEqual(expect.arrayContaining(['cvmsim', 'guest', 'kvm', 'vmm', 'snp-firmware']));
+    expect(t.services()).toEqual(expect.arrayContaining(['cvmsim', 'guest/vm1', 'kvm', 'vmm/vm1', 'snp-firmware']));
   });
 
   it('RMPUPDATE (snp-firmware) nests in snp_begin_psc (kvm) in the guest VMGEXIT, beside the exit to the VMM', () => {
-    const fromKernel = t.named('RMPUPDATE').filter((r) => t.chain(r).includes('guest:accept_memory'));
+    const fromKernel = t.named('RMPUPDATE').filter((r) => t.chain(r).includes('guest/vm1:accept_memory'));
     expect(fromKernel.length).toBeGreaterThan(0);
     for (const r of fromKernel) {
-      expect(t.chain(r).slice(0, 5)).toEqual(['snp-firmware:RMPUPDATE', 'kvm:snp_begin_psc', 'guest:VMGEXIT', 'guest:arch_accept_memory', 'guest:accept_memory']);
+      expect(t.chain(r).slice(0, 5)).toEqual(['snp-firmware:RMPUPDATE', 'kvm:snp_begin_psc', 'guest/vm1:VMGEXIT', 'guest/vm1:arch_accept_memory', 'guest/vm1:accept_memory']);
       const psc = t.parent(r)!;
       expect(nestedInTime(r, psc)).toBe(true);
       const vmm = t.children(psc).filter((c) => c.operationName === 'KVM_HC_MAP_GPA_RANGE');
       expect(vmm.length).toBeGreaterThan(0);
-      expect(vmm.every((v) => t.service(v) === 'vmm')).toBe(true);
+      expect(vmm.every((v) => t.service(v) === 'vmm/vm1')).toBe(true);
     }
     // 2M PSC entries on 4K folios: each entry's 512 RMPUPDATEs are one aggregated span.
     expect(fromKernel.some((r) => tag(r, 'cvmsim.aggregated.count') === 512)).toBe(true);
   });
 
   it('PVALIDATE follows the VMGEXIT; a 2M PVALIDATE answers SIZEMISMATCH and its 512 4K PVALIDATEs nest in it', () => {
-    const pvalidates = t.named('PVALIDATE').filter((p) => t.chain(p).includes('guest:accept_memory'));
+    const pvalidates = t.named('PVALIDATE').filter((p) => t.chain(p).includes('guest/vm1:accept_memory'));
     const huge = pvalidates.filter((p) => tag(p, 'size') === 2 * MiB);
     expect(huge.length).toBeGreaterThan(0);
     for (const p of huge) {
@@ -212,21 +214,20 @@ describe('accept-boot on SEV-SNP, aggregated host path: VMGEXIT (PSC) -> snp_beg
 });
 
 /** vCPUs accepting 16 MiB in parallel on a TD, traced; `zap` holds the secure_ept_lock exclusive at first. */
-async function tracedTd(config: Partial<TdxPlatformConfig>, vcpus: number, zap = false) {
+async function tracedTd(config: Partial<TestVmOptions>, vcpus: number, zap = false) {
   const file = tempJaegerFile();
   const sim = new Sim({ seed: 5 });
   const session = startTracing(sim, { experiment: 'td-accept', params: { ...config, vcpus, zap }, seed: 5 }, { ...defaultTraceOptions, files: [file] });
-  const cpus = makeVcpus(sim, vcpus);
-  const platform = createTdxPlatform(sim, { gpaBytes: 16 * MiB, vcpus: cpus, ...config });
+  const platform = tdxVm(sim, { gpaBytes: 16 * MiB, vcpus: vcpus, ...config });
   if (zap) {
     // A SEAMCALL holding the S-EPT tree lock exclusive (TDH.MEM.RANGE.BLOCK in a zap) for 50 us.
     sim.spawn((function* (): Proc<void> {
-      expect(platform.module.secureEptLock.tryAcquire('exclusive', 'host')).toBe('acquired');
+      expect(platform.td.secureEptLock.tryAcquire('exclusive', 'host')).toBe('acquired');
       yield sim.compute(50_000);
-      platform.module.secureEptLock.release('exclusive');
+      platform.td.secureEptLock.release('exclusive');
     })(), { name: 'kvm-zap', cpu: new Cpu(sim, 'host0'), service: 'kvm' });
   }
-  acceptInParallel(sim, platform, cpus, 16 * MiB, 2 * MiB);
+  acceptInParallel(sim, platform, 16 * MiB, 2 * MiB);
   const summary = await session.finish();
   expect(summary.droppedSpans).toBe(0);
   return { t: new Trace(JSON.parse(readFileSync(file, 'utf8')).data[0] as JaegerTrace), m: platform.metrics() };

@@ -20,7 +20,7 @@ export function acceptContext(options: { vcpus?: number; units?: number; mode?: 
   const units = options.units ?? 16;
   const table = new EfiUnacceptedMemory(0, Math.ceil(units / 8));
   table.bitmap_set(0, units);
-  const platform = new FixedCostPlatform(sim, { gpaBytes: units * UNIT, vcpus }, options.nsPer4K ?? 2500);
+  const platform = new FixedCostPlatform(sim, { vcpus }, options.nsPer4K ?? 2500);
   const ledger = new AcceptLedger(units * UNIT);
   const metrics = new GuestMetrics(vcpus.length);
   const arch = new ArchAccept(sim, platform, vcpus, ledger, metrics);

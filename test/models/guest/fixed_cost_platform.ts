@@ -1,5 +1,6 @@
-import { assert, type Proc, type Sim } from '../../../sim/index.ts';
-import type { AcceptPhase, Platform, PlatformConfig } from '../../../models/platform.ts';
+import { Cpu, assert, type Proc, type Sim } from '../../../sim/index.ts';
+import { GuestKernel, type GuestConfig } from '../../../models/guest/kernel.ts';
+import type { AcceptPhase, GuestPlatform } from '../../../models/guest/platform.ts';
 
 /** One arch_accept_memory() call as the test double saw it. */
 export interface AcceptCall {
@@ -16,14 +17,14 @@ export interface AcceptCall {
  * vCPU, and a fixed cost per idle tick exit. It records every call and checks that no page is
  * accepted twice and that each call runs on the vCPU it names. Tests only.
  */
-export class FixedCostPlatform implements Platform {
+export class FixedCostPlatform implements GuestPlatform {
   readonly kind = 'tdx' as const;
   readonly calls: AcceptCall[] = [];
   idleExits = 0;
 
   constructor(
     readonly sim: Sim,
-    readonly config: PlatformConfig,
+    readonly config: { vcpus: readonly Cpu[] },
     readonly nsPer4K = 2500,
     readonly idleExitNs = 2000,
   ) {}
@@ -59,12 +60,9 @@ export class FixedCostPlatform implements Platform {
   }
 }
 
-/** A PlatformFactory for GuestKernel that keeps the created double. */
-export function fixedCostFactory(sim: Sim, nsPer4K = 2500, idleExitNs = 2000) {
-  const holder: { platform: FixedCostPlatform | null } = { platform: null };
-  const make = (config: PlatformConfig) => {
-    holder.platform = new FixedCostPlatform(sim, config, nsPer4K, idleExitNs);
-    return holder.platform;
-  };
-  return { make, holder };
+/** A guest kernel on its own vCPUs over the fixed-cost double. */
+export function fixedCostKernel(sim: Sim, config: GuestConfig, nsPer4K = 2500, idleExitNs = 2000): { k: GuestKernel; platform: FixedCostPlatform } {
+  const vcpus = Array.from({ length: config.vcpus }, (_, i) => new Cpu(sim, `vcpu${i}`));
+  const platform = new FixedCostPlatform(sim, { vcpus }, nsPer4K, idleExitNs);
+  return { k: new GuestKernel(sim, config, { vcpus, platform }), platform };
 }

@@ -2,7 +2,7 @@ import { GiB, MiB, Sim, type Proc } from '../../../sim/index.ts';
 import { GuestKernel, defaultGuestConfig, type GuestConfig } from '../../../models/guest/kernel.ts';
 import { memblock_free_all, memmap_init } from '../../../models/guest/mm_init.ts';
 import { efiStub, firmware } from '../../../models/workloads/boot.ts';
-import { fixedCostFactory } from './fixed_cost_platform.ts';
+import { fixedCostKernel } from './fixed_cost_platform.ts';
 
 /** Cheap boot costs so scenario tests spend their virtual time on what they test. */
 export const quickCosts = {
@@ -16,11 +16,10 @@ export const quickCosts = {
 /** A guest kernel on the fixed-cost platform double, not yet booted. */
 export function guestContext(overrides: Partial<GuestConfig> = {}, seed = 1) {
   const sim = new Sim({ seed });
-  const f = fixedCostFactory(sim);
+
   const base = defaultGuestConfig({ memoryBytes: 4 * GiB, vcpus: 2, hz: 0, firmwareAcceptBytes: 512 * MiB });
   const config: GuestConfig = { ...base, ...overrides, costs: { ...base.costs, ...quickCosts, ...(overrides.costs ?? {}) } };
-  const k = new GuestKernel(sim, config, f.make);
-  const platform = f.holder.platform!;
+  const { k, platform } = fixedCostKernel(sim, config);
   /** Runs body on vCPU i and the simulation to its end. */
   const run = (body: Proc<void>, vcpu = 0) => {
     const p = sim.spawn(body, { name: `test/${vcpu}`, cpu: k.vcpus[vcpu]!, service: 'guest' });

@@ -1,64 +1,62 @@
 import { describe, expect, it } from 'vitest';
 import { MiB, Sim, type Proc } from '../../../sim/index.ts';
-import { createSnpPlatform, type SnpPlatformConfig } from '../../../models/snp/snp_platform.ts';
 import { pscRanges } from '../../../models/kvm/snp_psc.ts';
 import { GHCB_MSR_PSC_REQ_GFN, SNP_PAGE_STATE_PRIVATE } from '../../../models/snp/arch.ts';
-import { RecordingObserver, acceptInParallel, makeVcpus, onVcpu0 } from '../host/fixture.ts';
+import { RecordingObserver, acceptInParallel, onVcpu0, snpVm, type TestVmOptions } from '../host/fixture.ts';
 
-function snp(config: Partial<SnpPlatformConfig> = {}, gpaBytes = 512 * MiB, vcpus = 1) {
+function snp(config: Partial<TestVmOptions> = {}, gpaBytes = 512 * MiB, vcpus = 1) {
   const sim = new Sim({ seed: 9 });
   const obs = new RecordingObserver(sim);
   sim.observer = obs;
-  const cpus = makeVcpus(sim, vcpus);
-  const platform = createSnpPlatform(sim, { gpaBytes, vcpus: cpus, ...config });
-  return { sim, obs, cpus, platform };
+  const platform = snpVm(sim, { gpaBytes, vcpus: vcpus, ...config });
+  return { sim, obs, platform };
 }
 
 describe('snp_accept_memory through the GHCB: page state change descriptors', () => {
   it('64 entries per VMGEXIT, 2M entries where aligned; one userspace exit per run of adjacent same-size entries', () => {
-    const { sim, cpus, platform } = snp();
-    onVcpu0(sim, platform, cpus, () => platform.arch_accept_memory(0, 0, 256 * MiB, 'runtime'));
+    const { sim, platform } = snp();
+    onVcpu0(sim, platform, () => platform.arch_accept_memory(0, 0, 256 * MiB, 'runtime'));
     platform.checkInvariants();
     const m = platform.metrics();
-    expect(m['exits.VMGEXIT_PSC']).toBe(2); // 128 2M entries / 64
-    expect(m['snp.psc.entries_2m']).toBe(128);
-    expect(m['snp.psc.entries_4k']).toBe(0);
-    expect(m['snp.userspace_exits']).toBe(2);
+    expect(m['kvm.exits.VMGEXIT_PSC']).toBe(2); // 128 2M entries / 64
+    expect(m['kvm.sev.psc.entries_2m']).toBe(128);
+    expect(m['kvm.sev.psc.entries_4k']).toBe(0);
+    expect(m['kvm.sev.userspace_exits']).toBe(2);
     // Upstream guest_memfd folios are 4K: every RMP entry is 4K, so each 2M PVALIDATE answers
     // SIZEMISMATCH and falls back to 512 4K PVALIDATEs.
-    expect(m['snp.rmpupdate.4k']).toBe(65536);
-    expect(m['snp.pvalidate.size_mismatch']).toBe(128);
-    expect(m['snp.pvalidate.4k']).toBe(65536);
-    expect(m['host.bytes_cleared']).toBe(256 * MiB);
+    expect(m['kvm.sev.rmpupdate.4k']).toBe(65536);
+    expect(m['kvm.sev.pvalidate.size_mismatch']).toBe(128);
+    expect(m['kvm.sev.pvalidate.4k']).toBe(65536);
+    expect(m['kvm.gmem.bytes_cleared']).toBe(256 * MiB);
   });
 
   it('with 2M folios the hypervisor makes 2M RMP entries and the 2M PVALIDATEs succeed', () => {
-    const { sim, cpus, platform } = snp({ snpBacking: '2m' });
-    onVcpu0(sim, platform, cpus, () => platform.arch_accept_memory(0, 0, 256 * MiB, 'runtime'));
+    const { sim, platform } = snp({ snpBacking: '2m' });
+    onVcpu0(sim, platform, () => platform.arch_accept_memory(0, 0, 256 * MiB, 'runtime'));
     platform.checkInvariants();
     const m = platform.metrics();
-    expect(m['snp.rmpupdate.2m']).toBe(128);
-    expect(m['snp.rmpupdate.4k']).toBe(0);
-    expect(m['snp.pvalidate.2m']).toBe(128);
-    expect(m['snp.pvalidate.size_mismatch']).toBe(0);
+    expect(m['kvm.sev.rmpupdate.2m']).toBe(128);
+    expect(m['kvm.sev.rmpupdate.4k']).toBe(0);
+    expect(m['kvm.sev.pvalidate.2m']).toBe(128);
+    expect(m['kvm.sev.pvalidate.size_mismatch']).toBe(0);
   });
 
   it('an unaligned range gets 4K entries up to the first 2M boundary, a 2M entry, then 4K entries', () => {
-    const { sim, cpus, platform } = snp();
-    onVcpu0(sim, platform, cpus, () => platform.arch_accept_memory(0, 4096, 4 * MiB + 8192, 'runtime'));
+    const { sim, platform } = snp();
+    onVcpu0(sim, platform, () => platform.arch_accept_memory(0, 4096, 4 * MiB + 8192, 'runtime'));
     platform.checkInvariants();
     const m = platform.metrics();
-    expect(m['snp.psc.entries_4k']).toBe(511 + 2);
-    expect(m['snp.psc.entries_2m']).toBe(1);
-    expect(m['exits.VMGEXIT_PSC']).toBe(9); // 514 entries in descriptors of 64
+    expect(m['kvm.sev.psc.entries_4k']).toBe(511 + 2);
+    expect(m['kvm.sev.psc.entries_2m']).toBe(1);
+    expect(m['kvm.exits.VMGEXIT_PSC']).toBe(9); // 514 entries in descriptors of 64
     // Descriptors 1-7: one 4K run each; descriptor 8: 63 4K entries then the 2M one (two runs); 9: one run.
-    expect(m['snp.userspace_exits']).toBe(10);
+    expect(m['kvm.sev.userspace_exits']).toBe(10);
   });
 
   it('the spec maximum of 253 entries per descriptor needs fewer VMGEXITs', () => {
-    const { sim, cpus, platform } = snp({ pscMaxEntries: 253 });
-    onVcpu0(sim, platform, cpus, () => platform.arch_accept_memory(0, 0, 512 * MiB, 'runtime'));
-    expect(platform.metrics()['exits.VMGEXIT_PSC']).toBe(2); // 256 entries: 253 + 3
+    const { sim, platform } = snp({ pscMaxEntries: 253 });
+    onVcpu0(sim, platform, () => platform.arch_accept_memory(0, 0, 512 * MiB, 'runtime'));
+    expect(platform.metrics()['kvm.exits.VMGEXIT_PSC']).toBe(2); // 256 entries: 253 + 3
   });
 
   it('snp_begin_psc coalesces adjacent entries of one page size', () => {
@@ -67,8 +65,8 @@ describe('snp_accept_memory through the GHCB: page state change descriptors', ()
   });
 
   it('the spans: VMGEXIT and PVALIDATE in the guest, snp_begin_psc in kvm, the exit to userspace in the vmm, RMPUPDATE in the firmware', () => {
-    const { sim, obs, cpus, platform } = snp({ fidelity: 'per-page' });
-    onVcpu0(sim, platform, cpus, () => platform.arch_accept_memory(0, 0, 2 * MiB, 'runtime'));
+    const { sim, obs, platform } = snp({ fidelity: 'per-page' });
+    onVcpu0(sim, platform, () => platform.arch_accept_memory(0, 0, 2 * MiB, 'runtime'));
     const ops = obs.log.filter((e) => e.kind === 'op');
     const actor = (name: string) => ops.find((e) => e.name === name)!.actor;
     expect(actor('VMGEXIT')).toBe('guest');
@@ -86,15 +84,15 @@ describe('the GHCB MSR protocol: one 4K page per VMGEXIT', () => {
     ['early phase', 'early', {}],
     ['psc=msr at runtime', 'runtime', { psc: 'msr' }],
   ] as const)('%s: 16 KiB takes four VMGEXITs, four exits to the VMM, four 4K PVALIDATEs', (_name, phase, config) => {
-    const { sim, cpus, platform } = snp(config as Partial<SnpPlatformConfig>);
-    onVcpu0(sim, platform, cpus, () => platform.arch_accept_memory(0, 2 * MiB, 2 * MiB + 16384, phase));
+    const { sim, platform } = snp(config as Partial<TestVmOptions>);
+    onVcpu0(sim, platform, () => platform.arch_accept_memory(0, 2 * MiB, 2 * MiB + 16384, phase));
     platform.checkInvariants();
     const m = platform.metrics();
-    expect(m['exits.VMGEXIT_MSR_PSC']).toBe(4);
-    expect(m['exits.VMGEXIT_PSC']).toBeUndefined();
-    expect(m['snp.userspace_exits']).toBe(4);
-    expect(m['snp.pvalidate.4k']).toBe(4);
-    expect(m['snp.rmpupdate.4k']).toBe(4);
+    expect(m['kvm.exits.VMGEXIT_MSR_PSC']).toBe(4);
+    expect(m['kvm.exits.VMGEXIT_PSC']).toBeUndefined();
+    expect(m['kvm.sev.userspace_exits']).toBe(4);
+    expect(m['kvm.sev.pvalidate.4k']).toBe(4);
+    expect(m['kvm.sev.rmpupdate.4k']).toBe(4);
   });
 
   it('GHCB_MSR_PSC_REQ_GFN encodes op, gfn and request code as the GHCB spec lays them out', () => {
@@ -102,16 +100,16 @@ describe('the GHCB MSR protocol: one 4K page per VMGEXIT', () => {
   });
 
   it('every MSR-protocol exit goes to the VMM and its attribute update takes kvm->slots_lock: vCPUs queue on it', () => {
-    const { sim, cpus, platform } = snp({ psc: 'msr' }, 8 * MiB, 4);
-    acceptInParallel(sim, platform, cpus, 8 * MiB, 64 * 1024);
+    const { sim, platform } = snp({ psc: 'msr' }, 8 * MiB, 4);
+    acceptInParallel(sim, platform, 8 * MiB, 64 * 1024);
     expect(platform.metrics()['kvm.slots_lock.waits']).toBeGreaterThan(0);
   });
 });
 
 describe('PVALIDATE of a validated page is fatal for the guest', () => {
   it.each(['aggregate', 'per-page'] as const)('%s: accepting a page twice terminates with the address', (fidelity) => {
-    const { sim, cpus, platform } = snp({ fidelity });
-    expect(() => onVcpu0(sim, platform, cpus, function* (): Proc<void> {
+    const { sim, platform } = snp({ fidelity });
+    expect(() => onVcpu0(sim, platform, function* (): Proc<void> {
       yield* platform.arch_accept_memory(0, 0, 4 * MiB, 'runtime');
       yield* platform.arch_accept_memory(0, 3 * MiB, 3 * MiB + 4096, 'early');
     })).toThrow(/PVALIDATE\(0x0*300000, validate\) of a validated page: PVALIDATE_FAIL_NOUPDATE \(255\)/);
@@ -121,8 +119,8 @@ describe('PVALIDATE of a validated page is fatal for the guest', () => {
 describe('aggregated and per-page SNP paths agree when uncontended', () => {
   it('same end time and counts', () => {
     const run = (fidelity: 'aggregate' | 'per-page') => {
-      const { sim, cpus, platform } = snp({ fidelity });
-      onVcpu0(sim, platform, cpus, function* (): Proc<void> {
+      const { sim, platform } = snp({ fidelity });
+      onVcpu0(sim, platform, function* (): Proc<void> {
         yield* platform.arch_accept_memory(0, 4096, 6 * MiB, 'runtime');
         yield* platform.arch_accept_memory(0, 8 * MiB, 9 * MiB, 'early');
       });
@@ -139,15 +137,14 @@ describe('aggregated and per-page SNP paths agree when uncontended', () => {
 describe('the host side SNP shares with TDX (models/host/host_platform.ts)', () => {
   it('a bad host configuration value names the field', () => {
     const sim = new Sim({ seed: 1 });
-    const cpus = makeVcpus(sim, 1);
-    expect(() => createSnpPlatform(sim, { gpaBytes: 8 * MiB, vcpus: cpus, hostCpus: 0 })).toThrow(/hostCpus must be an integer/);
-    expect(() => createSnpPlatform(sim, { gpaBytes: 8 * MiB, vcpus: cpus, kvmCosts: { hltNs: -1 } })).toThrow(/kvmCosts\.hltNs/);
-    expect(() => createSnpPlatform(sim, { gpaBytes: 8 * MiB, vcpus: cpus, memoryBandwidthBytesPerSec: 0 })).toThrow(/memoryBandwidthBytesPerSec must be a positive/);
+    expect(() => snpVm(sim, { gpaBytes: 8 * MiB, vcpus: 1, cpus: 0 })).toThrow(/host_cpus must be an integer/);
+    expect(() => snpVm(sim, { gpaBytes: 8 * MiB, vcpus: 1, kvmCosts: { hltNs: -1 } })).toThrow(/kvmCosts\.hltNs/);
+    expect(() => snpVm(sim, { gpaBytes: 8 * MiB, vcpus: 1, memoryBandwidthBytesPerSec: 0 })).toThrow(/memoryBandwidthBytesPerSec must be a positive/);
   });
 
   it('a host CPU still held by an exit at the end of the run fails the invariants', () => {
-    const { sim, cpus, platform } = snp({}, 8 * MiB);
-    onVcpu0(sim, platform, cpus, function* () {
+    const { sim, platform } = snp({}, 8 * MiB);
+    onVcpu0(sim, platform, function* () {
       yield platform.host.cpus.acquire();
     });
     expect(() => platform.checkInvariants()).toThrow(/host CPUs still in exits/);

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MiB, Sim, type Proc } from '../../../sim/index.ts';
-import { createTdxPlatform, type TdxPlatformConfig } from '../../../models/tdx/tdx_platform.ts';
-import { acceptInParallel, makeVcpus, onVcpu0 } from '../host/fixture.ts';
+import { acceptInParallel, onVcpu0, tdxVm, type TestVmOptions } from '../host/fixture.ts';
 
 /** The counts that must not depend on fidelity (lock acquisitions and step counters do). */
 const SAME = [
@@ -29,9 +28,8 @@ describe('aggregated per-2M steps and the per-page path agree when uncontended',
     ];
     const { agg, per } = both((fidelity) => {
       const sim = new Sim({ seed: 3 });
-      const cpus = makeVcpus(sim, 1);
-      const platform = createTdxPlatform(sim, { gpaBytes: 32 * MiB, vcpus: cpus, fidelity, ...(extra as Partial<TdxPlatformConfig>) });
-      onVcpu0(sim, platform, cpus, function* (): Proc<void> {
+      const platform = tdxVm(sim, { gpaBytes: 32 * MiB, vcpus: 1, fidelity, ...(extra as Partial<TestVmOptions>) });
+      onVcpu0(sim, platform, function* (): Proc<void> {
         for (const [s, e] of ranges) yield* platform.arch_accept_memory(0, s, e, 'runtime');
       });
       platform.checkInvariants();
@@ -44,9 +42,8 @@ describe('aggregated per-2M steps and the per-page path agree when uncontended',
   it('four vCPUs on disjoint memory with TDX 1.5 (no lock in common): same end time and counts', () => {
     const { agg, per } = both((fidelity) => {
       const sim = new Sim({ seed: 3 });
-      const cpus = makeVcpus(sim, 4);
-      const platform = createTdxPlatform(sim, { gpaBytes: 64 * MiB, vcpus: cpus, fidelity });
-      const end = acceptInParallel(sim, platform, cpus, 64 * MiB);
+      const platform = tdxVm(sim, { gpaBytes: 64 * MiB, vcpus: 4, fidelity });
+      const end = acceptInParallel(sim, platform, 64 * MiB);
       return { end, metrics: platform.metrics() };
     });
     // The first exits of vCPUs 1-3 meet vCPU 0's frozen PD SPTE in the per-page path only, so

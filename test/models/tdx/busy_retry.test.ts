@@ -1,26 +1,25 @@
 import { describe, expect, it } from 'vitest';
 import { Cpu, MiB, Sim, US, type Proc } from '../../../sim/index.ts';
-import { createTdxPlatform, type TdxPlatformConfig } from '../../../models/tdx/tdx_platform.ts';
 import { SeptEntryLocks } from '../../../models/tdx/sept_entry_locks.ts';
-import { RecordingObserver, acceptInParallel, makeVcpus } from '../host/fixture.ts';
+import { RecordingObserver, acceptInParallel, tdxVm, type TestVmOptions } from '../host/fixture.ts';
 
 /** vCPU 0 accepts 64 KiB while a host thread holds the secure_ept_lock exclusive for 50 us from t=1us. */
-function acceptAgainstExclusiveHolder(config: Partial<TdxPlatformConfig>) {
+function acceptAgainstExclusiveHolder(config: Partial<TestVmOptions>) {
   const sim = new Sim({ seed: 5 });
   const obs = new RecordingObserver(sim);
   sim.observer = obs;
-  const cpus = makeVcpus(sim, 1);
-  const platform = createTdxPlatform(sim, { gpaBytes: 8 * MiB, vcpus: cpus, fidelity: 'per-page', ...config });
+  const platform = tdxVm(sim, { gpaBytes: 8 * MiB, vcpus: 1, fidelity: 'per-page', ...config });
+  const cpus = platform.vcpus;
   const hostCpu = new Cpu(sim, 'host0');
   let held = -1;
   sim.spawn((function* (): Proc<void> {
     yield sim.sleep(1 * US);
     // A SEAMCALL that takes the S-EPT tree lock exclusive (TDH.MEM.RANGE.BLOCK in a zap),
     // retried while BUSY as KVM does for it.
-    while (platform.module.secureEptLock.tryAcquire('exclusive', 'host') !== 'acquired') yield sim.compute(100);
+    while (platform.td.secureEptLock.tryAcquire('exclusive', 'host') !== 'acquired') yield sim.compute(100);
     held = sim.now;
     yield sim.compute(50 * US);
-    platform.module.secureEptLock.release('exclusive');
+    platform.td.secureEptLock.release('exclusive');
   })(), { name: 'kvm-zap', cpu: hostCpu, service: 'kvm' });
   sim.spawn(platform.arch_accept_memory(0, 0, 64 * 1024, 'runtime'), { name: 'vcpu0', cpu: cpus[0]!, service: 'guest' });
   sim.run();
@@ -40,19 +39,19 @@ describe('TDX_OPERAND_BUSY from the S-EPT tree lock, and KVM retrying', () => {
     expect(m['kvm.ret_pf_retry']).toBe(busy.length);
     expect(m['tdx.busy.TDX_OPERAND_BUSY']).toBe(busy.length);
     // Local retries stay inside one exit each: 16 pages, 16 exits.
-    expect(m['exits.EPT_VIOLATION']).toBe(16);
+    expect(m['kvm.exits.EPT_VIOLATION']).toBe(16);
   });
 
   it('the earlier KVM re-enters the guest instead, so every BUSY costs another TDCALL and exit', () => {
     const { m } = acceptAgainstExclusiveHolder({ kvmRetry: 'reenter' });
     expect(m['tdx.busy.total']).toBeGreaterThan(0);
-    expect(m['exits.EPT_VIOLATION']).toBe(16 + m['tdx.busy.total']!);
+    expect(m['kvm.exits.EPT_VIOLATION']).toBe(16 + m['tdx.busy.total']!);
   });
 
   it('the S-EPT tree lock has no host-priority bit: a refused SEAMCALL does not turn later acquires into BUSY_HOST_PRIORITY', () => {
     const sim = new Sim({ seed: 5 });
-    const platform = createTdxPlatform(sim, { gpaBytes: 8 * MiB, vcpus: makeVcpus(sim, 1) });
-    const lock = platform.module.secureEptLock;
+    const platform = tdxVm(sim, { gpaBytes: 8 * MiB, vcpus: 1 });
+    const lock = platform.td.secureEptLock;
     expect(lock.tryAcquire('exclusive', 'host')).toBe('acquired');
     expect(lock.tryAcquire('shared', 'host')).toBe('busy');
     expect(lock.hostPriority).toBe(false);
@@ -65,9 +64,8 @@ describe('TDX_OPERAND_BUSY from the S-EPT tree lock, and KVM retrying', () => {
   it('TDX 1.0 AUGs take the lock exclusive: two vCPUs faulting at once get BUSY; TDX 1.5 AUGs share it', () => {
     for (const [version, expectBusy] of [['1.0', true], ['1.5', false]] as const) {
       const sim = new Sim({ seed: 5 });
-      const cpus = makeVcpus(sim, 2);
-      const platform = createTdxPlatform(sim, { gpaBytes: 16 * MiB, vcpus: cpus, fidelity: 'per-page', tdxModule: version });
-      acceptInParallel(sim, platform, cpus, 16 * MiB);
+      const platform = tdxVm(sim, { gpaBytes: 16 * MiB, vcpus: 2, fidelity: 'per-page', tdxModule: version });
+      acceptInParallel(sim, platform, 16 * MiB);
       const m = platform.metrics();
       if (expectBusy) expect(m['tdx.busy.TDX_OPERAND_BUSY']).toBeGreaterThan(0);
       else expect(m['tdx.busy.total']).toBe(0);

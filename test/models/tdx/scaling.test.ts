@@ -1,17 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { MiB, MS, Sim, type Proc } from '../../../sim/index.ts';
-import { createTdxPlatform, type TdxPlatformConfig } from '../../../models/tdx/tdx_platform.ts';
 import { TDX_COSTS } from '../../../models/tdx/tdx_costs.ts';
-import { acceptInParallel, makeVcpus } from '../host/fixture.ts';
+import { acceptInParallel, tdxVm, type TestVmOptions } from '../host/fixture.ts';
 
 const BYTES = 64 * MiB;
 const PAGES = BYTES / 4096;
 
-function acceptTime(vcpus: number, config: Partial<TdxPlatformConfig>): number {
+function acceptTime(vcpus: number, config: Partial<TestVmOptions>): number {
   const sim = new Sim({ seed: 11 });
-  const cpus = makeVcpus(sim, vcpus);
-  const platform = createTdxPlatform(sim, { gpaBytes: BYTES, vcpus: cpus, ...config });
-  return acceptInParallel(sim, platform, cpus, BYTES);
+  const platform = tdxVm(sim, { gpaBytes: BYTES, vcpus, ...config });
+  return acceptInParallel(sim, platform, BYTES);
 }
 
 describe('how 4K-only acceptance scales with vCPUs comes out of the host-side locks', () => {
@@ -49,8 +47,8 @@ describe('how 4K-only acceptance scales with vCPUs comes out of the host-side lo
 describe('idle vCPUs timer-tick exits', () => {
   function withTicks(hostCpus: number, ticks: boolean) {
     const sim = new Sim({ seed: 2 });
-    const cpus = makeVcpus(sim, 2);
-    const platform = createTdxPlatform(sim, { gpaBytes: 16 * MiB, vcpus: cpus, hostCpus, fidelity: 'per-page' });
+    const platform = tdxVm(sim, { gpaBytes: 16 * MiB, vcpus: 2, cpus: hostCpus, fidelity: 'per-page' });
+    const cpus = platform.vcpus;
     let done = -1;
     sim.spawn((function* (): Proc<void> {
       sim.localIrqDisable();
@@ -75,7 +73,7 @@ describe('idle vCPUs timer-tick exits', () => {
   it('with one host CPU for two vCPUs, the idle vCPU tick exits queue with the accept exits and slow them', () => {
     const quiet = withTicks(1, false);
     const ticking = withTicks(1, true);
-    expect(ticking.m['exits.TDVMCALL_HLT']).toBeGreaterThan(5);
+    expect(ticking.m['kvm.exits.TDVMCALL_HLT']).toBeGreaterThan(5);
     expect(ticking.m['host.cpus.waits']).toBeGreaterThan(0);
     expect(ticking.done).toBeGreaterThan(quiet.done);
   });
@@ -83,7 +81,7 @@ describe('idle vCPUs timer-tick exits', () => {
   it('with a host CPU per vCPU they cost host time but do not slow the accepting vCPU', () => {
     const quiet = withTicks(2, false);
     const ticking = withTicks(2, true);
-    expect(ticking.m['exits.TDVMCALL_HLT']).toBeGreaterThan(5);
+    expect(ticking.m['kvm.exits.TDVMCALL_HLT']).toBeGreaterThan(5);
     expect(ticking.m['host.cpus.waits']).toBe(0);
     expect(ticking.done).toBe(quiet.done);
   });

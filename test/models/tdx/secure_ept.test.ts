@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { GiB } from '../../../sim/index.ts';
 import { TDX_PS_2M, TDX_PS_4K } from '../../../models/tdx/arch.ts';
-import { PAGES_PER_2M } from '../../../models/host/units.ts';
+import { PAGES_PER_2M } from '../../../models/arch/units.ts';
 import { Region, SecureEpt } from '../../../models/tdx/secure_ept.ts';
 
 describe('TDH.MEM.SEPT.ADD state in the Secure EPT', () => {

@@ -1,16 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { GiB, MiB, MS, Sim } from '../../../sim/index.ts';
-import { GuestKernel, defaultGuestConfig, type GuestConfig } from '../../../models/guest/kernel.ts';
+import { defaultGuestConfig, type GuestConfig } from '../../../models/guest/kernel.ts';
 import { defaultApplicationConfig, type ApplicationConfig } from '../../../models/workloads/application.ts';
 import { runGuest } from '../../../models/workloads/boot.ts';
-import { fixedCostFactory } from '../guest/fixed_cost_platform.ts';
+import { fixedCostKernel } from '../guest/fixed_cost_platform.ts';
 
 function run(guest: Partial<GuestConfig>, app: Partial<ApplicationConfig>, seed = 1, nsPer4K = 2500) {
   const sim = new Sim({ seed });
-  const f = fixedCostFactory(sim, nsPer4K);
-  const k = new GuestKernel(sim, defaultGuestConfig({ memoryBytes: 8 * GiB, vcpus: 2, hz: 100, ...guest }), f.make);
+  const { k, platform } = fixedCostKernel(sim, defaultGuestConfig({ memoryBytes: 8 * GiB, vcpus: 2, hz: 100, ...guest }), nsPer4K);
   const result = runGuest(sim, k, { application: defaultApplicationConfig(app) });
-  return { sim, k, result, platform: f.holder.platform! };
+  platform.checkInvariants();
+  return { sim, k, result, platform };
 }
 
 describe('application phase', () => {

@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { GiB, MS, Sim } from '../../../sim/index.ts';
-import { GuestKernel, defaultGuestConfig, type GuestConfig } from '../../../models/guest/kernel.ts';
+import { defaultGuestConfig, type GuestConfig } from '../../../models/guest/kernel.ts';
 import { runGuest, swiotlbBytes } from '../../../models/workloads/boot.ts';
-import { fixedCostFactory } from '../guest/fixed_cost_platform.ts';
+import { fixedCostKernel } from '../guest/fixed_cost_platform.ts';
 
 function boot(overrides: Partial<GuestConfig>, seed = 1) {
   const sim = new Sim({ seed });
-  const f = fixedCostFactory(sim);
-  const k = new GuestKernel(sim, defaultGuestConfig({ memoryBytes: 4 * GiB, vcpus: 2, hz: 100, ...overrides }), f.make);
+  const { k, platform } = fixedCostKernel(sim, defaultGuestConfig({ memoryBytes: 4 * GiB, vcpus: 2, hz: 100, ...overrides }));
   const result = runGuest(sim, k);
-  return { sim, k, platform: f.holder.platform!, result, at: (m: string) => k.metrics.milestones.get(m)! };
+  platform.checkInvariants();
+  return { sim, k, platform, result, at: (m: string) => k.metrics.milestones.get(m)! };
 }
 
 describe('boot workload', () => {

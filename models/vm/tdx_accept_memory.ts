@@ -1,13 +1,15 @@
-import { Bandwidth, type Attrs, type Proc } from '../../sim/index.ts';
+import { Bandwidth, countMetric, type Attrs, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
-import type { AcceptFidelity } from '../host/host_platform.ts';
-import { tdx_ept_violation_exit, type TdxHostSide } from '../kvm/tdx_ept_violation.ts';
-import { PAGES_PER_2M, SIZE_1G, SIZE_2M, hex } from '../host/units.ts';
-import { TDX_PS_1G, TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, tdxStatusName, type TdxPageLevel } from './arch.ts';
-import { Region, UPPER_SEPT_PAGES, type SeptPageKind } from './secure_ept.ts';
-import { TD_EXIT_EPT_VIOLATION, levelBytes } from './tdx_module.ts';
-
-const MODULE = 'tdx-module';
+import { writeMemory2 } from '../arch/write_rate.ts';
+import { PAGES_PER_2M, SIZE_1G, SIZE_2M, hex } from '../arch/units.ts';
+import type { Kvm } from '../kvm/kvm.ts';
+import type { KvmTdx } from '../kvm/tdx.ts';
+import { tdx_ept_violation_exit, tdxOf } from '../kvm/tdx_ept_violation.ts';
+import { TDX_PS_1G, TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, tdxStatusName, type TdxPageLevel } from '../tdx/arch.ts';
+import { tdg_mem_page_accept } from '../tdx/leaves/tdg_mem_page_accept.ts';
+import { Region, UPPER_SEPT_PAGES, type SeptPageKind } from '../tdx/secure_ept.ts';
+import { TDX_MODULE_SERVICE as MODULE, TD_EXIT_EPT_VIOLATION, levelBytes } from '../tdx/tdx_module.ts';
+import type { AcceptFidelity } from './fidelity.ts';
 
 /*
  * How TDX simulates the 4K work of an accept (AcceptFidelity):
@@ -20,13 +22,44 @@ const MODULE = 'tdx-module';
  * - 'per-page': every TDCALL, exit, SEAMCALL, clear and zero is its own step (exact, slow).
  */
 
-/** The guest-side state tdx_accept_memory() runs against. */
-export interface TdxAcceptSide extends TdxHostSide {
-  readonly fidelity: AcceptFidelity;
-  /** The fluid stand-in for an exclusive secure_ept_lock in aggregated steps (TDX 1.0 only). */
+/** What TdxGuestAccept.metrics() writes (`vm1.model`): how the simulation ran, not the system. */
+export const TDX_ACCEPT_MODEL_METRICS: MetricSpecs = {
+  aggregated_steps: countMetric('steps', 'runs of 4K accepts simulated as one aggregated step'),
+  aggregated_pages: countMetric('pages', '4K accepts inside aggregated steps'),
+  aggregated_contended_steps: countMetric('steps', 'aggregated steps that shared the fluid secure_ept_lock (TDX 1.0)'),
+  aggregated_fallbacks: countMetric('steps', 'aggregated steps that gave way to the per-page path'),
+};
+
+/**
+ * The TD guest's arch_accept_memory() as one VM runs it: the guest's TDCALL loop, the exits it
+ * causes into its KVM, and the simulation's fidelity with its own bookkeeping (how many steps
+ * were aggregated, and the fluid stand-in for an exclusive secure_ept_lock, TDX 1.0 only).
+ */
+export class TdxGuestAccept {
+  readonly tdx: KvmTdx;
   readonly septLockTime: Bandwidth | null;
-  readonly counters: { aggregatedSteps: number; aggregatedPages: number; contendedSteps: number; fallbackSteps: number };
+  readonly counters = { aggregatedSteps: 0, aggregatedPages: 0, contendedSteps: 0, fallbackSteps: 0 };
+
+  constructor(
+    readonly sim: Sim,
+    readonly kvm: Kvm,
+    readonly fidelity: AcceptFidelity,
+  ) {
+    this.tdx = tdxOf(kvm);
+    const exclusive = this.tdx.module.version === '1.0';
+    this.septLockTime = exclusive && fidelity === 'aggregate' ? new Bandwidth(sim, `${kvm.name}/secure_ept_lock (fluid)`, 1e9) : null;
+  }
+
+  /** The simulation's own counters under `prefix` (e.g. `vm1.model`). */
+  metrics(prefix: string, out: Record<string, number>): void {
+    out[`${prefix}.aggregated_steps`] = this.counters.aggregatedSteps;
+    out[`${prefix}.aggregated_pages`] = this.counters.aggregatedPages;
+    out[`${prefix}.aggregated_contended_steps`] = this.counters.contendedSteps;
+    out[`${prefix}.aggregated_fallbacks`] = this.counters.fallbackSteps;
+  }
 }
+
+type TdxAcceptSide = TdxGuestAccept;
 
 /**
  * tdx_accept_memory(start, end) (arch/x86/coco/tdx/tdx-shared.c) on the calling vCPU: accept
@@ -35,7 +68,7 @@ export interface TdxAcceptSide extends TdxHostSide {
  */
 export function* tdx_accept_memory(side: TdxAcceptSide, start: number, end: number, link: number): Proc<void> {
   if (start % 4096 !== 0 || end % 4096 !== 0 || start > end) assert(false, 'tdx_accept_memory: range must be 4 KiB aligned', { start, end });
-  if (end > side.module.sept.gpaBytes) assert(false, 'tdx_accept_memory: range beyond guest memory', { end: hex(end) });
+  if (end > side.tdx.td.sept.gpaBytes) assert(false, 'tdx_accept_memory: range beyond guest memory', { end: hex(end) });
   let p = start;
   while (p < end) {
     const regionEnd = Math.floor(p / SIZE_2M) * SIZE_2M + SIZE_2M;
@@ -78,19 +111,19 @@ function* try_accept_one(side: TdxAcceptSide, start: number, len: number, level:
 /** One TDCALL, re-executed after each EPT-violation exit until the module answers. */
 function* acceptOnce(side: TdxAcceptSide, gpa: number, level: TdxPageLevel, link: number): Proc<bigint> {
   for (;;) {
-    const status = yield* side.module.tdg_mem_page_accept(gpa, level, link);
+    const status = yield* tdg_mem_page_accept(side.tdx.td, gpa, level, link);
     if (status !== TD_EXIT_EPT_VIOLATION) return status;
-    yield* tdx_ept_violation_exit(side, gpa, level, side.module.lastAcceptOp);
+    yield* tdx_ept_violation_exit(side.kvm, gpa, level, side.tdx.td.lastAcceptOp);
   }
 }
 
 /** May [from, to) be one aggregated step? Only 4K work in a region not mapped by a 2M leaf. */
 function aggregatable(side: TdxAcceptSide, from: number, end: number): boolean {
-  const state = side.module.sept.regionState(Math.floor(from / SIZE_2M));
+  const state = side.tdx.td.sept.regionState(Math.floor(from / SIZE_2M));
   if (state === Region.LeafPending || state === Region.LeafMapped) return false;
   // A full region that KVM will map with a 2M leaf is a few events already.
   const full = from % SIZE_2M === 0 && end - from >= SIZE_2M;
-  return !(full && side.sept === '2m' && state === Region.Free);
+  return !(full && side.tdx.sept === '2m' && state === Region.Free);
 }
 
 /**
@@ -117,8 +150,10 @@ function aggregatable(side: TdxAcceptSide, from: number, end: number): boolean {
  * (`cvmsim.aggregated.ns`).
  */
 function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end: number, link: number): Proc<boolean> {
-  const { sim, host, kvm, module, gmem } = side;
-  const sept = module.sept;
+  const { sim, kvm } = side;
+  const { td, module } = side.tdx;
+  const gmem = kvm.gmem;
+  const sept = td.sept;
   const c = module.costs;
   const first = from / 4096;
   const n = (to - from) / 4096;
@@ -134,10 +169,8 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
   const start = sim.now;
   let septAdds: SeptPageKind[] = [];
   if (augs > 0) {
-    yield host.cpus.acquire();
     const claimed = claimUpperPages(side, region, exclusive);
     if (typeof claimed === 'string') {
-      host.cpus.release();
       if (traced) sim.instant('cvmsim.aggregated.fallback', { reason: claimed, gpa: hex(from), size: n * 4096 });
       return false;
     }
@@ -167,27 +200,21 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
     // (two per step made the shared bandwidth the simulator's hot spot at 64 vCPUs).
     const clearBytes = gmem.allocate(first, n);
     const zeroBytes = (septAdds.length + n) * 4096;
-    host.bytesCleared += clearBytes;
-    module.bytesZeroed += zeroBytes;
-    yield* host.write2(clearBytes, host.clearRate, zeroBytes, module.zeroRate);
+    gmem.countCleared(clearBytes);
+    td.countZeroed(zeroBytes);
+    yield* writeMemory2(gmem.memory, clearBytes, gmem.clearRate, zeroBytes, module.zeroRate);
     kvm.mmuLock.release('shared');
-    if (!exclusive) module.secureEptLock.release('shared');
-    sept.aug4k.fillRange(first, n);
-    module.augs4k += augs;
+    if (!exclusive) td.secureEptLock.release('shared');
+    td.commitAug4kRun(first, n, augs);
     const guestNs = n * module.zeroRate.nsPer4K + (exclusive ? tdcalls * c.tdcallNs : 0);
     kvm.exits.record('EPT_VIOLATION', sim.now - start - guestNs, augs);
-    host.cpus.release();
     if (traced) sim.opEnd(exitId, { 'host.clear_bytes': clearBytes, 'tdx.zero_bytes': zeroBytes });
     if (!exclusive) yield sim.compute(tdcalls * c.tdcallNs);
   } else {
     yield sim.compute(tdcalls * c.tdcallNs);
-    yield* module.zero(n * 4096);
+    yield* td.zero(n * 4096);
   }
-  sept.accepted4k.setRange(first, n);
-  module.tdcalls += tdcalls;
-  module.accepted4k += n;
-  if (try1G) module.operandInvalid++;
-  if (try2M) module.sizeMismatch++;
+  td.commitAccept4kRun(first, n, try1G, try2M);
   side.counters.aggregatedSteps++;
   side.counters.aggregatedPages += n;
   if (traced) sim.opEnd(id, { status: hex(TDX_SUCCESS) });
@@ -202,7 +229,8 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
  * caller to end.
  */
 function openSeamcallSpans(side: TdxAcceptSide, gpa: number, region: number, septAdds: readonly SeptPageKind[], augs: number, laidOutFrom: number | null): number {
-  const { sim, module } = side;
+  const { sim } = side;
+  const module = side.tdx.module;
   const c = module.costs;
   const addNs = septAdds.length * (c.seamcallNs + c.septAddBodyNs);
   const start = laidOutFrom ?? sim.now;
@@ -238,16 +266,16 @@ type ClaimRefused = 'secure_ept_lock busy' | 'S-EPT page being added (frozen SPT
  * then meets the real retry.
  */
 function claimUpperPages(side: TdxAcceptSide, region: number, exclusive: boolean): SeptPageKind[] | ClaimRefused {
-  const module = side.module;
+  const { td } = side.tdx;
   const septAdds: SeptPageKind[] = [];
   // Read the upper S-EPT state after any wait: other vCPUs fault in the same 1 GiB.
   for (const kind of UPPER_SEPT_PAGES) {
-    if (!module.sept.pageMissing(region, kind, TDX_PS_4K)) continue;
-    if (module.septPageFrozen(region, kind)) return 'S-EPT page being added (frozen SPTE)';
+    if (!td.sept.pageMissing(region, kind, TDX_PS_4K)) continue;
+    if (side.tdx.septPageFrozen(region, kind)) return 'S-EPT page being added (frozen SPTE)';
     septAdds.push(kind);
   }
-  if (!exclusive && module.secureEptLock.tryAcquire('shared', 'host') !== 'acquired') return 'secure_ept_lock busy';
-  for (const kind of septAdds) module.commitSeptAdd(region, kind);
+  if (!exclusive && td.secureEptLock.tryAcquire('shared', 'host') !== 'acquired') return 'secure_ept_lock busy';
+  for (const kind of septAdds) td.commitSeptAdd(region, kind);
   return septAdds;
 }
 

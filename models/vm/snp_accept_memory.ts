@@ -1,22 +1,35 @@
 import { assert } from '../../sim/assert.ts';
-import type { Proc } from '../../sim/index.ts';
-import type { AcceptPhase } from '../platform.ts';
-import { snp_vmgexit_msr_psc, snp_vmgexit_psc, type PscEntry, type SnpHostSide } from '../kvm/snp_psc.ts';
-import { PAGES_PER_2M, SIZE_2M, hex } from '../host/units.ts';
-import { GHCB_TERM_PVALIDATE, PVALIDATE_FAIL_NOUPDATE, PVALIDATE_FAIL_SIZEMISMATCH, SEV_TERM_SET_LINUX, SVM_VMGEXIT_PSC } from './arch.ts';
+import type { Proc, Sim } from '../../sim/index.ts';
+import type { AcceptPhase } from '../guest/platform.ts';
+import type { Kvm } from '../kvm/kvm.ts';
+import type { KvmSev } from '../kvm/sev.ts';
+import { sevOf, snp_vmgexit_msr_psc, snp_vmgexit_psc, type PscEntry } from '../kvm/snp_psc.ts';
+import { PAGES_PER_2M, SIZE_2M, hex } from '../arch/units.ts';
+import { GHCB_TERM_PVALIDATE, PVALIDATE_FAIL_NOUPDATE, PVALIDATE_FAIL_SIZEMISMATCH, SEV_TERM_SET_LINUX, SVM_VMGEXIT_PSC } from '../snp/arch.ts';
 
 /**
  * How the guest asks for page state changes at runtime: 'ghcb' (the GHCB page, descriptors of
  * up to VMGEXIT_PSC_MAX_ENTRY entries) or 'msr' (the GHCB MSR protocol, one 4K page per
  * VMGEXIT). The early phase always uses the MSR protocol.
  */
-export type PscProtocol = 'ghcb' | 'msr';
+export const PSC_PROTOCOLS = ['ghcb', 'msr'] as const;
+export type PscProtocol = (typeof PSC_PROTOCOLS)[number];
 
-export interface SnpAcceptSide extends SnpHostSide {
-  readonly psc: PscProtocol;
-  /** Entries per PSC descriptor: Linux VMGEXIT_PSC_MAX_ENTRY (64), spec maximum 253. */
-  readonly maxEntries: number;
+/** The SNP guest's arch_accept_memory() as one VM runs it: its protocol and descriptor size. */
+export class SnpGuestAccept {
+  readonly sev: KvmSev;
+  constructor(
+    readonly sim: Sim,
+    readonly kvm: Kvm,
+    readonly psc: PscProtocol,
+    /** Entries per PSC descriptor: Linux VMGEXIT_PSC_MAX_ENTRY (64), spec maximum 253. */
+    readonly maxEntries: number,
+  ) {
+    this.sev = sevOf(kvm);
+  }
 }
+
+type SnpAcceptSide = SnpGuestAccept;
 
 /**
  * snp_accept_memory(start, end) (arch/x86/coco/sev/core.c) on the calling vCPU: make the range
@@ -25,7 +38,7 @@ export interface SnpAcceptSide extends SnpHostSide {
  */
 export function* snp_accept_memory(side: SnpAcceptSide, start: number, end: number, phase: AcceptPhase, link: number): Proc<void> {
   if (start % 4096 !== 0 || end % 4096 !== 0 || start > end) assert(false, 'snp_accept_memory: range must be 4 KiB aligned', { start, end });
-  if (end > side.rmp.gpaBytes) assert(false, 'snp_accept_memory: range beyond guest memory', { end: hex(end) });
+  if (end > side.sev.rmp.gpaBytes) assert(false, 'snp_accept_memory: range beyond guest memory', { end: hex(end) });
   if (phase === 'early' || side.psc === 'msr') yield* early_set_pages_state(side, start, end, link);
   else yield* set_pages_state(side, start, end, link);
 }
@@ -36,7 +49,7 @@ function* early_set_pages_state(side: SnpAcceptSide, start: number, end: number,
   for (let p = start / 4096; p < end / 4096; p++) {
     const traced = sim.observer !== null;
     const id = traced ? sim.opBegin('VMGEXIT', { exit: 'GHCB_MSR_PSC_REQ', gpa: hex(p * 4096), size: 4096 }, link) : 0;
-    yield* snp_vmgexit_msr_psc(side, p, id);
+    yield* snp_vmgexit_msr_psc(side.kvm, p, id);
     if (traced) sim.opEnd(id);
     yield* pvalidate(side, p, false);
   }
@@ -59,7 +72,7 @@ function* set_pages_state(side: SnpAcceptSide, start: number, end: number, link:
     }
     const traced = sim.observer !== null;
     const id = traced ? sim.opBegin('VMGEXIT', { exit: hex(SVM_VMGEXIT_PSC), entries: entries.length, gpa: hex(entries[0]!.page * 4096) }, link) : 0;
-    yield* snp_vmgexit_psc(side, entries, id);
+    yield* snp_vmgexit_psc(side.kvm, entries, id);
     if (traced) sim.opEnd(id);
     for (const e of entries) yield* pvalidate(side, e.page, e.huge);
   }
@@ -72,7 +85,8 @@ function* set_pages_state(side: SnpAcceptSide, start: number, end: number, link:
  * span: one span each per page, or one with `cvmsim.aggregated.count` when aggregated.
  */
 function* pvalidate(side: SnpAcceptSide, page: number, huge: boolean): Proc<void> {
-  const { sim, rmp, costs, counters } = side;
+  const sim = side.sim;
+  const { rmp, costs, counters, perPage } = side.sev;
   const n = huge ? PAGES_PER_2M : 1;
   const twice = rmp.validated.firstSet(page, n);
   if (twice >= 0) {
@@ -90,7 +104,7 @@ function* pvalidate(side: SnpAcceptSide, page: number, huge: boolean): Proc<void
     if (rmp.size2m[page / PAGES_PER_2M] !== 1) {
       counters.pvalidateSizeMismatch++;
       if (traced) sim.instant('PVALIDATE_FAIL_SIZEMISMATCH', { gpa: hex(page * 4096), status: hex(PVALIDATE_FAIL_SIZEMISMATCH), 'status.name': 'PVALIDATE_FAIL_SIZEMISMATCH' });
-      if (side.perPage) {
+      if (perPage) {
         for (let i = 0; i < n; i++) {
           const one = traced ? sim.opBegin('PVALIDATE', { gpa: hex((page + i) * 4096), size: 4096 }) : 0;
           yield sim.compute(costs.pvalidate4kNs);

@@ -1,0 +1,126 @@
+import { GiB, MiB, US, prefixedMetrics, type MetricSpecs, type Sim } from '../sim/index.ts';
+import { booleanParam, enumParam, numberParam, type ParamsOf } from './experiment.ts';
+import { ACCEPT_STRATEGIES, FIRMWARE_ACCEPTS, defaultGuestConfig, type GuestConfig } from '../models/guest/kernel.ts';
+import { THP_MODES } from '../models/guest/khugepaged.ts';
+import { ALLOCATOR_MODES } from '../models/guest/page_alloc.ts';
+import { ACCEPT_LOCK_MODES } from '../models/guest/unaccepted_memory.ts';
+import { HOST_METRICS, Host, TECHNOLOGIES } from '../models/host/host.ts';
+import { SEPT_MAPPINGS } from '../models/kvm/tdx.ts';
+import { TDX_MODULE_VERSIONS } from '../models/tdx/tdx_module.ts';
+import { ACCEPT_FIDELITIES } from '../models/vm/fidelity.ts';
+import { PSC_PROTOCOLS } from '../models/vm/snp_accept_memory.ts';
+import { SNP_BACKINGS, VM_METRICS, Vm, type VmConfig } from '../models/vm/vm.ts';
+
+/**
+ * The parameters every experiment shares, declared once with the model's own value lists, and
+ * the wiring from them to a Host, its VMs and their guests.
+ */
+
+/** The host: its technology and module, and its CPUs. */
+export const hostParams = {
+  platform: enumParam(TECHNOLOGIES, 'tdx', 'Intel TDX or AMD SEV-SNP host'),
+  tdx_module: enumParam(TDX_MODULE_VERSIONS, '1.5', 'TDX: the TDX module whose S-EPT locking is modelled'),
+  host_cpus: numberParam({ default: 0, unit: 'CPUs', description: 'host CPUs; 0: one per vCPU of every VM (nothing else competes for them)', min: 0, max: 65536, integer: true }),
+};
+
+/** A VM's host side: how KVM maps its memory, how it asks for page state changes, the simulation's fidelity. */
+export const vmParams = {
+  sept: enumParam(SEPT_MAPPINGS, '4k', 'TDX: S-EPT mapping size KVM uses (upstream maps private memory 4K only)'),
+  psc: enumParam(PSC_PROTOCOLS, 'ghcb', 'SNP: page state changes through GHCB batches or the MSR protocol (one 4K per VMGEXIT)'),
+  snp_backing: enumParam(SNP_BACKINGS, '4k', 'SNP: guest_memfd folio size (upstream 4K; 2M with the unmerged THP series)'),
+  fidelity: enumParam(ACCEPT_FIDELITIES, 'aggregate', 'host model: per-2M aggregated steps or every 4K operation its own step'),
+};
+
+/** Host and VM parameters together (the old `platformParams`). */
+export const platformParams = { ...hostParams, ...vmParams };
+
+/** The guest kernel. */
+export const guestParams = {
+  memory_gib: numberParam({ default: 4, unit: 'GiB', description: 'guest RAM', min: 1, max: 4096, integer: true }),
+  vcpus: numberParam({ default: 4, unit: 'vCPUs', description: 'guest vCPUs', min: 1, max: 512, integer: true }),
+  accept: enumParam(ACCEPT_STRATEGIES, 'lazy', 'accept_memory=eager|lazy, or lazy plus background acceptor threads (seed option 3)'),
+  accept_lock: enumParam(ACCEPT_LOCK_MODES, 'dropped', 'unaccepted_memory_lock held across arch_accept_memory (v6.5) or dropped with accepting_list (upstream)'),
+  allocator: enumParam(ALLOCATOR_MODES, 'upstream', 'seed-era PageUnaccepted buddy pages, or zone->unaccepted_pages with cond_accept_memory'),
+  firmware: enumParam(FIRMWARE_ACCEPTS, 'lazy', 'firmware pre-accepts firmware_accept_mib (lazy) or all memory (PcdLazyAcceptPartialMemorySize=0)'),
+  firmware_accept_mib: numberParam({ default: 512, unit: 'MiB', description: 'PcdLazyAcceptPartialMemorySize', min: 0, max: 1 << 22, integer: true }),
+  deferred_struct_page_init: booleanParam(true, 'CONFIG_DEFERRED_STRUCT_PAGE_INIT'),
+  wmark_zero_fix: booleanParam(true, 'the 2025 fix: accept one block per allocation while watermarks are zero'),
+  thp: enumParam(THP_MODES, 'madvise', 'transparent_hugepage/enabled (Ubuntu madvise, RHEL always): when enabled, khugepaged\'s start (subsys initcall) raises min_free_kbytes to 11 pageblocks per zone (max 5% of lowmem) and with it the promo watermark cond_accept_memory() fills to'),
+  hz: numberParam({ default: 1000, unit: 'Hz', description: 'CONFIG_HZ: idle vCPUs exit at each tick', min: 0, max: 10000, integer: true }),
+  nohz_idle: booleanParam(false, 'the tick stops on idle vCPUs (no idle exits)'),
+  background_threads: numberParam({ default: 1, unit: 'threads', description: 'accept=background: acceptor threads', min: 1, max: 512, integer: true }),
+  background_pace_us: numberParam({ default: 0, unit: 'us', description: 'accept=background: pause between two blocks', min: 0, max: 1e9 }),
+};
+
+export type HostParams = ParamsOf<typeof hostParams>;
+export type VmParams = ParamsOf<typeof vmParams>;
+export type GuestParams = ParamsOf<typeof guestParams>;
+
+/** The guest configuration a parameter set describes (fields the experiment fixes in `overrides`). */
+export function guestConfigFrom(p: GuestParams, overrides: Partial<GuestConfig> = {}): GuestConfig {
+  return defaultGuestConfig({
+    memoryBytes: p.memory_gib * GiB,
+    vcpus: p.vcpus,
+    accept: p.accept,
+    acceptLock: p.accept_lock,
+    allocator: p.allocator,
+    firmware: p.firmware,
+    firmwareAcceptBytes: p.firmware_accept_mib * MiB,
+    deferredStructPageInit: p.deferred_struct_page_init,
+    wmarkZeroFix: p.wmark_zero_fix,
+    thp: p.thp,
+    hz: p.hz,
+    nohzIdle: p.nohz_idle,
+    background: { threads: p.background_threads, paceNs: p.background_pace_us * US },
+    ...overrides,
+  });
+}
+
+/** The host for VMs with `totalVcpus` vCPUs in all (host_cpus=0 gives each vCPU its own CPU). */
+export function buildHost(sim: Sim, p: HostParams, totalVcpus: number): Host {
+  return new Host(sim, {
+    technology: p.platform,
+    cpus: p.host_cpus === 0 ? totalVcpus : p.host_cpus,
+    tdxModule: p.tdx_module,
+  });
+}
+
+/** A VM's configuration from its parameters and its guest's. */
+export function vmConfigFrom(p: VmParams, guest: GuestConfig): VmConfig {
+  return { guest, sept: p.sept, psc: p.psc, snpBacking: p.snp_backing, fidelity: p.fidelity };
+}
+
+/** One host with one VM on it, as the single-guest experiments run. */
+export function buildSingleVm(sim: Sim, p: HostParams & VmParams & GuestParams, overrides: Partial<GuestConfig> = {}): { host: Host; vm: Vm } {
+  const guest = guestConfigFrom(p, overrides);
+  const host = buildHost(sim, p, guest.vcpus);
+  const vm = new Vm(sim, host, vmConfigFrom(p, guest));
+  return { host, vm };
+}
+
+/** Combinations of valid values that the guest model cannot run, as bad input (exit 2). */
+export function checkGuestParams(p: GuestParams): string | undefined {
+  if (p.accept === 'background' && p.allocator === 'seed') {
+    return 'accept=background needs allocator=upstream: the seed-era allocator keeps unaccepted memory in the buddy lists, with no unaccepted_pages list for acceptor threads to take blocks from';
+  }
+  return undefined;
+}
+
+/** The model owners' metric families every experiment reports: the host's and each VM's (`vm*`). */
+export const ownerMetricSpecs: MetricSpecs = {
+  ...HOST_METRICS,
+  ...prefixedMetrics('vm*', VM_METRICS),
+};
+
+/**
+ * The end of a run on `host`: every VM's host side and the host's own state balance (invariants,
+ * always on), then every owner's metrics: the host's, and each VM's under its name.
+ */
+export function finishHost(host: Host, vms: readonly Vm[]): Record<string, number> {
+  for (const vm of vms) vm.checkInvariants();
+  host.checkInvariants();
+  const out: Record<string, number> = {};
+  host.metrics(out);
+  for (const vm of vms) vm.metrics(vm.name, out);
+  return out;
+}

@@ -1,0 +1,28 @@
+import type { Bandwidth, Proc } from '../../sim/index.ts';
+
+/**
+ * What the guest kernel needs from below it, as it calls it: arch_accept_memory() and an idle
+ * vCPU's timer tick. The guest defines this contract and knows nothing of what implements it: a
+ * VM on a host (models/vm/vm.ts: KVM, the VMM, the TDX module or the SNP firmware, host CPUs and
+ * memory) or a test double.
+ */
+
+/** early: decompressor / before the GHCB is up (SNP uses the MSR protocol); runtime: afterwards. */
+export type AcceptPhase = 'early' | 'runtime';
+
+export interface GuestPlatform {
+  readonly kind: 'tdx' | 'snp';
+  /**
+   * arch_accept_memory(start, end): accept guest-physical [start, end) (bytes, 4 KiB aligned)
+   * on the calling vCPU thread, which owns `vcpus[vcpu]` (sim.current). VM exits keep the vCPU
+   * busy (sim.stall / sim.compute on its CPU).
+   */
+  arch_accept_memory(vcpu: number, start: number, end: number, phase: AcceptPhase): Proc<void>;
+  /** A timer tick on an idle (HLT) vCPU: the exit to the host and the re-entry. */
+  idle_tick_exit(vcpu: number): Proc<void>;
+  /**
+   * The memory bandwidth of the socket the guest's memory is on (shared with the host's clears
+   * and zeroing), for the guest's own memory writes. Optional: a test double may leave it out.
+   */
+  readonly memoryBandwidth?: Bandwidth;
+}

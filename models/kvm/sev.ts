@@ -1,0 +1,63 @@
+import { countMetric, type MetricSpecs } from '../../sim/index.ts';
+import type { Rmp } from '../snp/rmp.ts';
+import type { SnpCosts } from '../snp/snp_costs.ts';
+
+/** What an SNP guest's page state changes and validations did (KVM and the guest's PVALIDATEs). */
+export interface SnpCounters {
+  pscRequests: number;
+  pscEntries4k: number;
+  pscEntries2m: number;
+  userspaceExits: number;
+  rmpupdate4k: number;
+  rmpupdate2m: number;
+  pvalidate4k: number;
+  pvalidate2m: number;
+  pvalidateSizeMismatch: number;
+}
+
+/** What KvmSev.metrics() writes (`vm1.kvm.sev`). */
+export const KVM_SEV_METRICS: MetricSpecs = {
+  'psc.requests': countMetric('requests', 'page state change requests (VMGEXIT PSC and MSR protocol)'),
+  'psc.entries_4k': countMetric('entries', '4K entries of page state changes'),
+  'psc.entries_2m': countMetric('entries', '2M entries of page state changes'),
+  userspace_exits: countMetric('exits', 'KVM_HC_MAP_GPA_RANGE exits to the VMM'),
+  'rmpupdate.4k': countMetric('RMPUPDATEs', 'RMPUPDATE of 4K entries'),
+  'rmpupdate.2m': countMetric('RMPUPDATEs', 'RMPUPDATE of 2M entries'),
+  'pvalidate.4k': countMetric('PVALIDATEs', 'PVALIDATE of 4K pages (the 2M fallback included)'),
+  'pvalidate.2m': countMetric('PVALIDATEs', 'PVALIDATE of 2M pages'),
+  'pvalidate.size_mismatch': countMetric('answers', '2M PVALIDATEs answered PVALIDATE_FAIL_SIZEMISMATCH'),
+  validated_pages: countMetric('pages', '4K pages the guest validated'),
+};
+
+/**
+ * `struct kvm_sev_info` of one SNP guest: its ASID, the host's RMP and the SNP costs, whether
+ * per-4K RMP work is simulated page by page, and what its page state changes did.
+ */
+export class KvmSev {
+  readonly counters: SnpCounters = {
+    pscRequests: 0, pscEntries4k: 0, pscEntries2m: 0, userspaceExits: 0,
+    rmpupdate4k: 0, rmpupdate2m: 0, pvalidate4k: 0, pvalidate2m: 0, pvalidateSizeMismatch: 0,
+  };
+
+  constructor(
+    readonly asid: number,
+    readonly rmp: Rmp,
+    readonly costs: SnpCosts,
+    /** Per-4K RMPUPDATEs and PVALIDATEs as separate steps (exact) or one step per entry. */
+    readonly perPage: boolean,
+  ) {}
+
+  metrics(prefix: string, out: Record<string, number>): void {
+    const c = this.counters;
+    out[`${prefix}.psc.requests`] = c.pscRequests;
+    out[`${prefix}.psc.entries_4k`] = c.pscEntries4k;
+    out[`${prefix}.psc.entries_2m`] = c.pscEntries2m;
+    out[`${prefix}.userspace_exits`] = c.userspaceExits;
+    out[`${prefix}.rmpupdate.4k`] = c.rmpupdate4k;
+    out[`${prefix}.rmpupdate.2m`] = c.rmpupdate2m;
+    out[`${prefix}.pvalidate.4k`] = c.pvalidate4k;
+    out[`${prefix}.pvalidate.2m`] = c.pvalidate2m;
+    out[`${prefix}.pvalidate.size_mismatch`] = c.pvalidateSizeMismatch;
+    out[`${prefix}.validated_pages`] = this.rmp.validated.count;
+  }
+}

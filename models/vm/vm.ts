@@ -1,0 +1,225 @@
+import { Cpu, prefixedMetrics, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
+import { assert } from '../../sim/assert.ts';
+import { PAGES_PER_2M } from '../arch/units.ts';
+import { GuestKernel, guestPhysBytes, type GuestConfig } from '../guest/kernel.ts';
+import type { AcceptPhase, GuestPlatform } from '../guest/platform.ts';
+import { PlatformConfigError, costs, integerIn, oneOf } from '../host/config_check.ts';
+import type { Host, HostVmRecord } from '../host/host.ts';
+import { GuestMemfd } from '../kvm/guest_memfd.ts';
+import { KVM_METRICS, KVM_RETRIES, Kvm, type KvmRetry } from '../kvm/kvm.ts';
+import { KVM_COSTS, type KvmCosts } from '../kvm/kvm_costs.ts';
+import { KvmSev } from '../kvm/sev.ts';
+import { KvmTdx, SEPT_MAPPINGS, type SeptMapping } from '../kvm/tdx.ts';
+import { Region } from '../tdx/secure_ept.ts';
+import { TD_METRICS } from '../tdx/td.ts';
+import { Rmp } from '../snp/rmp.ts';
+import { VMGEXIT_PSC_MAX_COUNT, VMGEXIT_PSC_MAX_ENTRY } from '../snp/arch.ts';
+import { VMM_METRICS, Vmm } from '../vmm/vmm.ts';
+import { ACCEPT_FIDELITIES, type AcceptFidelity } from './fidelity.ts';
+import { PSC_PROTOCOLS, SnpGuestAccept, snp_accept_memory, type PscProtocol } from './snp_accept_memory.ts';
+import { TDX_ACCEPT_MODEL_METRICS, TdxGuestAccept, tdx_accept_memory } from './tdx_accept_memory.ts';
+
+/** guest_memfd folio size for SNP: upstream 4K, or 2M with the unmerged THP series. */
+export const SNP_BACKINGS = ['4k', '2m'] as const;
+export type SnpBacking = (typeof SNP_BACKINGS)[number];
+
+/** One confidential guest's configuration on its host. */
+export interface VmConfig {
+  /** The guest kernel the VM boots; absent for a bare VM (below). */
+  guest?: GuestConfig;
+  /**
+   * A VM without a guest kernel, whose vCPUs a test drives directly (as KVM's selftests do):
+   * its vCPU count and guest-physical size (a multiple of 2 MiB).
+   */
+  bare?: { vcpus: number; gpaBytes: number };
+  /** TDX: the S-EPT mapping size KVM uses ('4k' upstream, default). */
+  sept?: SeptMapping;
+  /** TDX: KVM's handling of RET_PF_RETRY after a BUSY SEAMCALL ('local' upstream, default). */
+  kvmRetry?: KvmRetry;
+  /** SNP: runtime page state changes through the GHCB (default) or the MSR protocol. */
+  psc?: PscProtocol;
+  /** SNP: entries per PSC descriptor: default 64 (Linux VMGEXIT_PSC_MAX_ENTRY), at most 253. */
+  pscMaxEntries?: number;
+  /** SNP: guest_memfd folio size ('4k' upstream, default). */
+  snpBacking?: SnpBacking;
+  /** 'aggregate' (default): per-2M steps; 'per-page': every 4K operation its own step. */
+  fidelity?: AcceptFidelity;
+  kvmCosts?: Partial<KvmCosts>;
+}
+
+/** What Vm.metrics() writes under the VM's prefix (`vm1`). */
+export const VM_METRICS: MetricSpecs = {
+  ...prefixedMetrics('kvm', KVM_METRICS),
+  ...prefixedMetrics('vmm', VMM_METRICS),
+  ...prefixedMetrics('tdx', TD_METRICS),
+  ...prefixedMetrics('model', TDX_ACCEPT_MODEL_METRICS),
+};
+
+/**
+ * A confidential VM on a host: the one name for "the host side of one guest". It owns its vCPUs
+ * (threads of its VMM process, on the host's CPUs), its `struct kvm` (locks, exits, guest_memfd,
+ * the TD's or SNP guest's KVM state), its VMM process and its guest kernel, which it builds on
+ * its vCPUs with itself as the guest's platform (arch_accept_memory, the idle tick). The host
+ * keeps what is shared: CPUs, memory bandwidth, the TDX module or SNP firmware.
+ */
+export class Vm implements GuestPlatform {
+  readonly kind: 'tdx' | 'snp';
+  readonly record: HostVmRecord;
+  readonly vcpus: Cpu[];
+  readonly kvm: Kvm;
+  readonly vmm: Vmm;
+  /** The guest kernel (null for a bare VM). */
+  readonly kernel: GuestKernel | null;
+  readonly fidelity: AcceptFidelity;
+  private readonly tdxAccept: TdxGuestAccept | null = null;
+  private readonly snpAccept: SnpGuestAccept | null = null;
+
+  /** Checks the VM's configuration (bad values throw PlatformConfigError), joins `host`, builds the VM. */
+  constructor(
+    readonly sim: Sim,
+    readonly host: Host,
+    config: VmConfig,
+  ) {
+    const sept = oneOf('sept', config.sept, SEPT_MAPPINGS, '4k');
+    const retry = oneOf('kvmRetry', config.kvmRetry, KVM_RETRIES, 'local');
+    const psc = oneOf('psc', config.psc, PSC_PROTOCOLS, 'ghcb');
+    const maxEntries = integerIn('pscMaxEntries', config.pscMaxEntries, 1, VMGEXIT_PSC_MAX_COUNT, VMGEXIT_PSC_MAX_ENTRY);
+    const backing = oneOf('snpBacking', config.snpBacking, SNP_BACKINGS, '4k');
+    this.fidelity = oneOf('fidelity', config.fidelity, ACCEPT_FIDELITIES, 'aggregate');
+    costs('kvmCosts', config.kvmCosts, Object.keys(KVM_COSTS));
+    const g = config.guest;
+    const bare = config.bare;
+    assert((g === undefined) !== (bare === undefined), 'a VM has either a guest kernel or is bare', Object.keys(config));
+    const vcpus = g?.vcpus ?? bare!.vcpus;
+    const gpaBytes = g !== undefined ? guestPhysBytes(g.memoryBytes) : bare!.gpaBytes;
+    integerIn('vcpus', vcpus, 1, 1 << 16, 1);
+    if (!(gpaBytes > 0 && gpaBytes % (2 * 1024 * 1024) === 0)) throw new PlatformConfigError(`gpaBytes must be a positive multiple of 2 MiB (got ${gpaBytes})`);
+    this.kind = host.config.technology;
+    this.record = host.admit(vcpus, g?.memoryBytes ?? gpaBytes);
+    const name = this.record.name;
+    const folioBytes = (this.kind === 'tdx' ? sept : backing) === '2m' ? 2097152 : 4096;
+    const gmem = new GuestMemfd(gpaBytes / 4096, folioBytes, host.memory, host.clearRate);
+    this.kvm = new Kvm(sim, name, gmem, { retry, costs: config.kvmCosts ?? {} });
+    this.vmm = new Vmm(sim, name, this.kvm);
+    this.kvm.userspace = this.vmm;
+    if (host.tdx !== null) {
+      const td = host.tdx.createTd(name, this.record.key, gpaBytes, host.memory);
+      this.kvm.tdx = new KvmTdx(host.tdx, td, sept);
+      this.tdxAccept = new TdxGuestAccept(sim, this.kvm, this.fidelity);
+    } else {
+      const snp = host.snp!;
+      this.kvm.sev = new KvmSev(this.record.key, new Rmp(gpaBytes), snp.costs, this.fidelity === 'per-page');
+      this.snpAccept = new SnpGuestAccept(sim, this.kvm, psc, maxEntries);
+    }
+    this.vcpus = [];
+    for (let i = 0; i < vcpus; i++) this.vcpus.push(new Cpu(sim, `${name}/vcpu${i}`));
+    this.kernel = g === undefined ? null : new GuestKernel(sim, g, {
+      vcpus: this.vcpus,
+      platform: this,
+      identity: { threadPrefix: `${name}/`, service: `guest/${name}`, streamPrefix: `vm.${this.record.id}.` },
+    });
+  }
+
+  /** The guest kernel of a VM that has one. */
+  get guest(): GuestKernel {
+    const k = this.kernel;
+    if (k === null) return assert(false, 'a bare VM has no guest kernel', this.name) as never;
+    return k;
+  }
+
+  get name(): string {
+    return this.record.name;
+  }
+
+  /** The guest shares the host socket's memory bandwidth for its own page clearing. */
+  get memoryBandwidth() {
+    return this.host.memory;
+  }
+
+  *arch_accept_memory(vcpu: number, start: number, end: number, phase: AcceptPhase): Proc<void> {
+    this.checkVcpu(vcpu);
+    if (this.tdxAccept !== null) yield* tdx_accept_memory(this.tdxAccept, start, end, 0);
+    else yield* snp_accept_memory(this.snpAccept!, start, end, phase, 0);
+  }
+
+  *idle_tick_exit(vcpu: number): Proc<void> {
+    this.checkVcpu(vcpu);
+    const kvm = this.kvm;
+    if (kvm.tdx !== null) {
+      // The halted vCPU's TDVMCALL<Instruction.HLT> exit, KVM's halt and the timer wake-up,
+      // TDH.VP.ENTER: host CPU time; TDH.VP.ENTER takes only shared module locks (op_state,
+      // TD epoch), so it meets the fault path on host CPUs, not on a module lock.
+      const c = kvm.tdx.module.costs;
+      yield* kvm.fixedExit('TDVMCALL_HLT', c.tdExitNs + kvm.costs.hltNs + c.tdEntryNs);
+    } else {
+      // HLT is intercepted (an automatic exit for SEV-ES/SNP guests): VMEXIT, KVM's halt and the
+      // timer wake-up, VMRUN, on a host CPU.
+      const c = kvm.sev!.costs;
+      yield* kvm.fixedExit('HLT', c.vmExitNs + kvm.costs.hltNs + c.vmEntryNs);
+    }
+  }
+
+  /** arch_accept_memory() and the idle tick run on the calling vCPU's own thread. */
+  private checkVcpu(vcpu: number): void {
+    assert(vcpu >= 0 && vcpu < this.vcpus.length, 'no such vCPU', { vm: this.name, vcpu });
+    const p = this.sim.current;
+    assert(p !== null && p.cpu === this.vcpus[vcpu], 'arch_accept_memory must run on its vCPU', { vm: this.name, vcpu });
+  }
+
+  /** This VM's host-side metrics under `prefix` (e.g. `vm1`): KVM, the VMM, its TD, the model. */
+  metrics(prefix: string, out: Record<string, number>): void {
+    this.kvm.metrics(`${prefix}.kvm`, out);
+    this.vmm.metrics(`${prefix}.vmm`, out);
+    this.kvm.tdx?.td.metrics(`${prefix}.tdx`, out);
+    this.tdxAccept?.metrics(`${prefix}.model`, out);
+  }
+
+  /**
+   * The VM's host side balances at the end of a run: guest_memfd, no KVM lock held, and every
+   * page the TD AUGed or the RMP assigned has its guest_memfd folio (the module's own balance
+   * is the host's check).
+   */
+  checkInvariants(): void {
+    const { kvm } = this;
+    const gmem = kvm.gmem;
+    gmem.checkInvariants();
+    assert(!kvm.locksHeld, 'KVM locks still held at the end of the run', `${kvm.mmuLock.describe()}; ${kvm.slotsLock.describe()}`);
+    const mem = gmem.allocated.words;
+    if (kvm.tdx !== null) {
+      const sept = kvm.tdx.td.sept;
+      const aug = sept.aug4k.words;
+      for (let i = 0; i < aug.length; i++) {
+        if ((aug[i]! & ~mem[i]!) !== 0) assert(false, 'a 4K page was AUGed without a guest_memfd folio', { vm: this.name, page: i * 32 });
+      }
+      for (let r = 0; r < sept.regions.length; r++) {
+        const state = sept.regions[r] as Region;
+        if (state !== Region.LeafPending && state !== Region.LeafMapped) continue;
+        assert(gmem.allocated.countRange(r * PAGES_PER_2M, PAGES_PER_2M) === PAGES_PER_2M, 'a 2M leaf without its guest_memfd folio', { vm: this.name, region: r });
+      }
+    }
+    if (kvm.sev !== null) checkSnpInvariants(this.name, kvm.sev, mem);
+  }
+}
+
+/** Every validated page was assigned by RMPUPDATE once and has its folio; counters balance. */
+function checkSnpInvariants(vm: string, sev: KvmSev, mem: Uint32Array): void {
+  const { rmp, counters } = sev;
+  assert(rmp.assigned.recount() === rmp.assigned.count, 'RMP assigned bitmap and its count disagree', { vm, count: rmp.assigned.count });
+  assert(rmp.validated.recount() === rmp.validated.count, 'RMP validated bitmap and its count disagree', { vm, count: rmp.validated.count });
+  const as = rmp.assigned.words;
+  const va = rmp.validated.words;
+  for (let i = 0; i < va.length; i++) {
+    if ((va[i]! & ~as[i]!) !== 0) assert(false, 'a page was PVALIDATEd without RMPUPDATE', { vm, page: i * 32 });
+    if ((as[i]! & ~mem[i]!) !== 0) assert(false, 'a page was assigned in the RMP without a guest_memfd folio', { vm, page: i * 32 });
+  }
+  let entries2m = 0;
+  for (let r = 0; r < rmp.size2m.length; r++) {
+    if (rmp.size2m[r] !== 1) continue;
+    entries2m++;
+    assert(rmp.assigned.countRange(r * PAGES_PER_2M, PAGES_PER_2M) === PAGES_PER_2M, 'a 2M RMP entry over pages not all assigned', { vm, region: r });
+  }
+  assert(counters.rmpupdate2m === entries2m, 'RMPUPDATE(2M) count and 2M RMP entries disagree', { vm, updates: counters.rmpupdate2m, entries: entries2m });
+  assert(counters.rmpupdate4k + PAGES_PER_2M * counters.rmpupdate2m === rmp.assigned.count, 'RMPUPDATE counts and assigned pages disagree', { vm, u4k: counters.rmpupdate4k, u2m: counters.rmpupdate2m, assigned: rmp.assigned.count });
+  const validatedByCount = counters.pvalidate4k + PAGES_PER_2M * (counters.pvalidate2m - counters.pvalidateSizeMismatch);
+  assert(validatedByCount === rmp.validated.count, 'PVALIDATE counts and validated pages disagree', { vm, counted: validatedByCount, validated: rmp.validated.count });
+}

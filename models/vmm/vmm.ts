@@ -1,0 +1,50 @@
+import { countMetric, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
+import { hex } from '../arch/units.ts';
+import type { Kvm } from '../kvm/kvm.ts';
+import type { KvmUserspace } from '../kvm/userspace.ts';
+
+/** What Vmm.metrics() writes (`vm1.vmm`). */
+export const VMM_METRICS: MetricSpecs = {
+  'map_gpa_range.exits': countMetric('exits', 'KVM_HC_MAP_GPA_RANGE exits the VMM handled'),
+  'map_gpa_range.pages': countMetric('pages', '4K pages those exits covered'),
+};
+
+/**
+ * The VMM process of one VM (QEMU): it owns the VM's file descriptors and its vCPU threads, one
+ * per vCPU, each looping on ioctl(KVM_RUN). An exit KVM cannot finish in the kernel returns to
+ * the VMM on that same thread, which handles it and calls back into KVM; so the VMM's work runs
+ * on the host CPU the vCPU thread holds. What it handles today: KVM_HC_MAP_GPA_RANGE
+ * (kvm_handle_hc_map_gpa_range() -> kvm_convert_memory(), accel/kvm/kvm-all.c), whose
+ * KVM_SET_MEMORY_ATTRIBUTES finds acceptance's ranges already private. Its spans are the
+ * `vmm` service. Not modelled yet: the main-loop and I/O threads (no device work is simulated)
+ * and the shared backing's discard (conversions).
+ */
+export class Vmm implements KvmUserspace {
+  /** Exits to userspace handled, by kind. */
+  mapGpaRangeExits = 0;
+  mapGpaRangePages = 0;
+
+  constructor(
+    readonly sim: Sim,
+    /** `vm1`: the process is named `qemu/vm1` in traces. */
+    readonly name: string,
+    readonly kvm: Kvm,
+  ) {}
+
+  *map_gpa_range(gpa: number, pages: number, _toPrivate: boolean, link: number): Proc<void> {
+    const { sim, kvm } = this;
+    this.mapGpaRangeExits++;
+    this.mapGpaRangePages += pages;
+    const traced = sim.observer !== null;
+    const id = traced ? sim.opBegin('KVM_HC_MAP_GPA_RANGE', { gpa: hex(gpa), size: pages * 4096, vm: this.name }, link, `vmm/${this.name}`) : 0;
+    // Back to userspace and QEMU's exit dispatch, then the ioctl into KVM.
+    yield sim.stallFor(kvm.costs.userspaceExitNs);
+    yield* kvm.kvm_vm_set_mem_attributes_unchanged();
+    if (traced) sim.opEnd(id);
+  }
+
+  metrics(prefix: string, out: Record<string, number>): void {
+    out[`${prefix}.map_gpa_range.exits`] = this.mapGpaRangeExits;
+    out[`${prefix}.map_gpa_range.pages`] = this.mapGpaRangePages;
+  }
+}
