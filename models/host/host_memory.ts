@@ -619,7 +619,11 @@ export class HostMemory {
     return -1;
   }
 
-  /** The first aligned run of n free blocks from `lo` to the end of lo's 1 GiB chunk, or -1. */
+  /**
+   * The first aligned run of n free blocks from `lo` to the end of lo's 1 GiB chunk, or -1.
+   * Bits below lo in lo's word need no mask: lo is a chunk start or alignUp(hint, n), and an
+   * aligned run starting below alignUp(hint, n) holds a block below the hint, never free.
+   */
   private searchChunk(lo: number, n: number): number {
     const bits = this.freeBits;
     const endWord = ((lo >>> 9) + 1) * (BLOCKS_PER_CHUNK / 32);
@@ -633,8 +637,7 @@ export class HostMemory {
     }
     const mask = n === 1 ? 1 : (1 << n) - 1;
     for (let w = lo >>> 5; w < endWord; w++) {
-      let word = bits[w]!;
-      if (w === lo >>> 5) word &= ~((1 << (lo & 31)) - 1);
+      const word = bits[w]!;
       if (word === 0) continue;
       if (n === 1) return (w << 5) + ctz(word);
       for (let p = 0; p < 32; p += n) if (((word >>> p) & mask) === mask) return (w << 5) + p;
