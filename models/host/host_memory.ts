@@ -98,8 +98,12 @@ class NodeState {
   freeBlocks: number;
   /** 1 GiB chunks entirely free (alloc_contig_pages() at 1 GiB can use each). */
   free1g = 0;
-  /** No free block below this one (the lowest-address-first search starts here). */
-  hint: number;
+  /**
+   * Per order 9..18 (index order - 9): no aligned free run of that order starts below this
+   * block, so the lowest-address-first search starts here. A search that finds nothing moves
+   * it to the node's end, a free lowers it: repeated failures cost O(1) until memory returns.
+   */
+  readonly hints: number[];
 
   constructor(
     readonly index: number,
@@ -115,7 +119,7 @@ class NodeState {
     this.firstChunk = base / BLOCKS_PER_CHUNK;
     this.endChunk = this.firstChunk + Math.ceil((this.end - this.padStart) / SIZE_1G);
     this.freeBlocks = bytes / SIZE_2M;
-    this.hint = this.firstBlock;
+    this.hints = Array.from({ length: ORDER_1G - ORDER_2M + 1 }, () => this.firstBlock);
   }
 
   get paddedBlocks(): number {
@@ -365,7 +369,7 @@ export class HostMemory {
     }
     this.used[b]! -= n;
     this.account(this.owner[b]!, this.kind[b]! - 1, -n);
-    if (this.used[b] !== 0) return false;
+    if (n === 0 || this.used[b] !== 0) return false; // a fresh block stays reserved until used
     this.release(b, 1);
     return true;
   }
@@ -542,7 +546,11 @@ export class HostMemory {
     }
     this.expect(free === node.freeBlocks, `free blocks of node ${node.index}`, node.freeBlocks, free);
     this.expect(free1g === node.free1g, `free 1 GiB chunks of node ${node.index}`, node.free1g, free1g);
-    this.expect(node.hint <= lowestFree, `the search hint of node ${node.index} (no free block below it)`, node.hint, lowestFree);
+    for (let order = ORDER_2M; order <= ORDER_1G; order++) {
+      const lowest = this.lowestRun(node, 1 << (order - ORDER_2M));
+      const hint = node.hints[order - ORDER_2M]!;
+      this.expect(hint <= lowest, `the order-${order} search hint of node ${node.index} (no free run below it)`, hint, lowest);
+    }
     return { reserved, partial };
   }
 
@@ -602,27 +610,40 @@ export class HostMemory {
   // ---- Block bookkeeping ---------------------------------------------------------------------
 
   /**
-   * The lowest aligned run of n free blocks on node, or -1. Chunks (1 GiB) with fewer than n
-   * free blocks are skipped on their counter; the search starts at the node's hint, so taking
-   * blocks one at a time in address order costs O(1) each.
+   * The lowest aligned run of n free blocks on node, or -1. The search starts at the order's
+   * hint, so taking 2M blocks in address order costs O(1) each; chunks (1 GiB) with fewer than
+   * n free blocks are skipped on their counter, and a 1G request on a node without an entirely
+   * free chunk fails at once.
    */
   private findRun(node: NodeState, n: number): number {
     if (node.freeBlocks < n) return -1;
-    const start = (node.hint + n - 1) & ~(n - 1);
+    if (n === BLOCKS_PER_CHUNK && node.free1g === 0) return -1;
+    const h = 31 - Math.clz32(n); // order - 9
+    const start = (node.hints[h]! + n - 1) & ~(n - 1);
     for (let c = start >>> 9; c < node.endChunk; c++) {
       if (this.chunkFree[c]! < n) continue;
       const b = this.searchChunk(Math.max(start, c * BLOCKS_PER_CHUNK), n);
       if (b < 0) continue;
-      if (n === 1) node.hint = b;
+      node.hints[h] = b;
       return b;
     }
+    node.hints[h] = node.endBlock;
     return -1;
+  }
+
+  /** The lowest aligned run of n free blocks on node without the hints, or Infinity (checks only). */
+  private lowestRun(node: NodeState, n: number): number {
+    for (let c = node.firstChunk; c < node.endChunk; c++) {
+      const b = this.searchChunk(c * BLOCKS_PER_CHUNK, n);
+      if (b >= 0) return b;
+    }
+    return Infinity;
   }
 
   /**
    * The first aligned run of n free blocks from `lo` to the end of lo's 1 GiB chunk, or -1.
    * Bits below lo in lo's word need no mask: lo is a chunk start or alignUp(hint, n), and an
-   * aligned run starting below alignUp(hint, n) holds a block below the hint, never free.
+   * aligned run starting below alignUp(hint, n) starts below the hint, so it is not free.
    */
   private searchChunk(lo: number, n: number): number {
     const bits = this.freeBits;
@@ -674,7 +695,11 @@ export class HostMemory {
       if (++this.chunkFree[i >>> 9]! === BLOCKS_PER_CHUNK) node.free1g++;
     }
     node.freeBlocks += n;
-    if (b < node.hint) node.hint = b;
+    const hints = node.hints;
+    for (let h = 0; h < hints.length; h++) {
+      const runStart = b & ~((1 << h) - 1); // the lowest run of order h + 9 the freed blocks can join
+      if (runStart < hints[h]!) hints[h] = runStart;
+    }
     this.reservedBlocks -= n;
   }
 

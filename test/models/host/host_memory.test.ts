@@ -181,6 +181,8 @@ describe('HostMemory: 4K pages', () => {
     expect(mem.unusePages(r, 6)).toBe(true);
     expect(mem.ownerOf(r)).toBe(NO_OWNER);
     const s = mem.allocRegionBlock(vm1, 'gmem')!;
+    expect(mem.unusePages(s, 0)).toBe(false); // a fresh block stays reserved
+    expect(mem.ownerOf(s)).toBe(vm1);
     mem.usePages(s, 3);
     expect(mem.freeRegionBlock(s, vm1)).toBe(3);
     expect(mem.usedBytes()).toBe(512 * KiB4);
