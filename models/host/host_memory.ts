@@ -522,7 +522,6 @@ export class HostMemory {
   private recountNode(node: NodeState, byOwner: number[], byKind: number[]): { reserved: number; partial: number } {
     let free = 0;
     let free1g = 0;
-    let lowestFree = Infinity;
     let reserved = 0;
     let partial = 0;
     for (let c = node.firstChunk; c < node.endChunk; c++) {
@@ -532,7 +531,6 @@ export class HostMemory {
         const isFree = this.checkBlock(b, inRam);
         if (isFree) {
           chunkFree++;
-          lowestFree = Math.min(lowestFree, b);
         } else if (inRam) {
           reserved++;
           byOwner[this.owner[b]!]! += this.used[b]!;
