@@ -1,7 +1,7 @@
 import { assert } from '../../sim/assert.ts';
 import { Series, TimeWeightedGauge } from '../../sim/stats.ts';
 import type { Sim } from '../../sim/sim.ts';
-import { PAGE_SIZE, PAGES_PER_2M, SIZE_1G, SIZE_2M, hex } from './units.ts';
+import { PAGE_SIZE, PAGES_PER_2M, SIZE_1G, SIZE_2M, hex } from '../arch/units.ts';
 
 /**
  * Host physical memory: who owns every 2 MiB block of host RAM, and a buddy-like allocator that
