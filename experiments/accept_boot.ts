@@ -3,7 +3,7 @@ import { numberParam, type Curve, type Experiment } from './experiment.ts';
 import type { GuestKernel } from '../models/guest/kernel.ts';
 import { defaultApplicationConfig } from '../models/workloads/application.ts';
 import { runGuest } from '../models/workloads/boot.ts';
-import { buildSingleVm, checkGuestParams, finishHost, guestParams, ownerMetricSpecs, platformParams } from './wiring.ts';
+import { buildSingleVm, checkSingleVm, finishHost, guestParams, ownerMetricSpecs, platformParams } from './wiring.ts';
 
 /**
  * accept-boot (design.md Q1): boot a confidential guest from VM start to a shell under one
@@ -90,7 +90,7 @@ export const acceptBoot: Experiment<typeof acceptBootParams> = {
     app_s: times('s', 'application phase duration (0 without one)'),
     ...acceptMetricSpecs,
   },
-  check: checkGuestParams,
+  check: checkSingleVm,
   run(p, sim) {
     const { host, vm } = buildSingleVm(sim, p);
     const k = vm.guest;

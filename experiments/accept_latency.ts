@@ -3,7 +3,7 @@ import { enumParam, numberParam, type Curve, type Experiment } from './experimen
 import { APPLICATION_ARRIVALS, APPLICATION_PATTERNS, defaultApplicationConfig } from '../models/workloads/application.ts';
 import { runGuest } from '../models/workloads/boot.ts';
 import { acceptMetricSpecs, acceptMetrics, acceptPerVcpuCurve, acceptedCurve } from './accept_boot.ts';
-import { buildSingleVm, checkGuestParams, finishHost, guestParams, platformParams } from './wiring.ts';
+import { buildSingleVm, checkSingleVm, finishHost, guestParams, platformParams } from './wiring.ts';
 
 const acceptLatencyParams = {
   ...platformParams,
@@ -40,7 +40,7 @@ export const acceptLatency: Experiment<typeof acceptLatencyParams> = {
     boot_to_userspace_s: { unit: 's', description: 'VM start to a shell', tolerance: { kind: 'relative', value: 0.05 } },
     ...acceptMetricSpecs,
   },
-  check: checkGuestParams,
+  check: checkSingleVm,
   run(p, sim) {
     const { host, vm } = buildSingleVm(sim, p);
     const k = vm.guest;

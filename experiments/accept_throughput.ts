@@ -2,7 +2,7 @@ import { GiB } from '../sim/index.ts';
 import type { Experiment } from './experiment.ts';
 import { runAcceptAll } from '../models/workloads/accept_all.ts';
 import { acceptMetricSpecs, acceptMetrics, acceptPerVcpuCurve, acceptedCurve } from './accept_boot.ts';
-import { buildSingleVm, finishHost, guestParams, platformParams } from './wiring.ts';
+import { buildSingleVm, checkHostParams, finishHost, guestParams, platformParams } from './wiring.ts';
 
 const acceptThroughputParams = {
   ...platformParams,
@@ -28,6 +28,7 @@ export const acceptThroughput: Experiment<typeof acceptThroughputParams> = {
     accepted_by_threads_gib: { unit: 'GiB', description: 'memory the accept threads accepted', tolerance: { kind: 'relative', value: 0.001 } },
     ...acceptMetricSpecs,
   },
+  check: (p) => checkHostParams(p, [{ vcpus: p.vcpus, memoryBytes: p.memory_gib * GiB }]),
   run(p, sim) {
     const { host, vm } = buildSingleVm(sim, {
       ...p, accept: 'lazy', allocator: 'upstream', firmware: 'lazy', deferred_struct_page_init: true, wmark_zero_fix: true,

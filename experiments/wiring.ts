@@ -1,9 +1,10 @@
-import { GiB, MiB, US, prefixedMetrics, type MetricSpecs, type Sim } from '../sim/index.ts';
+import { GiB, MiB, Sim, US, prefixedMetrics, type MetricSpecs } from '../sim/index.ts';
 import { booleanParam, enumParam, numberParam, type ParamsOf } from './experiment.ts';
 import { ACCEPT_STRATEGIES, FIRMWARE_ACCEPTS, defaultGuestConfig, type GuestConfig } from '../models/guest/kernel.ts';
 import { THP_MODES } from '../models/guest/khugepaged.ts';
 import { ALLOCATOR_MODES } from '../models/guest/page_alloc.ts';
 import { ACCEPT_LOCK_MODES } from '../models/guest/unaccepted_memory.ts';
+import { PlatformConfigError } from '../models/host/config_check.ts';
 import { HOST_METRICS, Host, TECHNOLOGIES } from '../models/host/host.ts';
 import { SEPT_MAPPINGS } from '../models/kvm/tdx.ts';
 import { TDX_MODULE_VERSIONS } from '../models/tdx/tdx_module.ts';
@@ -21,6 +22,8 @@ export const hostParams = {
   platform: enumParam(TECHNOLOGIES, 'tdx', 'Intel TDX or AMD SEV-SNP host'),
   tdx_module: enumParam(TDX_MODULE_VERSIONS, '1.5', 'TDX: the TDX module whose S-EPT locking is modelled'),
   host_cpus: numberParam({ default: 0, unit: 'CPUs', description: 'host CPUs; 0: one per vCPU of every VM (nothing else competes for them)', min: 0, max: 65536, integer: true }),
+  host_memory_gib: numberParam({ default: 0, unit: 'GiB', description: 'host RAM; 0: the VMs\' memory plus 25% and 2 GiB (enough for every page table, control page and firmware table)', min: 0, max: 65536, integer: true }),
+  sockets: numberParam({ default: 1, unit: 'sockets', description: 'host sockets: one NUMA node and one memory bandwidth each; VM n\'s memory is on node (n-1) mod sockets', min: 1, max: 8, integer: true }),
 };
 
 /** A VM's host side: how KVM maps its memory, how it asks for page state changes, the simulation's fidelity. */
@@ -76,11 +79,20 @@ export function guestConfigFrom(p: GuestParams, overrides: Partial<GuestConfig> 
   });
 }
 
-/** The host for VMs with `totalVcpus` vCPUs in all (host_cpus=0 gives each vCPU its own CPU). */
-export function buildHost(sim: Sim, p: HostParams, totalVcpus: number): Host {
+/**
+ * The host for VMs with `totalVcpus` vCPUs and `totalMemoryBytes` of RAM in all: host_cpus=0 gives
+ * each vCPU its own CPU, host_memory_gib=0 gives the VMs' memory plus 25% and 2 GiB, per socket
+ * rounded up to whole GiB.
+ */
+export function buildHost(sim: Sim, p: HostParams, totalVcpus: number, totalMemoryBytes: number): Host {
+  const autoGib = Math.ceil((totalMemoryBytes * 1.25) / GiB + 2);
+  const gib = p.host_memory_gib === 0 ? Math.ceil(autoGib / p.sockets) * p.sockets : p.host_memory_gib;
+  if (gib % p.sockets !== 0) throw new PlatformConfigError(`host_memory_gib must be a multiple of sockets (got host_memory_gib=${gib}, sockets=${p.sockets})`);
   return new Host(sim, {
     technology: p.platform,
     cpus: p.host_cpus === 0 ? totalVcpus : p.host_cpus,
+    memoryBytes: gib * GiB,
+    sockets: p.sockets,
     tdxModule: p.tdx_module,
   });
 }
@@ -93,7 +105,7 @@ export function vmConfigFrom(p: VmParams, guest: GuestConfig): VmConfig {
 /** One host with one VM on it, as the single-guest experiments run. */
 export function buildSingleVm(sim: Sim, p: HostParams & VmParams & GuestParams, overrides: Partial<GuestConfig> = {}): { host: Host; vm: Vm } {
   const guest = guestConfigFrom(p, overrides);
-  const host = buildHost(sim, p, guest.vcpus);
+  const host = buildHost(sim, p, guest.vcpus, guest.memoryBytes);
   const vm = new Vm(sim, host, vmConfigFrom(p, guest));
   return { host, vm };
 }
@@ -104,6 +116,27 @@ export function checkGuestParams(p: GuestParams): string | undefined {
     return 'accept=background needs allocator=upstream: the seed-era allocator keeps unaccepted memory in the buddy lists, with no unaccepted_pages list for acceptor threads to take blocks from';
   }
   return undefined;
+}
+
+/**
+ * Whether the host takes these VMs, asked of the model itself before any run: the host is built
+ * on a scratch Sim and admits each VM as KVM would (a TD with more vCPUs than host CPUs, or VMs
+ * whose memory does not fit, are refused), so the CLI can report bad input (exit 2) up front.
+ */
+export function checkHostParams(p: HostParams, vms: readonly { vcpus: number; memoryBytes: number }[]): string | undefined {
+  try {
+    const host = buildHost(new Sim({ seed: 0 }), p, vms.reduce((n, v) => n + v.vcpus, 0), vms.reduce((n, v) => n + v.memoryBytes, 0));
+    for (const vm of vms) host.admit(vm.vcpus, vm.memoryBytes);
+  } catch (e) {
+    if (e instanceof PlatformConfigError) return e.message;
+    throw e;
+  }
+  return undefined;
+}
+
+/** The checks of a single-VM experiment: the guest's combinations, then the host's admission. */
+export function checkSingleVm(p: HostParams & GuestParams): string | undefined {
+  return checkGuestParams(p) ?? checkHostParams(p, [{ vcpus: p.vcpus, memoryBytes: p.memory_gib * GiB }]);
 }
 
 /** The model owners' metric families every experiment reports: the host's and each VM's (`vm*`). */

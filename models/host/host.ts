@@ -1,7 +1,10 @@
 import { Bandwidth, Semaphore, countMetric, measureMetric, prefixedMetrics, type MetricSpecs, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 import { WriteRate } from '../arch/write_rate.ts';
+import { SIZE_2M } from '../arch/units.ts';
+import { Rmp } from '../snp/rmp.ts';
 import { SnpFirmware } from '../snp/snp_firmware.ts';
+import { HostMemory, equalNodes, type OwnerId } from './host_memory.ts';
 import type { SnpCosts } from '../snp/snp_costs.ts';
 import { TDX_COSTS, type TdxCosts } from '../tdx/tdx_costs.ts';
 import { TDX_MODULE_METRICS, TdxModule, type TdxModuleVersion } from '../tdx/tdx_module.ts';
@@ -17,8 +20,12 @@ export interface HostConfig {
   technology: Technology;
   /** Host CPUs (logical CPUs). */
   cpus: number;
+  /** Host RAM, bytes (a multiple of 2 MiB per socket), split evenly over the sockets' NUMA nodes. */
+  memoryBytes: number;
+  /** Sockets, one NUMA node and one memory bandwidth each (default 1). */
+  sockets?: number;
   /**
-   * Socket memory bandwidth, bytes/s, shared by every clear and zero (processor sharing).
+   * Memory bandwidth of each socket, bytes/s, shared by every clear and zero (processor sharing).
    * domain.md (parameter table, "memory-bandwidth-bound accept rate"): "100-300 GB/s DDR5
    * socket"; default the middle, 200 GB/s.
    */
@@ -50,6 +57,14 @@ export interface HostVmRecord {
   readonly memoryBytes: number;
   /** TDX: the HKID KVM allocated (tdx_guest_keyid_alloc()); SNP: the ASID (sev_asid_new()). */
   readonly key: number;
+  /** Its owner id in host memory, and the NUMA node (socket) its memory and clears are on. */
+  readonly owner: OwnerId;
+  readonly node: number;
+}
+
+/** A socket: its memory bandwidth, which every clear and zero of memory on its node shares. */
+export interface Socket {
+  readonly memory: Bandwidth;
 }
 
 /** What Host.metrics() writes. */
@@ -60,6 +75,14 @@ export const HOST_METRICS: MetricSpecs = {
   'host.cpus.wait_ns': measureMetric('ns', 'time exits waited for a host CPU'),
   'host.memory_bandwidth.bytes': countMetric('bytes', 'bytes written through the socket memory bandwidth'),
   'host.vms': countMetric('VMs', 'VMs on the host'),
+  'host.memory.used_bytes': countMetric('bytes', 'host memory in use at the end of the run (guest_memfd, S-EPT and TD control pages, the RMP)'),
+  'host.memory.used_bytes_peak': countMetric('bytes', 'the most host memory in use at any time'),
+  'host.memory.used_bytes_mean': measureMetric('bytes', 'host memory in use, time-weighted mean over the run'),
+  'host.memory.free_bytes': countMetric('bytes', 'host memory free at the end of the run'),
+  'host.memory.reserved_bytes': countMetric('bytes', 'host memory in blocks taken from the free pool (partly used blocks whole)'),
+  'host.memory.free_1g_chunks': countMetric('chunks', 'aligned 1 GiB ranges entirely free (fragmentation)'),
+  'host.memory.by_kind.*.bytes': countMetric('bytes', 'host memory in use by kind (gmem, sept, tdx_control, pamt, rmp, vmm_shared, kernel)'),
+  'host.memory.by_owner.*.bytes': countMetric('bytes', 'host memory in use by owner (each VM, the SNP firmware)'),
   ...prefixedMetrics('tdx', TDX_MODULE_METRICS),
 };
 
@@ -76,11 +99,14 @@ export class Host {
    * vCPU stays stalled.
    */
   readonly cpus: Semaphore;
-  /** The socket's memory bandwidth (one socket). */
-  readonly memory: Bandwidth;
+  readonly sockets: readonly Socket[];
+  /** Host physical memory: every page a guest, the TDX module or the firmware uses comes from it. */
+  readonly memory: HostMemory;
   readonly clearRate: WriteRate;
   readonly tdx: TdxModule | null;
   readonly snp: SnpFirmware | null;
+  /** SNP: the RMP, one entry per 4K of host memory, indexed by host physical address. */
+  readonly rmp: Rmp | null;
   private readonly vms: HostVmRecord[] = [];
 
   constructor(
@@ -88,15 +114,36 @@ export class Host {
     readonly config: HostConfig,
   ) {
     integerIn('host_cpus', config.cpus, 1, 1 << 16, 1);
+    const sockets = integerIn('sockets', config.sockets, 1, 64, 1);
+    if (!(config.memoryBytes > 0 && config.memoryBytes % (sockets * SIZE_2M) === 0)) {
+      throw new PlatformConfigError(`host memory must be a positive multiple of 2 MiB per socket (got ${config.memoryBytes} bytes on ${sockets} socket(s))`);
+    }
     positive('memoryBandwidthBytesPerSec', config.memoryBandwidthBytesPerSec);
     positive('clearBytesPerSec', config.clearBytesPerSec);
     costs('tdxCosts', config.tdxCosts, Object.keys(TDX_COSTS));
     costs('snpCosts', config.snpCosts, Object.keys(SNP_COSTS));
     this.cpus = new Semaphore(sim, 'host_cpus', config.cpus, 'stall');
-    this.memory = new Bandwidth(sim, 'host_memory', config.memoryBandwidthBytesPerSec ?? HOST_DEFAULTS.memoryBandwidthBytesPerSec);
+    const bandwidth = config.memoryBandwidthBytesPerSec ?? HOST_DEFAULTS.memoryBandwidthBytesPerSec;
+    this.sockets = Array.from({ length: sockets }, (_, i) => ({ memory: new Bandwidth(sim, sockets === 1 ? 'host_memory' : `host_memory/socket${i}`, bandwidth) }));
+    this.memory = new HostMemory(sim, { nodes: equalNodes(config.memoryBytes, sockets) });
     this.clearRate = new WriteRate(config.clearBytesPerSec ?? HOST_DEFAULTS.clearBytesPerSec);
     this.tdx = config.technology === 'tdx' ? new TdxModule(sim, config.tdxModule ?? '1.5', config.tdxCosts ?? {}) : null;
     this.snp = config.technology === 'snp' ? new SnpFirmware(config.snpCosts ?? {}) : null;
+    this.rmp = config.technology === 'snp' ? this.reserveRmp(config.memoryBytes) : null;
+  }
+
+  /**
+   * The RMP covers all host memory and is itself host memory the firmware reserves at boot
+   * (16 bytes per 4K page, `linux:arch/x86/virt/svm/sev.c` snp_rmptable_init(); domain.md
+   * "SNP RMP table 16 B per 4K page").
+   */
+  private reserveRmp(memoryBytes: number): Rmp {
+    const owner = this.memory.registerOwner('snp-firmware');
+    const blocks = Math.ceil(memoryBytes / 256 / SIZE_2M);
+    for (let i = 0; i < blocks; i++) {
+      if (this.memory.allocBlocks(owner, 'rmp', 9, 0) === null) throw new PlatformConfigError(`host memory too small for the RMP (${memoryBytes} bytes)`);
+    }
+    return new Rmp(memoryBytes);
   }
 
   /**
@@ -109,8 +156,16 @@ export class Host {
     if (config.technology === 'tdx' && vcpus > config.cpus) {
       throw new PlatformConfigError(`vcpus must be at most host_cpus for a TD: KVM's tdx_vm_init() caps a TD's vCPUs at num_present_cpus() (got vcpus=${vcpus}, host_cpus=${config.cpus})`);
     }
+    // Guest memory is not overcommitted: every VM's RAM must fit beside the others'.
+    const promised = this.vms.reduce((n, vm) => n + vm.memoryBytes, 0) + memoryBytes;
+    const usable = this.memory.totalBytes() - this.memory.usedBytesOfKind('rmp');
+    if (promised > usable) {
+      throw new PlatformConfigError(`host_memory_gib too small: the VMs' memory (${promised / 2 ** 30} GiB) does not fit in the host's ${usable / 2 ** 30} GiB`);
+    }
     const id = this.vms.length + 1;
-    const record: HostVmRecord = { id, name: `vm${id}`, vcpus, memoryBytes, key: id };
+    const name = `vm${id}`;
+    const owner = this.memory.registerOwner(name);
+    const record: HostVmRecord = { id, name, vcpus, memoryBytes, key: id, owner, node: (id - 1) % this.sockets.length };
     this.vms.push(record);
     return record;
   }
@@ -125,14 +180,17 @@ export class Host {
     out['host.cpus.exit_busy_ns'] = this.cpus.busyNs();
     out['host.cpus.waits'] = this.cpus.stats.contended;
     out['host.cpus.wait_ns'] = this.cpus.stats.wait.sum;
-    out['host.memory_bandwidth.bytes'] = this.memory.totalBytes;
+    out['host.memory_bandwidth.bytes'] = this.sockets.reduce((n, s) => n + s.memory.totalBytes, 0);
     out['host.vms'] = this.vms.length;
+    this.memory.metrics('host.memory', out);
     this.tdx?.metrics('tdx', out);
   }
 
   /** No host CPU still in an exit; the module's TDs balance. */
   checkInvariants(): void {
     assert(this.cpus.inUse === 0, 'host CPUs still in exits at the end of the run', this.cpus.inUse);
+    this.memory.checkInvariants();
+    this.rmp?.checkInvariants();
     this.tdx?.checkInvariants();
   }
 }

@@ -1,4 +1,5 @@
 import { countMetric, type MetricSpecs } from '../../sim/index.ts';
+import { PAGES_PER_2M } from '../arch/units.ts';
 import type { Rmp } from '../snp/rmp.ts';
 import type { SnpCosts } from '../snp/snp_costs.ts';
 
@@ -47,6 +48,12 @@ export class KvmSev {
     readonly perPage: boolean,
   ) {}
 
+  /** 4K pages this guest validated (a 2M PVALIDATE that answered SIZEMISMATCH counts by its 4K fallback). */
+  validatedPages(): number {
+    const c = this.counters;
+    return c.pvalidate4k + PAGES_PER_2M * (c.pvalidate2m - c.pvalidateSizeMismatch);
+  }
+
   metrics(prefix: string, out: Record<string, number>): void {
     const c = this.counters;
     out[`${prefix}.psc.requests`] = c.pscRequests;
@@ -58,6 +65,6 @@ export class KvmSev {
     out[`${prefix}.pvalidate.4k`] = c.pvalidate4k;
     out[`${prefix}.pvalidate.2m`] = c.pvalidate2m;
     out[`${prefix}.pvalidate.size_mismatch`] = c.pvalidateSizeMismatch;
-    out[`${prefix}.validated_pages`] = this.rmp.validated.count;
+    out[`${prefix}.validated_pages`] = this.validatedPages();
   }
 }

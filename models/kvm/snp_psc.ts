@@ -88,38 +88,42 @@ function* kvm_hc_map_gpa_range(kvm: Kvm, first: number, pages: number, link: num
   kvm.exits.record('KVM_EXIT_HYPERCALL', kvm.sim.now - start);
 }
 
-/** guest_memfd folios for [first, first + n) and RMPUPDATE of what is not yet assigned. */
+/**
+ * guest_memfd folios for the guest pages [first, first + n) (one 4K page or one 2M region), then
+ * RMPUPDATE of the host pages behind them that are not yet assigned to this guest.
+ */
 function* makePrivate(kvm: Kvm, first: number, n: number, huge: boolean): Proc<void> {
   const sim = kvm.sim;
   const sev = sevOf(kvm);
-  const { rmp, costs, counters } = sev;
+  const { rmp, costs, counters, asid } = sev;
   yield* kvm.gmem.getRange(first, n);
-  const assigned = rmp.assigned.countRange(first, n);
+  const h = kvm.gmem.hostPage(first);
+  const assigned = rmp.assigned.countRange(h, n);
   if (assigned === n) return;
   const traced = sim.observer !== null;
   // A 2M RMP entry needs a 2M folio and a region with no 4K entry assigned yet (else KVM
   // handles the rest 4K at a time).
   if (huge && assigned === 0 && kvm.gmem.folioPages === PAGES_PER_2M) {
-    const id = traced ? sim.opBegin('RMPUPDATE', { gpa: hex(first * 4096), size: n * 4096 }, 0, 'snp-firmware') : 0;
+    const id = traced ? sim.opBegin('RMPUPDATE', { gpa: hex(first * 4096), hpa: hex(h * 4096), size: n * 4096 }, 0, 'snp-firmware') : 0;
     yield sim.stallFor(costs.rmpupdate2mNs);
-    rmp.assign(first, n, true);
+    rmp.assign(h, n, asid, true);
     counters.rmpupdate2m++;
     if (traced) sim.opEnd(id);
     return;
   }
   const todo = n - assigned;
   if (sev.perPage || todo === 1) {
-    for (let p = first; p < first + n; p++) {
-      if (rmp.assigned.test(p)) continue;
-      const id = traced ? sim.opBegin('RMPUPDATE', { gpa: hex(p * 4096), size: 4096 }, 0, 'snp-firmware') : 0;
+    for (let i = 0; i < n; i++) {
+      if (rmp.assigned.test(h + i)) continue;
+      const id = traced ? sim.opBegin('RMPUPDATE', { gpa: hex((first + i) * 4096), hpa: hex((h + i) * 4096), size: 4096 }, 0, 'snp-firmware') : 0;
       yield sim.stallFor(costs.rmpupdate4kNs);
-      rmp.assign(p, 1, false);
+      rmp.assign(h + i, 1, asid, false);
       if (traced) sim.opEnd(id);
     }
   } else {
-    const id = traced ? sim.opBegin('RMPUPDATE', { gpa: hex(first * 4096), size: 4096, 'cvmsim.aggregated.count': todo }, 0, 'snp-firmware') : 0;
+    const id = traced ? sim.opBegin('RMPUPDATE', { gpa: hex(first * 4096), hpa: hex(h * 4096), size: 4096, 'cvmsim.aggregated.count': todo }, 0, 'snp-firmware') : 0;
     yield sim.stallFor(todo * costs.rmpupdate4kNs);
-    rmp.assigned.fillRange(first, n);
+    rmp.assign(h, n, asid, false);
     if (traced) sim.opEnd(id);
   }
   counters.rmpupdate4k += todo;

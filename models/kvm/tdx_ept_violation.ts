@@ -91,6 +91,7 @@ function* tdx_private_fault(kvm: Kvm, gpa: number, acceptLevel: TdxPageLevel): P
     tdx.freezeSeptPage(region, kind);
     status = yield* tdh_mem_sept_add(td, region, kind, 0);
     tdx.thawSeptPage(region, kind);
+    if (status === TDX_SUCCESS) tdx.septPageAdded();
     outNs = tdx.module.seamcallHalfNs;
     if (status !== TDX_SUCCESS) break;
   }

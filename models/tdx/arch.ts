@@ -80,3 +80,17 @@ export function tdxStatusName(status: bigint): string {
   for (const [value, name] of NAMES) if (value === c) return name;
   return 'TDX_UNKNOWN_STATUS';
 }
+
+/**
+ * Control pages of a TD, as TDH.SYS.INFO reports them (tdcs_base_size, tdvps_base_size) and the
+ * kernel allocates them (tdx_alloc_control_page() for the TDR, TDH.MNG.ADDCX per TDCS page,
+ * TDH.VP.CREATE / TDH.VP.ADDCX per vCPU):
+ * - TDR: one page;
+ * - TDCS: 4 pages in TDX 1.0; 6 in 1.5 without TD partitioning (tdx-module tdx_1.5
+ *   MIN_NUM_TDCS_PAGES = 6; L2 VMs raise it, up to MAX_NUM_TDCS_PAGES = 9);
+ * - TDVPS per vCPU: TDVPR + TDCX pages, 6 without L2 VMs (tdx-module tdx_tdvps.h: 1.0
+ *   MAX_TDVPS_PAGES = 6, 1.5 MIN_TDVPS_PAGES = 6).
+ */
+export const TDR_PAGES = 1;
+export const TDCS_PAGES = { '1.0': 4, '1.5': 6 } as const;
+export const TDVPS_PAGES = 6;

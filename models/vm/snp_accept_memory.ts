@@ -38,7 +38,7 @@ type SnpAcceptSide = SnpGuestAccept;
  */
 export function* snp_accept_memory(side: SnpAcceptSide, start: number, end: number, phase: AcceptPhase, link: number): Proc<void> {
   if (start % 4096 !== 0 || end % 4096 !== 0 || start > end) assert(false, 'snp_accept_memory: range must be 4 KiB aligned', { start, end });
-  if (end > side.sev.rmp.gpaBytes) assert(false, 'snp_accept_memory: range beyond guest memory', { end: hex(end) });
+  if (end > side.kvm.gmem.allocated.pages * 4096) assert(false, 'snp_accept_memory: range beyond guest memory', { end: hex(end) });
   if (phase === 'early' || side.psc === 'msr') yield* early_set_pages_state(side, start, end, link);
   else yield* set_pages_state(side, start, end, link);
 }
@@ -88,11 +88,13 @@ function* pvalidate(side: SnpAcceptSide, page: number, huge: boolean): Proc<void
   const sim = side.sim;
   const { rmp, costs, counters, perPage } = side.sev;
   const n = huge ? PAGES_PER_2M : 1;
-  const twice = rmp.validated.firstSet(page, n);
+  // The hardware finds the RMP entry through the nested page table: the host page behind the GPA.
+  const h = side.kvm.gmem.hostPage(page);
+  const twice = rmp.validated.firstSet(h, n);
   if (twice >= 0) {
-    assert(false, `PVALIDATE(${hex(twice * 4096)}, validate) of a validated page: PVALIDATE_FAIL_NOUPDATE (${PVALIDATE_FAIL_NOUPDATE}); sev_es_terminate(SEV_TERM_SET_LINUX=${SEV_TERM_SET_LINUX}, GHCB_TERM_PVALIDATE=${GHCB_TERM_PVALIDATE})`, hex(twice * 4096));
+    assert(false, `PVALIDATE(${hex((page + twice - h) * 4096)}, validate) of a validated page: PVALIDATE_FAIL_NOUPDATE (${PVALIDATE_FAIL_NOUPDATE}); sev_es_terminate(SEV_TERM_SET_LINUX=${SEV_TERM_SET_LINUX}, GHCB_TERM_PVALIDATE=${GHCB_TERM_PVALIDATE})`, hex((page + twice - h) * 4096));
   }
-  if (rmp.assigned.countRange(page, n) !== n) assert(false, 'PVALIDATE of a page the hypervisor has not assigned to the guest', hex(page * 4096));
+  if (rmp.assigned.countRange(h, n) !== n) assert(false, 'PVALIDATE of a page the hypervisor has not assigned to the guest', hex(page * 4096));
   const traced = sim.observer !== null;
   const id = traced ? sim.opBegin('PVALIDATE', { gpa: hex(page * 4096), size: n * 4096 }) : 0;
   if (!huge) {
@@ -101,7 +103,7 @@ function* pvalidate(side: SnpAcceptSide, page: number, huge: boolean): Proc<void
   } else {
     yield sim.compute(costs.pvalidate2mNs);
     counters.pvalidate2m++;
-    if (rmp.size2m[page / PAGES_PER_2M] !== 1) {
+    if (rmp.size2m[h / PAGES_PER_2M] !== 1) {
       counters.pvalidateSizeMismatch++;
       if (traced) sim.instant('PVALIDATE_FAIL_SIZEMISMATCH', { gpa: hex(page * 4096), status: hex(PVALIDATE_FAIL_SIZEMISMATCH), 'status.name': 'PVALIDATE_FAIL_SIZEMISMATCH' });
       if (perPage) {
@@ -118,6 +120,6 @@ function* pvalidate(side: SnpAcceptSide, page: number, huge: boolean): Proc<void
       counters.pvalidate4k += n;
     }
   }
-  rmp.validated.setRange(page, n);
+  rmp.validate(h, n);
   if (traced) sim.opEnd(id, {});
 }

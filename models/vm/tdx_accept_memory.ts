@@ -275,7 +275,10 @@ function claimUpperPages(side: TdxAcceptSide, region: number, exclusive: boolean
     septAdds.push(kind);
   }
   if (!exclusive && td.secureEptLock.tryAcquire('shared', 'host') !== 'acquired') return 'secure_ept_lock busy';
-  for (const kind of septAdds) td.commitSeptAdd(region, kind);
+  for (const kind of septAdds) {
+    td.commitSeptAdd(region, kind);
+    side.tdx.septPageAdded();
+  }
   return septAdds;
 }
 

@@ -1,4 +1,4 @@
-import { Cpu, prefixedMetrics, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
+import { Cpu, prefixedMetrics, type Bandwidth, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 import { PAGES_PER_2M } from '../arch/units.ts';
 import { GuestKernel, guestPhysBytes, type GuestConfig } from '../guest/kernel.ts';
@@ -10,9 +10,8 @@ import { KVM_METRICS, KVM_RETRIES, Kvm, type KvmRetry } from '../kvm/kvm.ts';
 import { KVM_COSTS, type KvmCosts } from '../kvm/kvm_costs.ts';
 import { KvmSev } from '../kvm/sev.ts';
 import { KvmTdx, SEPT_MAPPINGS, type SeptMapping } from '../kvm/tdx.ts';
-import { Region } from '../tdx/secure_ept.ts';
+import { Region, type SecureEpt } from '../tdx/secure_ept.ts';
 import { TD_METRICS } from '../tdx/td.ts';
-import { Rmp } from '../snp/rmp.ts';
 import { VMGEXIT_PSC_MAX_COUNT, VMGEXIT_PSC_MAX_ENTRY } from '../snp/arch.ts';
 import { VMM_METRICS, Vmm } from '../vmm/vmm.ts';
 import { ACCEPT_FIDELITIES, type AcceptFidelity } from './fidelity.ts';
@@ -98,17 +97,18 @@ export class Vm implements GuestPlatform {
     this.record = host.admit(vcpus, g?.memoryBytes ?? gpaBytes);
     const name = this.record.name;
     const folioBytes = (this.kind === 'tdx' ? sept : backing) === '2m' ? 2097152 : 4096;
-    const gmem = new GuestMemfd(gpaBytes / 4096, folioBytes, host.memory, host.clearRate);
+    const { owner, node } = this.record;
+    const gmem = new GuestMemfd(gpaBytes / 4096, folioBytes, host.memory, owner, node, host.sockets[node]!.memory, host.clearRate);
     this.kvm = new Kvm(sim, name, gmem, { retry, costs: config.kvmCosts ?? {} });
     this.vmm = new Vmm(sim, name, this.kvm);
     this.kvm.userspace = this.vmm;
     if (host.tdx !== null) {
-      const td = host.tdx.createTd(name, this.record.key, gpaBytes, host.memory);
-      this.kvm.tdx = new KvmTdx(host.tdx, td, sept);
+      const td = host.tdx.createTd(name, this.record.key, gpaBytes, host.sockets[node]!.memory);
+      this.kvm.tdx = new KvmTdx(host.tdx, td, sept, { memory: host.memory, owner, node }, vcpus);
       this.tdxAccept = new TdxGuestAccept(sim, this.kvm, this.fidelity);
     } else {
       const snp = host.snp!;
-      this.kvm.sev = new KvmSev(this.record.key, new Rmp(gpaBytes), snp.costs, this.fidelity === 'per-page');
+      this.kvm.sev = new KvmSev(this.record.key, host.rmp!, snp.costs, this.fidelity === 'per-page');
       this.snpAccept = new SnpGuestAccept(sim, this.kvm, psc, maxEntries);
     }
     this.vcpus = [];
@@ -131,9 +131,9 @@ export class Vm implements GuestPlatform {
     return this.record.name;
   }
 
-  /** The guest shares the host socket's memory bandwidth for its own page clearing. */
-  get memoryBandwidth() {
-    return this.host.memory;
+  /** The guest shares its socket's memory bandwidth for its own page clearing. */
+  get memoryBandwidth(): Bandwidth {
+    return this.host.sockets[this.record.node]!.memory;
   }
 
   *arch_accept_memory(vcpu: number, start: number, end: number, phase: AcceptPhase): Proc<void> {
@@ -175,51 +175,70 @@ export class Vm implements GuestPlatform {
   }
 
   /**
-   * The VM's host side balances at the end of a run: guest_memfd, no KVM lock held, and every
-   * page the TD AUGed or the RMP assigned has its guest_memfd folio (the module's own balance
-   * is the host's check).
+   * The VM's host side balances at the end of a run: guest_memfd against host memory, no KVM
+   * lock held, and every page the guest accepted is backed by a guest_memfd folio on a host page
+   * this VM owns (the TD's S-EPT, or the RMP entries of the SNP guest's ASID). The module's and
+   * the RMP's own balance are the host's check.
    */
   checkInvariants(): void {
     const { kvm } = this;
     const gmem = kvm.gmem;
     gmem.checkInvariants();
     assert(!kvm.locksHeld, 'KVM locks still held at the end of the run', `${kvm.mmuLock.describe()}; ${kvm.slotsLock.describe()}`);
-    const mem = gmem.allocated.words;
     if (kvm.tdx !== null) {
-      const sept = kvm.tdx.td.sept;
-      const aug = sept.aug4k.words;
-      for (let i = 0; i < aug.length; i++) {
-        if ((aug[i]! & ~mem[i]!) !== 0) assert(false, 'a 4K page was AUGed without a guest_memfd folio', { vm: this.name, page: i * 32 });
-      }
-      for (let r = 0; r < sept.regions.length; r++) {
-        const state = sept.regions[r] as Region;
-        if (state !== Region.LeafPending && state !== Region.LeafMapped) continue;
-        assert(gmem.allocated.countRange(r * PAGES_PER_2M, PAGES_PER_2M) === PAGES_PER_2M, 'a 2M leaf without its guest_memfd folio', { vm: this.name, region: r });
-      }
+      kvm.tdx.checkInvariants();
+      checkTdBacking(this.name, kvm.tdx.td.sept, gmem);
     }
-    if (kvm.sev !== null) checkSnpInvariants(this.name, kvm.sev, mem);
+    if (kvm.sev !== null) checkSnpBacking(this.name, kvm.sev, gmem);
   }
 }
 
-/** Every validated page was assigned by RMPUPDATE once and has its folio; counters balance. */
-function checkSnpInvariants(vm: string, sev: KvmSev, mem: Uint32Array): void {
-  const { rmp, counters } = sev;
-  assert(rmp.assigned.recount() === rmp.assigned.count, 'RMP assigned bitmap and its count disagree', { vm, count: rmp.assigned.count });
-  assert(rmp.validated.recount() === rmp.validated.count, 'RMP validated bitmap and its count disagree', { vm, count: rmp.validated.count });
-  const as = rmp.assigned.words;
-  const va = rmp.validated.words;
-  for (let i = 0; i < va.length; i++) {
-    if ((va[i]! & ~as[i]!) !== 0) assert(false, 'a page was PVALIDATEd without RMPUPDATE', { vm, page: i * 32 });
-    if ((as[i]! & ~mem[i]!) !== 0) assert(false, 'a page was assigned in the RMP without a guest_memfd folio', { vm, page: i * 32 });
+/**
+ * Every AUGed or accepted page of the TD has its guest_memfd folio (gmem.checkInvariants() has
+ * already tied every folio to a host page this VM owns).
+ */
+function checkTdBacking(vm: string, sept: SecureEpt, gmem: GuestMemfd): void {
+  const aug = sept.aug4k.words;
+  const mem = gmem.allocated.words;
+  for (let i = 0; i < aug.length; i++) {
+    if ((aug[i]! & ~mem[i]!) !== 0) assert(false, 'a 4K page was AUGed without a guest_memfd folio', { vm, page: i * 32 });
   }
+  for (let r = 0; r < sept.regions.length; r++) {
+    const state = sept.regions[r] as Region;
+    if (state !== Region.LeafPending && state !== Region.LeafMapped) continue;
+    assert(gmem.allocated.countRange(r * PAGES_PER_2M, PAGES_PER_2M) === PAGES_PER_2M, 'a 2M leaf without its guest_memfd folio', { vm, region: r });
+  }
+}
+
+/**
+ * The SNP guest's RMP entries: in each of its regions, what is validated is assigned, what is
+ * assigned has a folio, the region's ASID is the guest's; its RMPUPDATE and PVALIDATE counts
+ * add up to what the RMP holds for it.
+ */
+function checkSnpBacking(vm: string, sev: KvmSev, gmem: GuestMemfd): void {
+  const { rmp, counters, asid } = sev;
+  let assigned = 0;
+  let validated = 0;
   let entries2m = 0;
-  for (let r = 0; r < rmp.size2m.length; r++) {
-    if (rmp.size2m[r] !== 1) continue;
-    entries2m++;
-    assert(rmp.assigned.countRange(r * PAGES_PER_2M, PAGES_PER_2M) === PAGES_PER_2M, 'a 2M RMP entry over pages not all assigned', { vm, region: r });
+  for (let r = 0; r < gmem.hostBlocks.length; r++) {
+    const block = gmem.hostBlocks[r]!;
+    if (block < 0) continue;
+    const h = block * PAGES_PER_2M;
+    const g = r * PAGES_PER_2M;
+    const a = rmp.assigned.countRange(h, PAGES_PER_2M);
+    const v = rmp.validated.countRange(h, PAGES_PER_2M);
+    assigned += a;
+    validated += v;
+    if (a > 0 && rmp.asid[block] !== asid) assert(false, 'RMP entries of a guest region carry another ASID', { vm, region: r, asid: rmp.asid[block] });
+    for (let i = 0; i < PAGES_PER_2M; i++) {
+      if (rmp.assigned.test(h + i) && !gmem.allocated.test(g + i)) assert(false, 'a page was assigned in the RMP without a guest_memfd folio', { vm, page: g + i });
+    }
+    if (rmp.size2m[block] === 1) {
+      entries2m++;
+      assert(a === PAGES_PER_2M, 'a 2M RMP entry over pages not all assigned', { vm, region: r });
+    }
   }
   assert(counters.rmpupdate2m === entries2m, 'RMPUPDATE(2M) count and 2M RMP entries disagree', { vm, updates: counters.rmpupdate2m, entries: entries2m });
-  assert(counters.rmpupdate4k + PAGES_PER_2M * counters.rmpupdate2m === rmp.assigned.count, 'RMPUPDATE counts and assigned pages disagree', { vm, u4k: counters.rmpupdate4k, u2m: counters.rmpupdate2m, assigned: rmp.assigned.count });
-  const validatedByCount = counters.pvalidate4k + PAGES_PER_2M * (counters.pvalidate2m - counters.pvalidateSizeMismatch);
-  assert(validatedByCount === rmp.validated.count, 'PVALIDATE counts and validated pages disagree', { vm, counted: validatedByCount, validated: rmp.validated.count });
+  assert(counters.rmpupdate4k + PAGES_PER_2M * counters.rmpupdate2m === assigned, 'RMPUPDATE counts and assigned pages disagree', { vm, u4k: counters.rmpupdate4k, u2m: counters.rmpupdate2m, assigned });
+  assert(sev.validatedPages() === validated, 'PVALIDATE counts and validated pages disagree', { vm, counted: sev.validatedPages(), validated });
 }

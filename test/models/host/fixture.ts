@@ -62,9 +62,9 @@ export class TestVm implements GuestPlatform {
   readonly host: Host;
   readonly vm: Vm;
   constructor(sim: Sim, technology: 'tdx' | 'snp', options: TestVmOptions) {
-    const { gpaBytes, vcpus, cpus, memoryBandwidthBytesPerSec, clearBytesPerSec, tdxModule, tdxCosts, snpCosts, ...vm } = options;
+    const { gpaBytes, vcpus, cpus, memoryBytes, memoryBandwidthBytesPerSec, clearBytesPerSec, tdxModule, tdxCosts, snpCosts, ...vm } = options;
     this.host = new Host(sim, {
-      technology, cpus: cpus ?? vcpus,
+      technology, cpus: cpus ?? vcpus, memoryBytes: memoryBytes ?? 2 * gpaBytes + 256 * MiB,
       ...defined({ memoryBandwidthBytesPerSec, clearBytesPerSec, tdxModule, tdxCosts, snpCosts }),
     });
     this.vm = new Vm(sim, this.host, { ...vm, bare: { vcpus, gpaBytes } });

@@ -71,7 +71,7 @@ describe('snp_accept_memory through the GHCB: page state change descriptors', ()
     const actor = (name: string) => ops.find((e) => e.name === name)!.actor;
     expect(actor('VMGEXIT')).toBe('guest');
     expect(actor('snp_begin_psc')).toBe('kvm');
-    expect(actor('KVM_HC_MAP_GPA_RANGE')).toBe('vmm');
+    expect(actor('KVM_HC_MAP_GPA_RANGE')).toBe('vmm/vm1');
     expect(actor('RMPUPDATE')).toBe('snp-firmware');
     expect(actor('PVALIDATE')).toBe('guest');
     expect(ops.filter((e) => e.name === 'RMPUPDATE')).toHaveLength(512);
