@@ -2,12 +2,14 @@ import type { Experiment } from './experiment.ts';
 import { acceptBoot } from './accept_boot.ts';
 import { acceptThroughput } from './accept_throughput.ts';
 import { acceptLatency } from './accept_latency.ts';
+import { multiVmBoot } from './multi_vm_boot.ts';
 
 /** Every registered experiment, in the order `cvmsim list` shows them. */
 export const experiments: Experiment[] = [
   acceptBoot,
   acceptThroughput,
   acceptLatency,
+  multiVmBoot,
 ];
 
 export function findExperiment(name: string): Experiment | undefined {
