@@ -4,11 +4,13 @@
  * operations: 1000 processes x 1000 exponential timeouts; 64 workers on a mutex (think Exp(63),
  * hold Exp(1)); an M/M/4 queue (lambda 3.2, mu 1). Each figure is the median of 5 runs,
  * reference and engine alternating; a fourth row repeats the mutex workload with tracing on
- * at `op` level. Then (unless --no-models) the model runs issue 4 budgets, once each: wall time,
+ * at `op` level, and a fifth row runs 64 CPUs with one thread each alternating compute and sleep
+ * (Exp(1 us) each), the CPU scheduler's hot path; a sixth runs them as vCPUs on a pool of 64
+ * host CPUs (every compute takes a host CPU, every sleep gives it back). Then (unless --no-models) the model runs issue 4 budgets, once each: wall time,
  * peak RSS, and the model's events per second against the reference loop's.
  */
-import { Mutex, Sim, Store, type Proc } from '../sim/index.ts';
-import { referenceMmc, referenceMutex, referenceTimeouts } from './bench_reference.ts';
+import { Cpu, HostCpus, Mutex, Sim, Store, type Proc } from '../sim/index.ts';
+import { referenceCpu, referenceMmc, referenceMutex, referenceTimeouts } from './bench_reference.ts';
 import type { Params } from './experiment.ts';
 import type { TraceSession } from '../traces/index.ts';
 
@@ -63,6 +65,30 @@ function engineMutex(traced = false): number {
   return count;
 }
 
+/**
+ * 64 CPUs with one thread each, alternating compute(Exp(1 us)) and sleep(Exp(1 us)): every
+ * compute takes an idle CPU and every sleep leaves it idle, the CPU scheduler's hot path. With
+ * `hostCpus`, the CPUs are vCPUs backed by that many host CPUs.
+ */
+function engineCpu(hostCpus = 0): number {
+  const sim = new Sim({ seed: 1 });
+  const rng = sim.rng('bench.cpu');
+  const host = hostCpus > 0 ? new HostCpus(sim, 'host', { cpus: hostCpus }) : undefined;
+  let count = 0;
+  for (let c = 0; c < 64; c++) {
+    const cpu = new Cpu(sim, `cpu${c}`, { host });
+    sim.spawn((function* (): Proc {
+      while (count < OPS) {
+        yield sim.compute(exp(rng, 1_000));
+        count++;
+        yield sim.sleep(exp(rng, 1_000));
+      }
+    })(), { name: 'thread', cpu });
+  }
+  sim.run();
+  return count;
+}
+
 /** M/M/4 as a source feeding a FIFO store that four server processes take customers from. */
 function engineMmc(): number {
   const sim = new Sim({ seed: 1 });
@@ -90,7 +116,7 @@ function engineMmc(): number {
 }
 
 interface Row {
-  workload: 'timeouts' | 'mutex' | 'mmc' | 'mutex_traced_op' | ModelCase['workload'];
+  workload: 'timeouts' | 'mutex' | 'mmc' | 'mutex_traced_op' | 'cpu' | 'cpu_host' | ModelCase['workload'];
   engine_ops_per_s: number;
   reference_ops_per_s: number;
   ratio: number;
@@ -163,7 +189,9 @@ function measure(workload: Row['workload'], engine: () => number, reference: () 
   return { workload, engine_ops_per_s: Math.round(median(e)), reference_ops_per_s: Math.round(median(r)), ratio: Number(ratio.toFixed(3)) };
 }
 
-const TARGETS: Record<'timeouts' | 'mutex' | 'mmc' | 'mutex_traced_op', number> = { timeouts: 0.8, mutex: 0.8, mmc: 0.6, mutex_traced_op: 0 };
+const TARGETS: Record<'timeouts' | 'mutex' | 'mmc' | 'mutex_traced_op' | 'cpu' | 'cpu_host', number> = {
+  timeouts: 0.8, mutex: 0.8, mmc: 0.6, mutex_traced_op: 0, cpu: 0, cpu_host: 0,
+};
 
 async function main(): Promise<void> {
   const json = process.argv.includes('--json');
@@ -171,6 +199,8 @@ async function main(): Promise<void> {
     measure('timeouts', engineTimeouts, () => referenceTimeouts(1000, 1000, 'bench.timeouts')),
     measure('mutex', () => engineMutex(), () => referenceMutex(64, OPS, 'bench.mutex')),
     measure('mmc', engineMmc, () => referenceMmc(3.2, 1, 4, OPS, 'bench.mmc')),
+    measure('cpu', () => engineCpu(), () => referenceCpu(64, OPS, 'bench.cpu')),
+    measure('cpu_host', () => engineCpu(64), () => referenceCpu(64, OPS, 'bench.cpu')),
   ];
   // The same mutex workload with the trace observer attached at `op` level (spans kept in
   // memory up to the default budget; no files): what tracing costs.

@@ -132,3 +132,21 @@ export function referenceMmc(lambda: number, mu: number, servers: number, custom
   loop.run();
   return served;
 }
+
+/** Threads alternating a compute and a sleep, each its own CPU: two timeouts per operation. */
+export function referenceCpu(threads: number, operations: number, seed: string): number {
+  const loop = new PlainLoop();
+  const rng = seedrandom.xor4096(seed);
+  let count = 0;
+  const compute = () => loop.at(loop.now + exp(rng, 1_000), computed);
+  const computed = () => {
+    count++;
+    loop.at(loop.now + exp(rng, 1_000), slept);
+  };
+  const slept = () => {
+    if (count < operations) compute();
+  };
+  for (let t = 0; t < threads; t++) compute();
+  loop.run();
+  return count;
+}

@@ -6,6 +6,9 @@ export {
 } from './process.ts';
 export { SimEvent } from './event.ts';
 export { Cpu, type CpuOptions, type CpuAccounting, type CpuState } from './cpu.ts';
+export {
+  HostCpus, defaultHostSliceNs, type HostCpusOptions, type HostCpusAccounting, type HostCpuAccounting,
+} from './host_cpus.ts';
 export { Mutex } from './mutex.ts';
 export { Spinlock, type SpinOptions, type SpinReleaseOptions } from './spinlock.ts';
 export { RwLock, type RwPolicy } from './rwlock.ts';

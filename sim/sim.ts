@@ -347,10 +347,10 @@ export class Sim {
   /** Ends a park(): p resumes now with value, once it holds its CPU again if it kept one. */
   unpark(p: Process<any>, value?: unknown): void {
     const cpu = p.cpu;
-    if (cpu !== null && cpu.owner === p) {
+    if (cpu !== null && cpu.owner === p && !cpu.awaitingHost) {
       cpu.setState('busy');
     } else if (cpu !== null && p.onCpuGranted !== null) {
-      // Still queued for its CPU: resume when it gets it.
+      // Still queued for its CPU (or its CPU for a host CPU): resume when it gets it.
       p.onCpuGranted = () => this.wake(p, value);
       return;
     }
@@ -538,7 +538,9 @@ export class Sim {
       const b = p.blockedOn;
       const holders = b?.holderNames?.() ?? [];
       const held = holders.length > 0 ? ` held by ${holders.join(', ')}` : '';
-      return `  ${p.name}#${p.id} waits for ${b === null ? 'nothing' : b.name}${held} since t=${p.blockedSince}ns`;
+      const hostWait = p.cpu?.hostWaitOf(p) ?? null;
+      const host = hostWait === null ? '' : `; ${hostWait}`;
+      return `  ${p.name}#${p.id} waits for ${b === null ? 'nothing' : b.name}${held} since t=${p.blockedSince}ns${host}`;
     });
     if (stuck.length > shown) lines.push(`  ... and ${stuck.length - shown} more`);
     throw new SimError(`deadlock: ${stuck.length} process(es) blocked and nothing scheduled\n${lines.join('\n')}`,

@@ -65,8 +65,7 @@ export class Spinlock implements Blocker, ObservedLock {
       const next = this.waiters.shift()!;
       this.irqsaveOf.delete(next);
       this.grant(next, sim.now - next.blockedSince);
-      if (next.cpu !== null) next.cpu.setState('busy');
-      sim.wake(next);
+      sim.unpark(next); // its CPU stops spinning (or, preempted by the host, resumes it later)
     } else {
       this.holder = null;
     }
