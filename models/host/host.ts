@@ -1,4 +1,4 @@
-import { Bandwidth, Semaphore, countMetric, measureMetric, prefixedMetrics, type MetricSpecs, type Sim } from '../../sim/index.ts';
+import { Bandwidth, HostCpus, countMetric, measureMetric, prefixedMetrics, type MetricSpecs, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 import { WriteRate } from '../arch/write_rate.ts';
 import { SIZE_2M } from '../arch/units.ts';
@@ -18,8 +18,10 @@ export type Technology = (typeof TECHNOLOGIES)[number];
 /** The host machine that several confidential guests share. */
 export interface HostConfig {
   technology: Technology;
-  /** Host CPUs (logical CPUs). */
+  /** Host CPUs (logical CPUs, hardware threads). */
   cpus: number;
+  /** SMT: two hardware threads per core (cpus must be even). Default off. */
+  smt?: boolean;
   /** Host RAM, bytes (a multiple of 2 MiB per socket), split evenly over the sockets' NUMA nodes. */
   memoryBytes: number;
   /** Sockets, one NUMA node and one memory bandwidth each (default 1). */
@@ -70,9 +72,16 @@ export interface Socket {
 /** What Host.metrics() writes. */
 export const HOST_METRICS: MetricSpecs = {
   'host.cpus': countMetric('CPUs', 'host CPUs'),
-  'host.cpus.exit_busy_ns': measureMetric('ns', 'host CPU time spent in VM exits'),
-  'host.cpus.waits': countMetric('waits', 'exits that waited for a host CPU'),
-  'host.cpus.wait_ns': measureMetric('ns', 'time exits waited for a host CPU'),
+  'host.cpus.busy_ns': measureMetric('ns', 'host CPU time held by vCPU threads (guest code and exits)'),
+  'host.cpus.idle_ns': measureMetric('ns', 'host CPU time nobody held (busy + idle = CPUs x run time)'),
+  'host.cpus.utilisation': measureMetric('fraction', 'busy / (CPUs x run time)'),
+  'host.cpus.grants': countMetric('grants', 'times a vCPU thread got a host CPU (on waking or after a wait)'),
+  'host.cpus.waits': countMetric('waits', 'grants that waited in the run queue'),
+  'host.cpus.wait_ns': measureMetric('ns', 'total run-queue wait (the guests\' steal time)'),
+  'host.cpus.wait_p99_ns': measureMetric('ns', 'run-queue wait, 99th percentile of the waits'),
+  'host.cpus.wait_max_ns': measureMetric('ns', 'the longest run-queue wait'),
+  'host.cpus.migrations': countMetric('grants', 'grants on another host CPU than the vCPU last ran on'),
+  'host.cpus.preemptions': countMetric('preemptions', 'vCPU threads that gave their host CPU to a waiter at a slice end'),
   'host.memory_bandwidth.bytes': countMetric('bytes', 'bytes written through the socket memory bandwidth'),
   'host.vms': countMetric('VMs', 'VMs on the host'),
   'host.memory.used_bytes': countMetric('bytes', 'host memory in use at the end of the run (guest_memfd, S-EPT and TD control pages, the RMP)'),
@@ -94,11 +103,12 @@ export const HOST_METRICS: MetricSpecs = {
  */
 export class Host {
   /**
-   * The host CPUs the VMs' vCPU threads run their exits on. A vCPU in an exit needs one; with
-   * fewer host CPUs than vCPUs in exits at once, exits queue for them (FIFO) and the waiting
-   * vCPU stays stalled.
+   * The host CPUs the VMs' vCPU threads run on (sim/host_cpus.ts): a vCPU holds one while it is
+   * not halted, running guest code or handling an exit, and gives it back when it halts; with
+   * more runnable vCPUs than host CPUs they queue (one FIFO run queue, EEVDF-sized time slices)
+   * and the guest sees the wait as steal time.
    */
-  readonly cpus: Semaphore;
+  readonly cpus: HostCpus;
   readonly sockets: readonly Socket[];
   /** Host physical memory: every page a guest, the TDX module or the firmware uses comes from it. */
   readonly memory: HostMemory;
@@ -115,6 +125,10 @@ export class Host {
   ) {
     integerIn('host_cpus', config.cpus, 1, 1 << 16, 1);
     const sockets = integerIn('sockets', config.sockets, 1, 64, 1);
+    const threadsPerCore = config.smt === true ? 2 : 1;
+    if (config.cpus % (threadsPerCore * sockets) !== 0) {
+      throw new PlatformConfigError(`host_cpus must be a multiple of sockets${threadsPerCore === 2 ? ' x 2 (SMT: two threads per core)' : ''} (got host_cpus=${config.cpus}, sockets=${sockets})`);
+    }
     if (!(config.memoryBytes > 0 && config.memoryBytes % (sockets * SIZE_2M) === 0)) {
       throw new PlatformConfigError(`host memory must be a positive multiple of 2 MiB per socket (got ${config.memoryBytes} bytes on ${sockets} socket(s))`);
     }
@@ -122,7 +136,7 @@ export class Host {
     positive('clearBytesPerSec', config.clearBytesPerSec);
     costs('tdxCosts', config.tdxCosts, Object.keys(TDX_COSTS));
     costs('snpCosts', config.snpCosts, Object.keys(SNP_COSTS));
-    this.cpus = new Semaphore(sim, 'host_cpus', config.cpus, 'stall');
+    this.cpus = new HostCpus(sim, 'host_cpus', { cpus: config.cpus, threadsPerCore, sockets });
     const bandwidth = config.memoryBandwidthBytesPerSec ?? HOST_DEFAULTS.memoryBandwidthBytesPerSec;
     this.sockets = Array.from({ length: sockets }, (_, i) => ({ memory: new Bandwidth(sim, sockets === 1 ? 'host_memory' : `host_memory/socket${i}`, bandwidth) }));
     this.memory = new HostMemory(sim, { nodes: equalNodes(config.memoryBytes, sockets) });
@@ -176,19 +190,31 @@ export class Host {
 
   /** The host's own metrics under `prefix` (e.g. `host`), and the TDX module's under `tdx`. */
   metrics(out: Record<string, number>): void {
-    out['host.cpus'] = this.config.cpus;
-    out['host.cpus.exit_busy_ns'] = this.cpus.busyNs();
-    out['host.cpus.waits'] = this.cpus.stats.contended;
-    out['host.cpus.wait_ns'] = this.cpus.stats.wait.sum;
+    const cpus = this.cpus;
+    const use = cpus.accounting();
+    out['host.cpus'] = cpus.cpus;
+    out['host.cpus.busy_ns'] = use.busyNs;
+    out['host.cpus.idle_ns'] = use.idleNs;
+    out['host.cpus.utilisation'] = cpus.elapsedNs() > 0 ? use.busyNs / (cpus.cpus * cpus.elapsedNs()) : 0;
+    out['host.cpus.grants'] = cpus.stats.acquisitions;
+    out['host.cpus.waits'] = cpus.stats.contended;
+    out['host.cpus.wait_ns'] = cpus.stats.wait.sum;
+    out['host.cpus.wait_p99_ns'] = cpus.stats.contended > 0 ? cpus.stats.wait.quantile(0.99) : 0;
+    out['host.cpus.wait_max_ns'] = cpus.stats.contended > 0 ? cpus.stats.wait.max : 0;
+    out['host.cpus.migrations'] = cpus.migrations;
+    out['host.cpus.preemptions'] = cpus.preemptions;
     out['host.memory_bandwidth.bytes'] = this.sockets.reduce((n, s) => n + s.memory.totalBytes, 0);
     out['host.vms'] = this.vms.length;
     this.memory.metrics('host.memory', out);
     this.tdx?.metrics('tdx', out);
   }
 
-  /** No host CPU still in an exit; the module's TDs balance. */
+  /** No host CPU still held; CPU time balances; memory, the RMP and the module's TDs balance. */
   checkInvariants(): void {
-    assert(this.cpus.inUse === 0, 'host CPUs still in exits at the end of the run', this.cpus.inUse);
+    const cpus = this.cpus;
+    assert(cpus.inUse === 0 && cpus.waiting === 0, 'host CPUs still held or waited for at the end of the run', cpus.describe());
+    const use = cpus.accounting();
+    assert(use.busyNs + use.idleNs === cpus.cpus * cpus.elapsedNs(), 'host CPU busy + idle time is not CPUs x run time', { busy: use.busyNs, idle: use.idleNs, cpus: cpus.cpus, elapsed: cpus.elapsedNs() });
     this.memory.checkInvariants();
     this.rmp?.checkInvariants();
     this.tdx?.checkInvariants();

@@ -33,6 +33,8 @@ export const KVM_METRICS: MetricSpecs = {
   'slots_lock.waits': countMetric('acquisitions', 'kvm->slots_lock acquisitions that waited'),
   'slots_lock.wait_ns': measureMetric('ns', 'total wait for kvm->slots_lock'),
   ret_pf_retry: countMetric('retries', 'RET_PF_RETRY rounds after a BUSY SEAMCALL or a frozen SPTE'),
+  vcpu_migrations: countMetric('loads', 'vcpu_load() on another host CPU than the vCPU last ran on'),
+  vcpu_migration_ns: measureMetric('ns', 'what those cost the vCPUs (TDX: IPI + TDH.VP.FLUSH on the old CPU)'),
   ...prefixedMetrics('gmem', GUEST_MEMFD_METRICS),
   ...prefixedMetrics('sev', KVM_SEV_METRICS),
 };
@@ -61,6 +63,9 @@ export class Kvm {
   readonly retry: KvmRetry;
   /** RET_PF_RETRY rounds taken after a BUSY SEAMCALL. */
   retries = 0;
+  /** vcpu_load() on another host CPU than last time, and the time it cost (TDX: the flush). */
+  vcpuMigrations = 0;
+  vcpuMigrationNs = 0;
   /** struct kvm_tdx (a TD) or struct kvm_sev_info (an SNP guest); exactly one is set. */
   tdx: KvmTdx | null = null;
   sev: KvmSev | null = null;
@@ -78,6 +83,19 @@ export class Kvm {
     this.slotsLock = new Mutex(sim, `${name}/slots_lock`, 'stall');
     this.costs = { ...KVM_COSTS, ...config.costs };
     this.retry = config.retry ?? 'local';
+  }
+
+  /**
+   * kvm_arch_vcpu_load() of a vCPU on host CPU `to` after it last ran on `from`: for a TD,
+   * tdx_vcpu_load() flushes it off `from` first (tdx_flush_vp_on_cpu(): an IPI that runs
+   * TDH.VP.FLUSH there, waited for); a normal or SNP vCPU pays nothing modelled. Returns the ns
+   * the vCPU thread spends before it continues.
+   */
+  vcpuLoad(): number {
+    this.vcpuMigrations++;
+    const ns = this.tdx === null ? 0 : this.costs.ipiNs + this.tdx.module.costs.vpFlushNs;
+    this.vcpuMigrationNs += ns;
+    return ns;
   }
 
   /** Whether a vCPU still holds one of KVM's locks (none may at the end of a run). */
@@ -118,6 +136,8 @@ export class Kvm {
     out[`${prefix}.slots_lock.waits`] = this.slotsLock.stats.contended;
     out[`${prefix}.slots_lock.wait_ns`] = this.slotsLock.stats.wait.sum;
     out[`${prefix}.ret_pf_retry`] = this.retries;
+    out[`${prefix}.vcpu_migrations`] = this.vcpuMigrations;
+    out[`${prefix}.vcpu_migration_ns`] = this.vcpuMigrationNs;
     this.gmem.metrics(`${prefix}.gmem`, out);
     this.sev?.metrics(`${prefix}.sev`, out);
   }

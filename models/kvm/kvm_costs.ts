@@ -34,6 +34,13 @@ export interface KvmCosts {
    * conversions (zap, TLB flush), which acceptance does not do. Held under slots_lock.
    */
   setMemoryAttributesNs: number;
+  /**
+   * smp_call_function_single() with wait: an IPI to another host CPU, the remote handler's entry
+   * and exit, and the caller's wait for its completion (tdx_flush_vp_on_cpu() runs TDH.VP.FLUSH
+   * on the vCPU's previous CPU this way). ESTIMATE 2 us: the order of domain.md's "normal-VM
+   * lightweight exit round trip" (0.5-2 us), high end, for two CPUs' interrupt entry and exit.
+   */
+  ipiNs: number;
 }
 
 export const KVM_COSTS: KvmCosts = {
@@ -41,4 +48,5 @@ export const KVM_COSTS: KvmCosts = {
   hltNs: 1_000,
   userspaceExitNs: 5_000,
   setMemoryAttributesNs: 1_000,
+  ipiNs: 2_000,
 };

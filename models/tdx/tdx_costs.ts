@@ -41,6 +41,13 @@ export interface TdxCosts {
    * charged at zeroBytesPerSec): walks and locks as AUG. Same domain.md row as augBodyNs.
    */
   septAddBodyNs: number;
+  /**
+   * TDH.VP.FLUSH of a vCPU on the host CPU it last ran on, when it is loaded on another one
+   * (tdx_vcpu_load() -> tdx_flush_vp_on_cpu()): the SEAMCALL's transitions and the flush of the
+   * TD VMCS and the vCPU's TLB and cache state. ESTIMATE 1 us: domain.md ("SEAMCALL basic
+   * transition", 0.3-1 us + work) with ~0.7 us of VMCLEAR-like work, as augBodyNs.
+   */
+  vpFlushNs: number;
 }
 
 export const TDX_COSTS: TdxCosts = {
@@ -51,4 +58,5 @@ export const TDX_COSTS: TdxCosts = {
   seamcallNs: 300,
   augBodyNs: 700,
   septAddBodyNs: 700,
+  vpFlushNs: 1_000,
 };

@@ -1,4 +1,4 @@
-import { Cpu, prefixedMetrics, type Bandwidth, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
+import { Cpu, measureMetric, prefixedMetrics, type Bandwidth, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 import { PAGES_PER_2M } from '../arch/units.ts';
 import { GuestKernel, guestPhysBytes, type GuestConfig } from '../guest/kernel.ts';
@@ -48,6 +48,11 @@ export interface VmConfig {
 
 /** What Vm.metrics() writes under the VM's prefix (`vm1`). */
 export const VM_METRICS: MetricSpecs = {
+  'vcpus.busy_ns': measureMetric('ns', 'vCPU time running guest code, all vCPUs'),
+  'vcpus.spin_ns': measureMetric('ns', 'vCPU time spinning on guest locks'),
+  'vcpus.stall_ns': measureMetric('ns', 'vCPU time in VM exits and host work'),
+  'vcpus.idle_ns': measureMetric('ns', 'vCPU time halted'),
+  'vcpus.steal_ns': measureMetric('ns', 'vCPU time runnable but waiting for a host CPU (steal)'),
   ...prefixedMetrics('kvm', KVM_METRICS),
   ...prefixedMetrics('vmm', VMM_METRICS),
   ...prefixedMetrics('tdx', TD_METRICS),
@@ -112,7 +117,9 @@ export class Vm implements GuestPlatform {
       this.snpAccept = new SnpGuestAccept(sim, this.kvm, psc, maxEntries);
     }
     this.vcpus = [];
-    for (let i = 0; i < vcpus; i++) this.vcpus.push(new Cpu(sim, `${name}/vcpu${i}`));
+    // Each vCPU is a thread of the VMM on the host's CPUs: it holds one while it is not halted.
+    const onHostCpuChange = () => this.kvm.vcpuLoad();
+    for (let i = 0; i < vcpus; i++) this.vcpus.push(new Cpu(sim, `${name}/vcpu${i}`, { host: host.cpus, onHostCpuChange }));
     this.kernel = g === undefined ? null : new GuestKernel(sim, g, {
       vcpus: this.vcpus,
       platform: this,
@@ -166,8 +173,18 @@ export class Vm implements GuestPlatform {
     assert(p !== null && p.cpu === this.vcpus[vcpu], 'arch_accept_memory must run on its vCPU', { vm: this.name, vcpu });
   }
 
-  /** This VM's host-side metrics under `prefix` (e.g. `vm1`): KVM, the VMM, its TD, the model. */
+  /** This VM's host-side metrics under `prefix` (e.g. `vm1`): its vCPUs' time, KVM, the VMM, its TD, the model. */
   metrics(prefix: string, out: Record<string, number>): void {
+    const t = { busyNs: 0, spinNs: 0, stallNs: 0, idleNs: 0, stealNs: 0 };
+    for (const cpu of this.vcpus) {
+      const a = cpu.accounting();
+      t.busyNs += a.busyNs, t.spinNs += a.spinNs, t.stallNs += a.stallNs, t.idleNs += a.idleNs, t.stealNs += a.stealNs;
+    }
+    out[`${prefix}.vcpus.busy_ns`] = t.busyNs;
+    out[`${prefix}.vcpus.spin_ns`] = t.spinNs;
+    out[`${prefix}.vcpus.stall_ns`] = t.stallNs;
+    out[`${prefix}.vcpus.idle_ns`] = t.idleNs;
+    out[`${prefix}.vcpus.steal_ns`] = t.stealNs;
     this.kvm.metrics(`${prefix}.kvm`, out);
     this.vmm.metrics(`${prefix}.vmm`, out);
     this.kvm.tdx?.td.metrics(`${prefix}.tdx`, out);

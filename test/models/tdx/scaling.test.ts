@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { MiB, MS, Sim, type Proc } from '../../../sim/index.ts';
+import { GiB, MiB, MS, Sim, type Proc } from '../../../sim/index.ts';
+import { Host } from '../../../models/host/host.ts';
+import { Vm } from '../../../models/vm/vm.ts';
+import { finishHost } from '../../../experiments/wiring.ts';
 import { TDX_COSTS } from '../../../models/tdx/tdx_costs.ts';
 import { acceptInParallel, tdxVm, type TestVmOptions } from '../host/fixture.ts';
 
@@ -45,44 +48,56 @@ describe('how 4K-only acceptance scales with vCPUs comes out of the host-side lo
 });
 
 describe('idle vCPUs timer-tick exits', () => {
+  /**
+   * TD 1 accepts on vCPU 0 while its vCPU 1 idles (ticking at 1 kHz or not); TD 2's one vCPU
+   * computes throughout, holding a host CPU. With `hostCpus` = 2 the ticks must queue for a host
+   * CPU with the accepting vCPU; with 3 every vCPU has its own.
+   */
   function withTicks(hostCpus: number, ticks: boolean) {
     const sim = new Sim({ seed: 2 });
-    const platform = tdxVm(sim, { gpaBytes: 16 * MiB, vcpus: 2, cpus: hostCpus, fidelity: 'per-page' });
-    const cpus = platform.vcpus;
+    const host = new Host(sim, { technology: 'tdx', cpus: hostCpus, memoryBytes: GiB });
+    const td = new Vm(sim, host, { bare: { vcpus: 2, gpaBytes: 16 * MiB }, fidelity: 'per-page' });
+    const busy = new Vm(sim, host, { bare: { vcpus: 1, gpaBytes: 2 * MiB } });
     let done = -1;
     sim.spawn((function* (): Proc<void> {
       sim.localIrqDisable();
-      yield* platform.arch_accept_memory(0, 0, 16 * MiB, 'runtime');
+      yield* td.arch_accept_memory(0, 0, 16 * MiB, 'runtime');
       sim.localIrqEnable();
       done = sim.now;
-    })(), { name: 'vcpu0', cpu: cpus[0]!, service: 'guest' });
+    })(), { name: 'vm1/vcpu0', cpu: td.vcpus[0]!, service: 'guest/vm1' });
+    sim.spawn((function* (): Proc<void> {
+      while (done < 0) yield sim.compute(100_000);
+    })(), { name: 'vm2/vcpu0', cpu: busy.vcpus[0]!, service: 'guest/vm2' });
     if (ticks) {
       sim.spawn((function* (): Proc<void> {
         // vCPU 1 halted in the idle loop, woken by a 1 kHz tick until vCPU 0 is done.
         while (done < 0) {
           yield sim.sleep(1 * MS);
-          yield* platform.idle_tick_exit(1);
+          yield* td.idle_tick_exit(1);
         }
-      })(), { name: 'vcpu1-idle', cpu: cpus[1]!, service: 'guest' });
+      })(), { name: 'vm1/vcpu1-idle', cpu: td.vcpus[1]!, service: 'guest/vm1' });
     }
     sim.run();
-    platform.checkInvariants();
-    return { done, m: platform.metrics() };
+    const m = finishHost(host, [td, busy]);
+    return { done, m };
   }
 
-  it('with one host CPU for two vCPUs, the idle vCPU tick exits queue with the accept exits and slow them', () => {
-    const quiet = withTicks(1, false);
-    const ticking = withTicks(1, true);
-    expect(ticking.m['kvm.exits.TDVMCALL_HLT']).toBeGreaterThan(5);
+  it('with fewer host CPUs than busy vCPUs, the idle vCPU\'s tick exits queue with the accepting vCPU and slow it', () => {
+    const quiet = withTicks(2, false);
+    const ticking = withTicks(2, true);
+    expect(ticking.m['vm1.kvm.exits.TDVMCALL_HLT']).toBeGreaterThan(5);
+    expect(quiet.m['host.cpus.waits']).toBe(0);
     expect(ticking.m['host.cpus.waits']).toBeGreaterThan(0);
+    expect(ticking.m['vm1.vcpus.steal_ns']).toBeGreaterThan(0);
     expect(ticking.done).toBeGreaterThan(quiet.done);
   });
 
   it('with a host CPU per vCPU they cost host time but do not slow the accepting vCPU', () => {
-    const quiet = withTicks(2, false);
-    const ticking = withTicks(2, true);
-    expect(ticking.m['kvm.exits.TDVMCALL_HLT']).toBeGreaterThan(5);
+    const quiet = withTicks(3, false);
+    const ticking = withTicks(3, true);
+    expect(ticking.m['vm1.kvm.exits.TDVMCALL_HLT']).toBeGreaterThan(5);
     expect(ticking.m['host.cpus.waits']).toBe(0);
+    expect(ticking.m['host.cpus.busy_ns']).toBeGreaterThan(quiet.m['host.cpus.busy_ns']!);
     expect(ticking.done).toBe(quiet.done);
   });
 });

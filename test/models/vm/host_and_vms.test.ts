@@ -57,6 +57,25 @@ describe('a host that several VMs share', () => {
     expect(metrics['boot_to_userspace_s_max']).toBeGreaterThanOrEqual(metrics['boot_to_userspace_s_min']!);
   });
 
+  it('two VMs on a host with fewer CPUs than their vCPUs boot slower than either alone; host CPU time balances', () => {
+    const run = (vms: number) => {
+      const sim = new Sim({ seed: 1 });
+      const r = multi.run(params({ vms, vcpus: 4, host_cpus: 4, memory_gib: 2, accept: 'eager' }), sim);
+      return { m: r.metrics, end: sim.now };
+    };
+    const alone = run(1);
+    const two = run(2);
+    expect(alone.m['host.cpus.waits']).toBe(0);
+    expect(two.m['host.cpus.waits']).toBeGreaterThan(0);
+    expect(two.m['vm1.vcpus.steal_ns']! + two.m['vm2.vcpus.steal_ns']!).toBeGreaterThan(0);
+    for (const vm of ['vm1', 'vm2']) expect(two.m[`${vm}.boot_to_userspace_s`]!).toBeGreaterThan(alone.m['vm1.boot_to_userspace_s']!);
+    for (const { m, end } of [alone, two]) {
+      expect(m['host.cpus.busy_ns']! + m['host.cpus.idle_ns']!).toBe(4 * end);
+      expect(m['host.cpus.utilisation']).toBeCloseTo(m['host.cpus.busy_ns']! / (4 * end), 12);
+    }
+    expect(two.m['host.cpus.utilisation']!).toBeGreaterThan(alone.m['host.cpus.utilisation']!);
+  });
+
   it('each VM\'s guest memory comes from host memory it owns; the host accounts for both', () => {
     const sim = new Sim({ seed: 1 });
     const host = new Host(sim, { technology: 'tdx', cpus: 4, memoryBytes: 4 * GiB });
