@@ -23,6 +23,7 @@ export const hostParams = {
   tdx_module: enumParam(TDX_MODULE_VERSIONS, '1.5', 'TDX: the TDX module whose S-EPT locking is modelled'),
   host_cpus: numberParam({ default: 0, unit: 'CPUs', description: 'host CPUs; 0: one per vCPU of every VM (nothing else competes for them)', min: 0, max: 65536, integer: true }),
   host_memory_gib: numberParam({ default: 0, unit: 'GiB', description: 'host RAM; 0: the VMs\' memory plus 25% and 2 GiB (enough for every page table, control page and firmware table)', min: 0, max: 65536, integer: true }),
+  smt: booleanParam(false, 'SMT: host_cpus are hardware threads, two per core (a waking vCPU prefers a core whose sibling is idle)'),
   sockets: numberParam({ default: 1, unit: 'sockets', description: 'host sockets: one NUMA node and one memory bandwidth each; VM n\'s memory is on node (n-1) mod sockets', min: 1, max: 8, integer: true }),
 };
 
@@ -93,6 +94,7 @@ export function buildHost(sim: Sim, p: HostParams, totalVcpus: number, totalMemo
     cpus: p.host_cpus === 0 ? totalVcpus : p.host_cpus,
     memoryBytes: gib * GiB,
     sockets: p.sockets,
+    smt: p.smt,
     tdxModule: p.tdx_module,
   });
 }
