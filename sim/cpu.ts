@@ -297,7 +297,7 @@ export class Cpu implements Schedulable {
 
   /** HostCpus gives this CPU host CPU `to`; it last ran on `from` (-1: never). */
   hostGranted(to: number, from: number): void {
-    assert(this.awaitingHost && this.hostCpu < 0 && this.owner !== null, 'host CPU granted to a CPU that did not ask', this.describe());
+    assert(this.awaitingHost && this.hostCpu < 0 && this.owner !== null, 'host CPU granted to a CPU that did not ask', this);
     // Guest slices run in task-clock time, which excludes steal (the owner's share of it: it
     // may have taken the CPU while the CPU already waited).
     if (this.state === 'steal') this.sliceStart += this.sim.now - Math.max(this.hostWaitSince, this.sliceStart);
@@ -326,8 +326,8 @@ export class Cpu implements Schedulable {
    */
   hostPreempted(): void {
     const p = this.owner!;
-    assert(!this.awaitingHost && this.hostCpu >= 0, 'host preemption of a CPU without a host CPU', this.describe());
-    assert(this.state === 'busy' || this.state === 'spin', 'host preemption of a stalled CPU', this.describe());
+    assert(!this.awaitingHost && this.hostCpu >= 0, 'host preemption of a CPU without a host CPU', this);
+    assert(this.state === 'busy' || this.state === 'spin', 'host preemption of a stalled CPU', this);
     if (this.bursting) this.stopBurst(p);
     // A spinner spins again when it is back, unless its wait ends meanwhile (unpark replaces this).
     if (this.state === 'spin') p.onCpuGranted = this.resumeSpin;

@@ -198,9 +198,9 @@ export class HostCpus implements Blocker {
    * at once (cpu.hostGranted runs before this returns); otherwise cpu joins the run queue.
    */
   request(cpu: Cpu): void {
-    assert(cpu.hostCpu < 0, 'a Cpu asked for a second host CPU', cpu.name);
+    assert(cpu.hostCpu < 0, 'a Cpu asked for a second host CPU', cpu);
     if (this.free > 0) {
-      assert(this.queue.length === 0, 'host CPUs: a CPU is free while Cpus wait', this.describe());
+      assert(this.queue.length === 0, 'host CPUs: a CPU is free while Cpus wait', this);
       this.grant(this.choose(cpu.lastHostCpu), cpu, 0);
       return;
     }
@@ -211,11 +211,11 @@ export class HostCpus implements Blocker {
   release(cpu: Cpu, i: number): void {
     if (i < 0) {
       const at = this.queue.indexOf(cpu);
-      assert(at >= 0, 'host CPUs: releasing a Cpu that neither holds nor waits', cpu.name);
+      assert(at >= 0, 'host CPUs: releasing a Cpu that neither holds nor waits', cpu);
       this.queue.splice(at, 1);
       return;
     }
-    assert(this.holders[i] === cpu, 'host CPUs: released by a Cpu that does not hold it', { cpu: cpu.name, i });
+    assert(this.holders[i] === cpu, 'host CPUs: released by a Cpu that does not hold it', cpu);
     this.vacate(i);
     this.handOver(i);
   }
@@ -260,7 +260,7 @@ export class HostCpus implements Blocker {
   /** cpu gives its host CPU to the first waiter and goes to the back of the run queue. */
   preempt(cpu: Cpu): void {
     const i = cpu.hostCpu;
-    assert(this.holders[i] === cpu && this.queue.length > 0, 'host CPUs: preempting without a waiter', { cpu: cpu.name, i });
+    assert(this.holders[i] === cpu && this.queue.length > 0, 'host CPUs: preempting without a waiter', cpu);
     this.preemptions++;
     this.vacate(i);
     cpu.hostPreempted();
@@ -281,7 +281,7 @@ export class HostCpus implements Blocker {
       if (sibling < 0 || holders[sibling] === null) return i;
       if (firstFree < 0) firstFree = i;
     }
-    assert(firstFree >= 0, 'host CPUs: no free CPU to choose', this.describe());
+    assert(firstFree >= 0, 'host CPUs: no free CPU to choose', this);
     return firstFree;
   }
 
