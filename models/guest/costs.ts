@@ -3,7 +3,7 @@ import { MS, US, S, MiB } from '../../sim/index.ts';
 /**
  * Costs of the guest's own work (everything that is not arch_accept_memory(), whose cost the
  * host side models). Each value cites its entry in docs/sources.md: a source where one has a
- * number, else an ESTIMATE ([estimate:...]) with the reasoning. Times are nanoseconds of one vCPU.
+ * number, else an ESTIMATE (such as [estimate:firmware-init]) with the reasoning. Times are nanoseconds of one vCPU.
  */
 export interface GuestCosts {
   /** OVMF/TDVF from reset to ExitBootServices, without acceptance. */

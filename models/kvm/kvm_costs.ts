@@ -1,7 +1,7 @@
 /**
  * Costs of KVM's own work on the exit paths, in ns. No source publishes them: each default is
- * an ESTIMATE with its entry in docs/sources.md ([estimate:...]), a share of a range that bounds
- * it, with the reasoning.
+ * an ESTIMATE with its entry in docs/sources.md (such as [estimate:userspace-exit]), a share of a
+ * range that bounds it, with the reasoning.
  */
 export interface KvmCosts {
   /**

@@ -1,7 +1,7 @@
 /**
  * Costs of SEV-SNP acceptance in the guest, the CPU and the firmware-defined RMP, in ns. No
  * source publishes them: each default is an ESTIMATE with its entry in docs/sources.md
- * ([estimate:...]), bounded by the ranges named there.
+ * (such as [estimate:snp-4k-accept-msr]), bounded by the ranges named there.
  */
 export interface SnpCosts {
   /**

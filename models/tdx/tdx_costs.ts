@@ -2,8 +2,8 @@
  * Costs of the TDX module and of TD transitions, in ns (rates in bytes/s). Every default cites
  * its entry of docs/sources.md. The one measured quantity, ~2.5 us per 4K page end to end on one
  * vCPU of a quiet host ([kirill-2024-10-accept-90g], [R2]), sits below the sum of the ranges'
- * midpoints, so the defaults take the low ends of the ESTIMATE ranges and the high end of the
- * zeroing rate; the resulting uncontended per-page cost is ~2.67 us (docs/calibration-host.md).
+ * midpoints, so the defaults take the low ends of the ESTIMATE ranges (docs/sources.md section 8,
+ * e.g. [estimate:vm-exit-round-trip]) and the high end of the zeroing rate; the resulting uncontended per-page cost is ~2.67 us (docs/calibration-host.md).
  */
 export interface TdxCosts {
   /**
