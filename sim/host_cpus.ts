@@ -28,7 +28,7 @@ export interface HostCpusAccounting extends HostCpuAccounting {
 
 /**
  * EEVDF's base slice on a host with `cpus` CPUs: sysctl_sched_base_slice, 0.75 ms, scaled by
- * 1 + ilog2(min(cpus, 8)) under the default SCHED_TUNABLESCALING_LOG (kernel/sched/fair.c,
+ * 1 + ilog2(min(cpus, 8)) under the default SCHED_TUNABLESCALING_LOG ([linux:kernel/sched/fair.c],
  * get_update_sysctl_factor()): 0.75 ms on 1 CPU, 1.5 ms on 2 or 3, 2.25 ms on 4 to 7, 3 ms on
  * 8 or more.
  */

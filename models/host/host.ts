@@ -28,14 +28,14 @@ export interface HostConfig {
   sockets?: number;
   /**
    * Memory bandwidth of each socket, bytes/s, shared by every clear and zero (processor sharing).
-   * domain.md (parameter table, "memory-bandwidth-bound accept rate"): "100-300 GB/s DDR5
-   * socket"; default the middle, 200 GB/s.
+   * ESTIMATE [estimate:accept-bandwidth-ceiling]: a DDR5 socket writes 100-300 GB/s; default the
+   * middle, 200 GB/s.
    */
   memoryBandwidthBytesPerSec?: number;
   /**
    * What one host CPU clears, bytes/s (clear_highpage() of guest_memfd pages on first use).
-   * domain.md (parameter table, "page zeroing (host, per CPU)"): 12.9 GB/s for 2M pages,
-   * baseline kernel (Ankur Arora, clear_pages v8, AMD Milan demand faults).
+   * [arora-2025-10-clear-pages]: 12.9 GB/s for 2M pages, baseline kernel (AMD Milan demand
+   * faults, [R13]).
    */
   clearBytesPerSec?: number;
   /** TDX: the module whose locking is modelled. */
@@ -148,8 +148,7 @@ export class Host {
 
   /**
    * The RMP covers all host memory and is itself host memory the firmware reserves at boot
-   * (16 bytes per 4K page, `linux:arch/x86/virt/svm/sev.c` snp_rmptable_init(); domain.md
-   * "SNP RMP table 16 B per 4K page").
+   * (16 bytes per 4K page, snp_rmptable_init() in [linux:arch/x86/virt/svm/sev.c]).
    */
   private reserveRmp(memoryBytes: number): Rmp {
     const owner = this.memory.registerOwner('snp-firmware');

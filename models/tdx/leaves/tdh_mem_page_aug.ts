@@ -12,7 +12,7 @@ import { TDX_MODULE_SERVICE, levelBytes } from '../tdx_module.ts';
 
 /**
  * TDH.MEM.PAGE.AUG(gpa | level): add a PENDING page to the TD's Secure EPT
- * (tdx-module src/vmm_dispatcher/api_calls/tdh_mem_page_aug.c). Called by KVM on the stalled
+ * ([tdx-module:src/vmm_dispatcher/api_calls/tdh_mem_page_aug.c]). Called by KVM on the stalled
  * vCPU thread. Charges the entry transition and the body; the caller charges seamcallHalfNs for
  * the exit transition (merged with its next stall).
  */

@@ -9,7 +9,7 @@ import { TDX_MODULE_SERVICE } from '../tdx_module.ts';
  * TDH.MEM.SEPT.ADD: add the S-EPT page of `kind` above 2 MiB region `region` (a PT page under
  * its PD entry, the PD page of its 1 GiB, or the PDPT page of its 512 GiB); the module fills
  * the new page (fill_area_cacheline, 4 KiB). Same locks as AUG on the parent entry
- * (tdx-module src/vmm_dispatcher/api_calls/tdh_mem_sept_add.c).
+ * ([tdx-module:src/vmm_dispatcher/api_calls/tdh_mem_sept_add.c]).
  */
 export function* tdh_mem_sept_add(td: Td, region: number, kind: SeptPageKind, link: number): Proc<bigint> {
   const sim = td.sim;
