@@ -12,6 +12,7 @@ import { sweep } from './commands/sweep.ts';
 // traces/options.ts, not traces/index.ts: parsing flags must not load OpenTelemetry (startup time).
 import { parseTraceFlags, TraceUsageError } from '../traces/options.ts';
 import { Interrupted } from './pool.ts';
+import { describeFsError } from './output_paths.ts';
 import { didYouMean } from './suggest.ts';
 import { EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError } from './usage_error.ts';
 
@@ -66,6 +67,12 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof Interrupted) {
       err('interrupted: finished runs are kept in the journal; run the same command again to resume');
       return EXIT_INTERRUPTED;
+    }
+    // A file that could not be written (a full disk, a read-only file system): one line, no stack.
+    const fsMessage = describeFsError(e);
+    if (fsMessage !== undefined) {
+      err(`cvmsim ${name}: ${fsMessage}`);
+      return EXIT_FAILED;
     }
     err(`cvmsim ${name}: failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     return EXIT_FAILED;

@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { OutputError } from './output_paths.ts';
 import type { TaskMessage, TaskResult, WorkerReply } from './task.ts';
 
 /**
@@ -44,6 +45,11 @@ export class WorkerPool {
         w.on('message', (reply: WorkerReply) => {
           if (failed) return;
           if (!reply.ok) {
+            if (reply.output !== undefined) {
+              const o = reply.output;
+              fail(new OutputError(o.path, Object.assign(new Error(o.message), { code: o.code })));
+              return;
+            }
             fail(new Error(`worker failed on ${describeTask(tasks[reply.id]!)}:\n${reply.error}`));
             return;
           }

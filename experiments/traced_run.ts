@@ -1,5 +1,6 @@
 import type { TraceOptions, TraceSummary } from '../traces/index.ts';
 import type { Experiment, Params } from './experiment.ts';
+import { errnoCode, OutputError } from './output_paths.ts';
 import { runOnce, type TimedRun } from './runner.ts';
 
 /**
@@ -28,6 +29,19 @@ export async function runTraced(exp: Experiment, params: Params, seed: number, t
     },
   });
   const s = session as ReturnType<typeof startTracing> | null;
-  const summary = s === null ? null : await s.finish(timed.thrown);
+  let summary: TraceSummary | null = null;
+  try {
+    summary = s === null ? null : await s.finish(timed.thrown);
+  } catch (e) {
+    throw asTraceFileError(e, trace.files);
+  }
   return { ...timed, trace: summary };
+}
+
+/** A trace file that could not be written, named as the user gave it (not its temporary file). */
+function asTraceFileError(e: unknown, files: readonly string[]): unknown {
+  const path = (e as NodeJS.ErrnoException | null)?.path;
+  if (errnoCode(e) === undefined || typeof path !== 'string') return e;
+  const file = files.find((f) => path === f || path.startsWith(`${f}.`));
+  return new OutputError(file ?? path, e);
 }

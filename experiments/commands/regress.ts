@@ -1,13 +1,13 @@
 import { availableParallelism } from 'node:os';
-import { mkdirSync } from 'node:fs';
 import { one, parseJobs } from '../args.ts';
-import { baselineNames, baselinePath, readBaseline, withinTolerance, writeBaseline, type BaselineCase, type BaselineFile } from '../baselines.ts';
+import { baselineNames, checkBaselinesDir, baselinePath, readBaseline, withinTolerance, writeBaseline, type BaselineCase, type BaselineFile } from '../baselines.ts';
 import { runBatch } from '../batch.ts';
 import { loadCatalog } from '../catalog.ts';
 import { err, out, type Command } from '../command.ts';
 import type { Experiment, Params } from '../experiment.ts';
 import { fmt, textTable } from '../format.ts';
 import { defaultParams } from '../params.ts';
+import { prepareOutputDir } from '../output_paths.ts';
 import { BASELINES_DIR } from '../paths.ts';
 import { toleranceText } from './describe.ts';
 
@@ -25,11 +25,14 @@ export const regress: Command = {
     const catalog = await loadCatalog();
     const dir = one(args, 'baselines') ?? BASELINES_DIR;
     const update = args.switches.has('update');
+    checkBaselinesDir(dir);
     const jobs = parseJobs(one(args, 'jobs'), availableParallelism());
     const names = args.positional.length > 0
       ? args.positional
       : [...new Set([...catalog.registered.map((e) => e.name), ...baselineNames(dir)])];
     const exps = names.map((n) => catalog.get(n, 'experiment'));
+    // --update writes there: check the directory before running anything.
+    if (update) prepareOutputDir(dir, '--baselines');
 
     // Read every baseline before running anything: a malformed one is bad input (exit 2).
     const files = new Map<string, BaselineFile | undefined>(exps.map((e) => [e.name, readBaseline(dir, e)]));
@@ -82,7 +85,6 @@ export const regress: Command = {
         err(`not updating: ${failedRuns} run(s) failed`);
         return 1;
       }
-      mkdirSync(dir, { recursive: true });
       for (const e of exps) {
         const file: BaselineFile = { experiment: e.name, cases: [] };
         cases.forEach(({ exp, c }, i) => {

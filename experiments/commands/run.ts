@@ -3,7 +3,8 @@ import { loadCatalog, type Catalog } from '../catalog.ts';
 import { err, out, type Command } from '../command.ts';
 import type { Experiment, Params } from '../experiment.ts';
 import { fmt, textTable } from '../format.ts';
-import { writeOutputs } from '../outputs.ts';
+import { prepareOutputDir, prepareOutputFiles } from '../output_paths.ts';
+import { isSingleRun, refuseOtherResults, writeOutputs } from '../outputs.ts';
 import { checkCombination, readConfigFile, resolveParams } from '../params.ts';
 import { parseSeed } from '../plan.ts';
 import { buildResultSet } from '../results.ts';
@@ -45,6 +46,12 @@ export const run: Command = {
     const seed = parseSeed(one(args, 'seed'));
     const outDir = one(args, 'out');
     const json = args.switches.has('json');
+    // Every output path is checked before the run: a bad one is found in a second, not after it.
+    if (outDir !== undefined) {
+      prepareOutputDir(outDir, '--out');
+      refuseOtherResults(outDir, '--out', 'cvmsim run', (c) => !c.sweep && c.results !== null && c.results !== 'unreadable' && isSingleRun(c.results));
+    }
+    if (args.trace !== null) prepareOutputFiles(args.trace.files, '--trace');
 
     const { record, wallMs, errorStack, trace, sim } = await runTraced(exp, params, seed, args.trace);
     const paths = outDir === undefined ? undefined : writeOutputs(outDir, buildResultSet([record], [exp], { experiment: exp.name, base: params, grid: [], seeds: [seed] }, null));
