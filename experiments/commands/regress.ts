@@ -9,6 +9,7 @@ import { fmt, textTable } from '../format.ts';
 import { defaultParams } from '../params.ts';
 import { prepareOutputDir } from '../output_paths.ts';
 import { BASELINES_DIR } from '../paths.ts';
+import { UsageError } from '../usage_error.ts';
 import { toleranceText } from './describe.ts';
 
 export const regress: Command = {
@@ -43,7 +44,11 @@ export const regress: Command = {
     const cases: { exp: Experiment; c: { params: Params; seed: number }; baseline: BaselineCase | undefined }[] = [];
     for (const e of exps) {
       const f = files.get(e.name);
-      if (f !== undefined) for (const c of f.cases) cases.push({ exp: e, c, baseline: c });
+      // An empty case list checks nothing: bad input, unless --update is about to fill it.
+      if (f !== undefined && f.cases.length === 0 && !update) {
+        throw new UsageError(baselinePath(dir, e.name), `expected at least one case, got "cases": [] (it would check nothing); add {"params": {...}, "seed": N} or run \`cvmsim regress --update ${e.name}\``);
+      }
+      if (f !== undefined && f.cases.length > 0) for (const c of f.cases) cases.push({ exp: e, c, baseline: c });
       else if (update) cases.push({ exp: e, c: { params: defaultParams(e), seed: 1 }, baseline: undefined });
     }
 
@@ -62,19 +67,17 @@ export const regress: Command = {
       }
       if (baseline === undefined) return;
       if (baseline.fingerprint !== '' && baseline.fingerprint !== rec.fingerprint) notes.push(`${exp.name} ${label}: fingerprint ${baseline.fingerprint} -> ${rec.fingerprint} (the event sequence changed)`);
-      const added = Object.keys(rec.metrics).filter((m) => !Object.hasOwn(baseline.metrics, m));
-      if (added.length > 0) notes.push(`${exp.name} ${label}: ${added.length} metric(s) not in the baseline${update ? ' (added)' : ''}: ${added.join(', ')}`);
-      for (const [m, base] of Object.entries(baseline.metrics)) {
+      // Every metric the experiment declares must be in the baseline: a metric deleted from the
+      // file would otherwise stop being checked without anyone noticing.
+      for (const m of [...new Set([...Object.keys(exp.metrics), ...Object.keys(baseline.metrics)])]) {
         compared++;
         const spec = exp.metrics[m];
+        const base = baseline.metrics[m];
         const now = rec.metrics[m];
-        if (spec === undefined || now === undefined) {
-          breaches.push([exp.name, label, m, fmt(base), 'missing', '', spec === undefined ? 'metric no longer declared' : toleranceText(spec.tolerance)]);
-          continue;
-        }
-        if (!withinTolerance(spec.tolerance, base, now)) {
-          breaches.push([exp.name, label, m, fmt(base), fmt(now), difference(base, now), toleranceText(spec.tolerance)]);
-        }
+        if (spec === undefined) breaches.push([exp.name, label, m, fmt(base!), 'missing', '', 'metric no longer declared']);
+        else if (base === undefined) breaches.push([exp.name, label, m, 'missing', now === undefined ? 'missing' : fmt(now), '', `not in the baseline${update ? '' : ' (regress --update adds it)'}`]);
+        else if (now === undefined) breaches.push([exp.name, label, m, fmt(base), 'missing', '', toleranceText(spec.tolerance)]);
+        else if (!withinTolerance(spec.tolerance, base, now)) breaches.push([exp.name, label, m, fmt(base), fmt(now), difference(base, now), toleranceText(spec.tolerance)]);
       }
     });
 
