@@ -1,4 +1,7 @@
-import { helpText, parseArgs } from './args.ts';
+import { readFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { join } from 'node:path';
+import { helpText, parseArgs, TooManyArguments } from './args.ts';
 import { err, out, type Command } from './command.ts';
 import { checkDeterminismCommand } from './commands/check_determinism.ts';
 import { describe } from './commands/describe.ts';
@@ -14,7 +17,8 @@ import { parseTraceFlags, TraceUsageError } from '../traces/options.ts';
 import { Interrupted } from './pool.ts';
 import { describeFsError } from './output_paths.ts';
 import { didYouMean } from './suggest.ts';
-import { EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError } from './usage_error.ts';
+import { PACKAGE_ROOT } from './paths.ts';
+import { EXIT_CODES_HELP, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError } from './usage_error.ts';
 
 /** The cvmsim command line: dispatch to a sub-command, map errors to exit codes. */
 export const COMMANDS: Command[] = [list, describe, run, sweep, merge, report, regress, checkDeterminismCommand, suite];
@@ -29,9 +33,30 @@ export function topHelp(): string {
     'commands:',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary.split('. ')[0]!.replace(/\.$/, '')}`),
     '',
-    'exit codes: 0 done, 1 a regression or a failed run, 2 bad input',
+    'options: --help, --version',
+    '',
+    EXIT_CODES_HELP,
     '',
   ].join('\n');
+}
+
+/** "cvmsim 0.1.0", from package.json. */
+export function versionLine(): string {
+  const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string };
+  return `cvmsim ${pkg.version}`;
+}
+
+/**
+ * `--otlp` takes the next argument as its URL only when it starts with http(s):// (so that
+ * `--otlp <experiment>` works); a word there that is no URL would otherwise be reported as one
+ * argument too many. Returns that word, if any.
+ */
+function otlpWordTakenAsArgument(argv: string[]): string | undefined {
+  for (let i = 0; i + 1 < argv.length; i++) {
+    const next = argv[i + 1]!;
+    if (argv[i] === '--otlp' && !next.startsWith('-') && !/^https?:\/\//i.test(next)) return next;
+  }
+  return undefined;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -39,6 +64,10 @@ export async function main(argv: string[]): Promise<number> {
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     out(topHelp());
     return name === undefined ? EXIT_USAGE : 0;
+  }
+  if (name === '--version' || name === '-V' || name === 'version') {
+    out(versionLine());
+    return 0;
   }
   const cmd = COMMANDS.find((c) => c.name === name);
   try {
@@ -52,7 +81,16 @@ export async function main(argv: string[]): Promise<number> {
       trace = t.options;
       argv = t.rest;
     }
-    const args = parseArgs(cmd, argv);
+    let args;
+    try {
+      args = parseArgs(cmd, argv);
+    } catch (e) {
+      const word = otlpWordTakenAsArgument(rest);
+      if (e instanceof TooManyArguments && word !== undefined && e.extra.includes(word)) {
+        throw new UsageError('--otlp', `expected an http:// or https:// URL, got '${word}' (without a URL, --otlp uses OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318)`);
+      }
+      throw e;
+    }
     args.trace = trace;
     if (args.help) {
       out(helpText(cmd));
@@ -65,8 +103,10 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT_USAGE;
     }
     if (e instanceof Interrupted) {
-      err('interrupted: finished runs are kept in the journal; run the same command again to resume');
-      return EXIT_INTERRUPTED;
+      err(e.journal === null
+        ? `cvmsim ${name}: interrupted by ${e.signal}: no results were written`
+        : `cvmsim ${name}: interrupted by ${e.signal}: finished runs are kept in ${e.journal}; run the same command again to resume`);
+      return 128 + (osConstants.signals[e.signal] ?? EXIT_INTERRUPTED - 128);
     }
     // A file that could not be written (a full disk, a read-only file system): one line, no stack.
     const fsMessage = describeFsError(e);

@@ -10,12 +10,19 @@ import type { TaskMessage, TaskResult, WorkerReply } from './task.ts';
  */
 export class Interrupted extends Error {
   override name = 'Interrupted';
+  constructor(
+    readonly signal: NodeJS.Signals,
+    /** The journal that keeps the finished runs, if the command has one. */
+    readonly journal: string | null = null,
+  ) {
+    super(`interrupted by ${signal}`);
+  }
 }
 
 export class WorkerPool {
   private workers: Worker[] = [];
   private stopped = false;
-  private stopHook: (() => void) | null = null;
+  private stopHook: ((signal: NodeJS.Signals) => void) | null = null;
 
   constructor(private readonly jobs: number) {}
 
@@ -31,7 +38,7 @@ export class WorkerPool {
         failed = true;
         void this.terminate().then(() => reject(e));
       };
-      this.stopHook = () => fail(new Interrupted('interrupted'));
+      this.stopHook = (signal) => fail(new Interrupted(signal));
       const feed = (w: Worker) => {
         if (failed || this.stopped) return;
         if (next >= tasks.length) return;
@@ -76,9 +83,9 @@ export class WorkerPool {
   }
 
   /** Interrupt: stop handing out tasks and terminate the workers; runAll rejects with Interrupted. */
-  stop(): void {
+  stop(signal: NodeJS.Signals = 'SIGINT'): void {
     this.stopped = true;
-    this.stopHook?.();
+    this.stopHook?.(signal);
   }
 
   private async terminate(): Promise<void> {

@@ -1,7 +1,7 @@
 import type { TraceOptions, TraceSummary } from '../traces/index.ts';
 import type { Experiment, Params } from './experiment.ts';
 import { errnoCode, OutputError } from './output_paths.ts';
-import { runOnce, type TimedRun } from './runner.ts';
+import { runOnce, type RunHooks, type TimedRun } from './runner.ts';
 
 /**
  * One run, traced when asked: the trace observer is attached to the Sim before the model is
@@ -18,13 +18,14 @@ export function tracingOn(o: TraceOptions | null): o is TraceOptions {
   return o !== null && (o.files.length > 0 || o.otlp !== null);
 }
 
-export async function runTraced(exp: Experiment, params: Params, seed: number, trace: TraceOptions | null): Promise<TracedRun> {
-  if (!tracingOn(trace)) return { ...runOnce(exp, params, seed), trace: null };
+export async function runTraced(exp: Experiment, params: Params, seed: number, trace: TraceOptions | null, hooks: RunHooks = {}): Promise<TracedRun> {
+  if (!tracingOn(trace)) return { ...runOnce(exp, params, seed, hooks), trace: null };
   // OpenTelemetry is loaded only for traced runs.
   const { startTracing } = await import('../traces/index.ts');
   let session: ReturnType<typeof startTracing> | null = null;
   const timed = runOnce(exp, params, seed, {
     beforeRun(sim) {
+      hooks.beforeRun?.(sim);
       session = startTracing(sim, { experiment: exp.name, params, seed }, trace);
     },
   });

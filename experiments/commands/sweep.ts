@@ -8,7 +8,7 @@ import { err, out, type Command } from '../command.ts';
 import { textTable } from '../format.ts';
 import { Journal } from '../journal.ts';
 import { prepareOutputDir, prepareOutputFiles } from '../output_paths.ts';
-import { MANIFEST_FILE, refuseOtherResults, writeOutputs } from '../outputs.ts';
+import { MANIFEST_FILE, refuseOtherResults, writeOutputs, type OutputPaths } from '../outputs.ts';
 import { checkCombination, jsonErrorWhere } from '../params.ts';
 import { parseGrid, parseSeedCount, parseShard, planRuns, shardOf, type PlannedRun } from '../plan.ts';
 import type { TraceOptions, TraceSummary } from '../../traces/index.ts';
@@ -30,6 +30,7 @@ export const sweep: Command = {
     jobs: { value: true, arg: 'J', help: 'worker threads (default: the number of cores)' },
     shard: { value: true, arg: 'i/n', help: 'run only shard i of n (0-based); `--shard n` takes i from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID' },
     out: { value: true, arg: 'DIR', help: 'output directory (default results/sweep-<experiment>[-shard-i-of-n])' },
+    json: { value: false, help: 'print one JSON object (the sweep, each run with its metrics, the aggregates, the files written) on stdout and nothing else' },
   },
   trace: true,
   details: [
@@ -86,11 +87,33 @@ export const sweep: Command = {
     });
     const rs = buildResultSet(runs, [exp], spec, shard);
     const paths = writeOutputs(dir, rs);
-    printSummary(rs);
-    out(`\nwrote ${paths.results}\n      ${paths.csv}\n      ${paths.summary}\n      ${paths.report}`);
+    if (args.switches.has('json')) out(JSON.stringify(sweepJson(rs, paths)));
+    else {
+      printSummary(rs);
+      out(`\nwrote ${paths.results}\n      ${paths.csv}\n      ${paths.summary}\n      ${paths.report}`);
+    }
     return reportFailures(rs) || traceCode;
   },
 };
+
+/** `sweep --json`: results.json without the curves and schemas, plus where the files are. */
+export function sweepJson(rs: ResultSet, paths: OutputPaths): object {
+  return {
+    sweep: rs.sweep,
+    shard: rs.shard,
+    runs: rs.runs.map((r) => ({
+      params: r.params,
+      seed: r.seed,
+      metrics: r.metrics,
+      fingerprint: r.fingerprint,
+      virtual_ns: r.virtualNs,
+      events_executed: r.eventsExecuted,
+      ...(r.error === undefined ? {} : { error: r.error }),
+    })),
+    aggregates: rs.aggregates,
+    files: paths,
+  };
+}
 
 /** One line for the sweep's traces (not one per run), their warnings, and exit 3 if a required export failed. */
 export function reportTraces(summaries: TraceSummary[]): number {
