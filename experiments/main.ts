@@ -5,6 +5,7 @@ import { helpText, parseArgs, TooManyArguments } from './args.ts';
 import { err, out, type Command } from './command.ts';
 import { checkDeterminismCommand } from './commands/check_determinism.ts';
 import { describe } from './commands/describe.ts';
+import { fuzz } from './commands/fuzz.ts';
 import { list } from './commands/list.ts';
 import { merge } from './commands/merge.ts';
 import { regress } from './commands/regress.ts';
@@ -21,7 +22,7 @@ import { PACKAGE_ROOT } from './paths.ts';
 import { EXIT_CODES_HELP, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError } from './usage_error.ts';
 
 /** The cvmsim command line: dispatch to a sub-command, map errors to exit codes. */
-export const COMMANDS: Command[] = [list, describe, run, sweep, merge, report, regress, checkDeterminismCommand, suite];
+export const COMMANDS: Command[] = [list, describe, run, sweep, merge, report, regress, checkDeterminismCommand, suite, fuzz];
 
 export function topHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
