@@ -14,15 +14,16 @@ import { hintedCost } from './cost_hints.ts';
  *
  * Size is capped. A number above its default multiplies the work by roughly value/default
  * (memory_gib=4096 is 1024 times the default 4), so each configuration gets a budget of
- * `budget` doublings above the defaults (default 8, a factor of 256) for all its numbers
+ * `budget` doublings above the defaults (default 6, a factor of 64) for all its numbers
  * together: their product of value/default is at most 2^budget. Enum values known to multiply
  * the work (cost_hints.ts: fidelity=per-page, psc=msr) are charged first; what is left may be
- * negative, which holds the numbers below their defaults (per-page with memory_gib <= 1). One
+ * negative, down to -4, which holds the numbers below their defaults (per-page: memory_gib at
+ * a sixteenth of its default, 1 GiB at most for the 4 and 8 GiB defaults). One
  * number per configuration, the lead, may take its whole range, up to its max even past the
  * budget, when no hint was charged; the others share what the lead left, below their defaults
  * when the lead went past the budget. So 4 TiB guests and 512 vCPUs both occur, but not
- * together: with memory_gib=4096 (10 doublings) the other numbers stay at a quarter of their
- * defaults or below (vcpus 1), and with vcpus=512 (7 doublings) memory_gib <= 4 * 2^1.
+ * together: with memory_gib=4096 (10 doublings) the other numbers stay at a sixteenth of their
+ * defaults or below (vcpus 1), and with vcpus=512 (7 doublings) memory_gib <= 4 / 2.
  * A number whose default is 0 counts its doublings from 1. A negative --budget makes every
  * configuration small (the lead aside): -3 holds the numbers to an eighth of their defaults.
  */
@@ -35,7 +36,13 @@ export interface FuzzConfig {
   seed: number;
 }
 
-export const DEFAULT_BUDGET = 8;
+export const DEFAULT_BUDGET = 6;
+
+/**
+ * How far below the defaults the budget may push the numbers (doublings). Lower would make
+ * rates tiny, and a tiny rate makes a run longer, not shorter.
+ */
+const LOWEST_LEFT = -4;
 
 /** How many draws may be refused by the experiment's own check before the slot is given up. */
 const ATTEMPTS = 20;
@@ -74,7 +81,7 @@ export function drawParams(exp: Experiment, prng: Rng, budget = DEFAULT_BUDGET):
   for (const k of lead === undefined ? numbers : [lead, ...numbers.filter((n) => n !== lead)]) {
     const spec = exp.params[k] as NumberSpec;
     const whole = k === lead && left >= budget;
-    const v = drawNumber(spec, prng, whole ? upper(spec) : ref(spec) * 2 ** left);
+    const v = drawNumber(spec, prng, whole ? upper(spec) : ref(spec) * 2 ** Math.max(LOWEST_LEFT, left));
     p[k] = v;
     left -= doublings(spec, v);
   }
@@ -134,8 +141,14 @@ function across(lo: number, hi: number, prng: Rng): number {
 
 /** Integers rounded, other numbers kept to 4 significant digits (short --set values), all within [lo, hi]. */
 function tidy(spec: NumberSpec, v: number, lo: number, hi: number): number {
-  let x = spec.integer === true ? Math.round(v) : Number(v.toPrecision(4));
-  if (x < lo) x = spec.integer === true ? Math.ceil(lo) : lo;
-  if (x > hi) x = spec.integer === true ? Math.floor(hi) : hi;
-  return x;
+  if (spec.integer === true) return Math.min(Math.floor(hi), Math.max(Math.ceil(lo), Math.round(v)));
+  const x = Number(v.toPrecision(4));
+  if (x > hi) return hi === upper(spec) ? hi : fourDigitsDown(hi);
+  return x < lo ? lo : x;
+}
+
+/** The largest number of 4 significant digits at or below v (v > 0): 1.220703125e-4 -> 1.22e-4. */
+function fourDigitsDown(v: number): number {
+  const unit = 10 ** (Math.floor(Math.log10(v)) - 3);
+  return Number((Math.floor(v / unit) * unit).toPrecision(4));
 }
