@@ -84,17 +84,17 @@ export function parseArgs(syntax: CommandSyntax, argv: string[]): ParsedArgs {
   if (parsed.positional.length < min) throw new UsageError(name, `expected ${min === max ? min : `at least ${min}`} argument(s) ${name}, got ${parsed.positional.length}; see 'cvmsim ${syntax.name} --help'`);
   if (parsed.positional.length > max) {
     const expected = max === 0 ? 'none' : `at most ${max} argument(s) ${name}`;
-    throw new TooManyArguments(name === '' ? 'arguments' : name, `expected ${expected}, got ${parsed.positional.length}: ${parsed.positional.join(' ')}`, parsed.positional.slice(max));
+    throw new TooManyArguments(name === '' ? 'arguments' : name, `expected ${expected}, got ${parsed.positional.length}: ${parsed.positional.join(' ')}`, parsed.positional);
   }
   return parsed;
 }
 
-/** More positional arguments than the command takes; `extra` are the ones beyond its maximum. */
+/** More positional arguments than the command takes; `given` are all of them. */
 export class TooManyArguments extends UsageError {
   constructor(
     field: string,
     message: string,
-    readonly extra: string[],
+    readonly given: string[],
   ) {
     super(field, message);
   }

@@ -87,7 +87,7 @@ export async function main(argv: string[]): Promise<number> {
       args = parseArgs(cmd, argv);
     } catch (e) {
       const word = otlpWordTakenAsArgument(rest);
-      if (e instanceof TooManyArguments && word !== undefined && e.extra.includes(word)) {
+      if (e instanceof TooManyArguments && word !== undefined && e.given.includes(word)) {
         throw new UsageError('--otlp', `expected an http:// or https:// URL, got '${word}' (without a URL, --otlp uses OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318)`);
       }
       throw e;

@@ -52,6 +52,8 @@ describe('messages', () => {
     const r = await cvmsim(['run', 'mm-queue', '--otlp', 'notaurl']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("cvmsim run: bad input: --otlp: expected an http:// or https:// URL, got 'notaurl'");
+    const before = await cvmsim(['run', '--otlp', 'notaurl', 'mm-queue']);
+    expect(before.stderr).toContain("--otlp: expected an http:// or https:// URL, got 'notaurl'");
   });
 
   it('a command without arguments given one says "expected none"', async () => {
