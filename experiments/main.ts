@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
-import { helpText, parseArgs, TooManyArguments } from './args.ts';
+import { helpText, parseArgs, TooManyArguments, type ParsedArgs } from './args.ts';
 import { err, out, type Command } from './command.ts';
 import { checkDeterminismCommand } from './commands/check_determinism.ts';
 import { describe } from './commands/describe.ts';
@@ -75,47 +75,57 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd === undefined) {
       throw new UsageError('command', `unknown command '${name}'${didYouMean(name, COMMANDS.map((c) => c.name))}; commands: ${COMMANDS.map((c) => c.name).join(', ')}`);
     }
-    let argv = rest;
-    let trace = null;
-    if (cmd.trace === true) {
-      const t = parseTraceFlags(rest);
-      trace = t.options;
-      argv = t.rest;
-    }
-    let args;
-    try {
-      args = parseArgs(cmd, argv);
-    } catch (e) {
-      const word = otlpWordTakenAsArgument(rest);
-      if (e instanceof TooManyArguments && word !== undefined && e.given.includes(word)) {
-        throw new UsageError('--otlp', `expected an http:// or https:// URL, got '${word}' (without a URL, --otlp uses OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318)`);
-      }
-      throw e;
-    }
-    args.trace = trace;
+    const args = commandArgs(cmd, rest);
     if (args.help) {
       out(helpText(cmd));
       return 0;
     }
     return await cmd.run(args);
   } catch (e) {
-    if (e instanceof UsageError || e instanceof TraceUsageError) {
-      err(`cvmsim ${cmd?.name ?? ''}: bad input: ${e.message}`.replace('cvmsim : ', 'cvmsim: '));
-      return EXIT_USAGE;
+    return reportError(e, cmd?.name ?? '', name);
+  }
+}
+
+/** The command's arguments, trace flags (traces/) taken out first. */
+function commandArgs(cmd: Command, rest: string[]): ParsedArgs {
+  let argv = rest;
+  let trace = null;
+  if (cmd.trace === true) {
+    const t = parseTraceFlags(rest);
+    trace = t.options;
+    argv = t.rest;
+  }
+  try {
+    const args = parseArgs(cmd, argv);
+    args.trace = trace;
+    return args;
+  } catch (e) {
+    const word = otlpWordTakenAsArgument(rest);
+    if (e instanceof TooManyArguments && word !== undefined && e.given.includes(word)) {
+      throw new UsageError('--otlp', `expected an http:// or https:// URL, got '${word}' (without a URL, --otlp uses OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318)`);
     }
-    if (e instanceof Interrupted) {
-      err(e.journal === null
-        ? `cvmsim ${name}: interrupted by ${e.signal}: no results were written`
-        : `cvmsim ${name}: interrupted by ${e.signal}: finished runs are kept in ${e.journal}; run the same command again to resume`);
-      return 128 + (osConstants.signals[e.signal] ?? EXIT_INTERRUPTED - 128);
-    }
-    // A file that could not be written (a full disk, a read-only file system): one line, no stack.
-    const fsMessage = describeFsError(e);
-    if (fsMessage !== undefined) {
-      err(`cvmsim ${name}: ${fsMessage}`);
-      return EXIT_FAILED;
-    }
-    err(`cvmsim ${name}: failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    throw e;
+  }
+}
+
+/** One message for what ended the command, and its exit code. */
+function reportError(e: unknown, command: string, name: string): number {
+  if (e instanceof UsageError || e instanceof TraceUsageError) {
+    err(`cvmsim ${command}: bad input: ${e.message}`.replace('cvmsim : ', 'cvmsim: '));
+    return EXIT_USAGE;
+  }
+  if (e instanceof Interrupted) {
+    err(e.journal === null
+      ? `cvmsim ${name}: interrupted by ${e.signal}: no results were written`
+      : `cvmsim ${name}: interrupted by ${e.signal}: finished runs are kept in ${e.journal}; run the same command again to resume`);
+    return 128 + (osConstants.signals[e.signal] ?? EXIT_INTERRUPTED - 128);
+  }
+  // A file that could not be written (a full disk, a read-only file system): one line, no stack.
+  const fsMessage = describeFsError(e);
+  if (fsMessage !== undefined) {
+    err(`cvmsim ${name}: ${fsMessage}`);
     return EXIT_FAILED;
   }
+  err(`cvmsim ${name}: failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+  return EXIT_FAILED;
 }
