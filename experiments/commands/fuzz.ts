@@ -8,7 +8,9 @@ import { parseSeed } from '../plan.ts';
 import { Interrupted } from '../pool.ts';
 import { formatClock } from '../progress.ts';
 import { formatSeconds } from '../runner.ts';
+import { prepareOutputFiles } from '../output_paths.ts';
 import { UsageError } from '../usage_error.ts';
+import { FuzzLog } from '../fuzz/fuzz_log.ts';
 import { isFailure, runCampaign, type CampaignOptions, type CampaignReport, type RunResult } from '../fuzz/campaign.ts';
 import { DEFAULT_BUDGET } from '../fuzz/generate.ts';
 import { FuzzWorkerThread } from '../fuzz/fuzz_worker_thread.ts';
@@ -36,6 +38,7 @@ export const fuzz: Command = {
     shrink: { value: false, help: 'on a failure, reduce the configuration to a smaller one that fails the same way' },
     strict: { value: false, help: 'a run past its cap is a failure' },
     jobs: { value: true, arg: 'J', help: 'worker threads (default 1)' },
+    log: { value: true, arg: 'FILE', help: 'append one JSON line per configuration run (parameters, seed, outcome, wall time, events) to FILE' },
   },
   details: [
     'example: cvmsim fuzz --seed 1 --time 120 --shrink',
@@ -63,6 +66,9 @@ export const fuzz: Command = {
       determinismEvery: parseCount(one(args, 'determinism-every'), '--determinism-every', DEFAULT_DETERMINISM_EVERY, 0),
       strict: args.switches.has('strict'),
     };
+    const logPath = one(args, 'log');
+    if (logPath !== undefined) prepareOutputFiles([logPath], '--log');
+    const log = logPath === undefined ? null : new FuzzLog(logPath);
     const limits = [Number.isFinite(options.runs) ? `${options.runs} configurations` : '', Number.isFinite(options.timeMs) ? `${options.timeMs / 1000} s` : ''].filter((s) => s !== '').join(' or ');
     err(`fuzz: root seed ${options.rootSeed} (repeat with --seed ${options.rootSeed}), ${experiments.map((e) => e.name).join(', ')}; cap ${options.capMs / 1000} s per run, size budget ${options.budget} doublings, ${options.jobs} worker thread(s); until ${limits} or a failure`);
 
@@ -76,7 +82,8 @@ export const fuzz: Command = {
     try {
       report = await runCampaign(options, {
         stopped,
-        onResult: (_r, rep) => {
+        onResult: (r, rep) => {
+          log?.append(r);
           const now = Date.now();
           if (now - lastLine < 10_000) return;
           lastLine = now;
@@ -85,6 +92,7 @@ export const fuzz: Command = {
       });
     } finally {
       for (const s of STOP_SIGNALS) process.off(s, onSignal);
+      log?.close();
     }
 
     out(summary(report, options, catalog));

@@ -1,6 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cvmsim, ROOT } from './cli_harness.ts';
+import { cvmsim, ROOT, tempDir } from './cli_harness.ts';
 
 /**
  * `cvmsim fuzz` through the real CLI. The broken invariant lives in a test-only experiment
@@ -75,8 +76,12 @@ describe('cvmsim fuzz', () => {
   });
 
   it('covers every registered experiment (configurations take turns), and exits 0 when nothing fails', async () => {
-    const r = await cvmsim(['fuzz', '--seed', '7', '--runs', '3', '--budget', '-4', '--determinism-every', '0'], { fixture: false });
+    const log = join(tempDir('fuzz-log'), 'runs.jsonl');
+    const r = await cvmsim(['fuzz', '--seed', '7', '--runs', '3', '--budget', '-4', '--determinism-every', '0', '--log', log], { fixture: false });
     expect(r.code, r.stdout + r.stderr).toBe(0);
+    const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => [l.index, l.experiment])).toEqual([[0, 'accept-boot'], [1, 'accept-throughput'], [2, 'accept-latency']]);
+    expect(lines[0]).toMatchObject({ outcome: expect.stringMatching(/^(ok|capped)$/), seed: expect.any(Number), events: expect.any(Number) });
     expect(r.stderr).toContain('fuzz: root seed 7 (repeat with --seed 7), accept-boot, accept-throughput, accept-latency;');
     for (const e of ['accept-boot', 'accept-throughput', 'accept-latency']) expect(r.stdout).toMatch(new RegExp(`^${e}\\s+1\\s`, 'm'));
     expect(r.stdout).toMatch(/fuzz: root seed 7: 3 configurations in \d+:\d\d: \d ok, \d over the 5 s cap, 0 failed; \d+ events, /);
@@ -88,6 +93,7 @@ describe('cvmsim fuzz', () => {
       [['fuzz', '--cap', '-1'], /--cap: expected a number in \[0, 1e7\], got '-1'/],
       [['fuzz', '--budget', 'big'], /--budget: expected a number of doublings in \[-64, 64\], got 'big'/],
       [['fuzz', 'nope'], /unknown experiment 'nope'/],
+      [['fuzz', '--log', '/proc/x/runs.jsonl'], /--log \/proc\/x\/runs\.jsonl: cannot create directory \/proc\/x/],
     ];
     for (const [args, message] of cases) {
       const r = await cvmsim(args);
