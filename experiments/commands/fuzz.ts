@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { one, parseJobs } from '../args.ts';
+import { all, one, parseJobs } from '../args.ts';
 import { STOP_SIGNALS } from '../batch.ts';
 import { loadCatalog, type Catalog } from '../catalog.ts';
 import { err, out, type Command } from '../command.ts';
@@ -12,7 +12,9 @@ import { prepareOutputFiles } from '../output_paths.ts';
 import { UsageError } from '../usage_error.ts';
 import { FuzzLog } from '../fuzz/fuzz_log.ts';
 import { isFailure, runCampaign, type CampaignOptions, type CampaignReport, type RunResult } from '../fuzz/campaign.ts';
-import { DEFAULT_BUDGET } from '../fuzz/generate.ts';
+import { DEFAULT_BUDGET, type Pinned } from '../fuzz/generate.ts';
+import type { Experiment, Params } from '../experiment.ts';
+import { paramSpec, parseParamValue, splitAssignment } from '../params.ts';
 import { FuzzWorkerThread } from '../fuzz/fuzz_worker_thread.ts';
 import { reproduceCommand } from '../fuzz/reproduce.ts';
 import { failureSignature, shrink } from '../fuzz/shrink.ts';
@@ -37,6 +39,7 @@ export const fuzz: Command = {
     'determinism-every': { value: true, arg: 'N', help: `run every N-th configuration twice and compare fingerprints (default ${DEFAULT_DETERMINISM_EVERY}; 0: never)` },
     shrink: { value: false, help: 'on a failure, reduce the configuration to a smaller one that fails the same way' },
     strict: { value: false, help: 'a run past its cap is a failure' },
+    set: { value: true, repeat: true, arg: 'k=v', help: 'fix a parameter instead of drawing it, in every experiment that has it' },
     jobs: { value: true, arg: 'J', help: 'worker threads (default 1)' },
     log: { value: true, arg: 'FILE', help: 'append one JSON line per configuration run (parameters, seed, outcome, wall time, events) to FILE' },
   },
@@ -65,6 +68,7 @@ export const fuzz: Command = {
       jobs: parseJobs(one(args, 'jobs'), 1, availableParallelism()),
       determinismEvery: parseCount(one(args, 'determinism-every'), '--determinism-every', DEFAULT_DETERMINISM_EVERY, 0),
       strict: args.switches.has('strict'),
+      pinned: parsePinned(experiments, all(args, 'set')),
     };
     const logPath = one(args, 'log');
     if (logPath !== undefined) prepareOutputFiles([logPath], '--log');
@@ -102,6 +106,23 @@ export const fuzz: Command = {
     return 1;
   },
 };
+
+/** `--set k=v` for every experiment that has k (checked against its spec); k unknown to all is bad input. */
+function parsePinned(experiments: readonly Experiment[], sets: string[]): Pinned {
+  const pinned = new Map<string, Params>(experiments.map((e) => [e.name, {}]));
+  for (const s of sets) {
+    const [k, raw] = splitAssignment('--set', s);
+    const field = `--set ${k}`;
+    const having = experiments.filter((e) => Object.hasOwn(e.params, k));
+    if (having.length === 0) paramSpec(experiments[0]!, k, field); // throws, naming the closest parameter
+    for (const e of having) {
+      const p = pinned.get(e.name)!;
+      if (Object.hasOwn(p, k)) throw new UsageError(field, `expected once, got it twice`);
+      p[k] = parseParamValue(field, e.params[k]!, raw);
+    }
+  }
+  return pinned;
+}
 
 function parseCount(text: string | undefined, field: string, fallback: number, min = 1): number {
   if (text === undefined) return fallback;

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { Experiment } from '../experiment.ts';
-import { drawConfig, type FuzzConfig } from './generate.ts';
+import { drawConfig, type FuzzConfig, type Pinned } from './generate.ts';
 import type { FuzzOutcome } from './fuzz_task.ts';
 import { FuzzWorkerThread } from './fuzz_worker_thread.ts';
 
@@ -24,6 +24,8 @@ export interface CampaignOptions {
   determinismEvery: number;
   /** A capped run ends the campaign as a failure. */
   strict: boolean;
+  /** Parameters fixed by the user (fuzz --set), by experiment. */
+  pinned?: Pinned;
 }
 
 export interface RunResult {
@@ -73,7 +75,7 @@ export async function runCampaign(options: CampaignOptions, io: CampaignIo = {})
   const take = (): FuzzConfig | null => {
     for (;;) {
       if (stop || next >= options.runs || performance.now() - started >= options.timeMs) return null;
-      const config = drawConfig(options.experiments, options.rootSeed, next++, options.budget);
+      const config = drawConfig(options.experiments, options.rootSeed, next++, options.budget, options.pinned);
       if (config !== null) return config;
       report.refused++;
     }

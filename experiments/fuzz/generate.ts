@@ -50,13 +50,16 @@ const ATTEMPTS = 20;
 export type NumberSpec = Extract<ParamSpec, { type: 'number' }>;
 
 /** Configuration `index` of the sequence of `rootSeed`, or null when every draw was refused. */
-export function drawConfig(experiments: readonly Experiment[], rootSeed: number, index: number, budget = DEFAULT_BUDGET): FuzzConfig | null {
+/** Values the user fixed (`fuzz --set k=v`), by experiment: they are not drawn, and their size counts. */
+export type Pinned = ReadonlyMap<string, Params>;
+
+export function drawConfig(experiments: readonly Experiment[], rootSeed: number, index: number, budget = DEFAULT_BUDGET, pinned: Pinned = new Map()): FuzzConfig | null {
   // Experiments take turns, so each gets the same share of the runs.
   const exp = experiments[index % experiments.length]!;
   const name = `fuzz.config.${index}`;
   const prng = new Rng(name, streamSeed(rootSeed, name));
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-    const params = drawParams(exp, prng, budget);
+    const params = drawParams(exp, prng, budget, pinned.get(exp.name));
     if (exp.check?.(params) !== undefined) continue;
     // Seeds from 1 to 2^31: short to type, and any of them a valid root seed.
     return { index, experiment: exp.name, params, seed: 1 + prng.int(2 ** 31) };
@@ -64,12 +67,16 @@ export function drawConfig(experiments: readonly Experiment[], rootSeed: number,
   return null;
 }
 
-export function drawParams(exp: Experiment, prng: Rng, budget = DEFAULT_BUDGET): Params {
-  const p: Params = defaultParams(exp);
-  const keys = prng.shuffle(Object.keys(exp.params));
+export function drawParams(exp: Experiment, prng: Rng, budget = DEFAULT_BUDGET, pinned: Params = {}): Params {
+  const p: Params = { ...defaultParams(exp), ...pinned };
+  const keys = prng.shuffle(Object.keys(exp.params).filter((k) => !Object.hasOwn(pinned, k)));
   const numbers = keys.filter((k) => exp.params[k]!.type === 'number');
-  // Enums and booleans first: a costly value shrinks the budget the numbers share.
+  // Fixed values and then enums and booleans first: a costly value shrinks the budget the numbers share.
   let left = budget;
+  for (const [k, v] of Object.entries(pinned)) {
+    const spec = exp.params[k]!;
+    left -= spec.type === 'number' ? doublings(spec, v as number) : hintedCost(k, v);
+  }
   for (const k of keys) {
     const spec = exp.params[k]!;
     if (spec.type === 'number') continue;

@@ -47,6 +47,13 @@ describe('cvmsim fuzz', () => {
     expect(boundary.code, boundary.stderr).toBe(0);
   });
 
+  it('--set fixes a parameter instead of drawing it', async () => {
+    const r = await cvmsim(['fuzz', 'broken-invariant', '--seed', '1', '--runs', '5', '--set', 'mode=drain', '--set', 'items=6000'], withTargets);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/fuzz: configuration #0 failed \(broken-invariant, seed \d+\):/);
+    expect(commandAfter(r.stdout, 'reproduce:')).toEqual(expect.arrayContaining(['items=6000', 'mode=drain']));
+  });
+
   it('a run past its cap is stopped and reported, not failed (with events, or a loop the thread is terminated for); --strict fails it', async () => {
     const args = ['fuzz', 'slow-fixture', '--seed', '1', '--runs', '3', '--cap', '0.3'];
     const r = await cvmsim(args, withTargets);
@@ -93,6 +100,8 @@ describe('cvmsim fuzz', () => {
       [['fuzz', '--cap', '-1'], /--cap: expected a number in \[0, 1e7\], got '-1'/],
       [['fuzz', '--budget', 'big'], /--budget: expected a number of doublings in \[-64, 64\], got 'big'/],
       [['fuzz', 'nope'], /unknown experiment 'nope'/],
+      [['fuzz', '--set', 'fidelty=per-page'], /--set fidelty: unknown parameter 'fidelty' of accept-boot \(did you mean 'fidelity'\?\)/],
+      [['fuzz', '--set', 'fidelity=every-page'], /--set fidelity: expected one of aggregate\|per-page, got 'every-page'/],
       [['fuzz', '--log', '/proc/x/runs.jsonl'], /--log \/proc\/x\/runs\.jsonl: cannot create directory \/proc\/x/],
     ];
     for (const [args, message] of cases) {
