@@ -49,10 +49,10 @@ const ATTEMPTS = 20;
 
 export type NumberSpec = Extract<ParamSpec, { type: 'number' }>;
 
-/** Configuration `index` of the sequence of `rootSeed`, or null when every draw was refused. */
 /** Values the user fixed (`fuzz --set k=v`), by experiment: they are not drawn, and their size counts. */
 export type Pinned = ReadonlyMap<string, Params>;
 
+/** Configuration `index` of the sequence of `rootSeed`, or null when every draw was refused. */
 export function drawConfig(experiments: readonly Experiment[], rootSeed: number, index: number, budget = DEFAULT_BUDGET, pinned: Pinned = new Map()): FuzzConfig | null {
   // Experiments take turns, so each gets the same share of the runs.
   const exp = experiments[index % experiments.length]!;
