@@ -5,7 +5,8 @@ import { runBatch } from '../batch.ts';
 import { loadCatalog } from '../catalog.ts';
 import { err, out, type Command } from '../command.ts';
 import { fmt, textTable } from '../format.ts';
-import { writeOutputs } from '../outputs.ts';
+import { prepareOutputDir } from '../output_paths.ts';
+import { refuseOtherResults, writeOutputs } from '../outputs.ts';
 import { checkCombination, defaultParams, sortedParams } from '../params.ts';
 import { planRuns } from '../plan.ts';
 import { buildResultSet } from '../results.ts';
@@ -35,6 +36,9 @@ export const suite: Command = {
     }
     // Each default run also writes its trace, to open in the Jaeger UI; the sweep's runs are untraced.
     const traceFile = (name: string) => join(dir, 'traces', `${name}.jaeger.json`);
+    prepareOutputDir(dir, '--out');
+    refuseOtherResults(dir, '--out', 'cvmsim suite', (c) => !c.sweep && c.results !== null && c.results !== 'unreadable' && c.results.sweep === null);
+    prepareOutputDir(join(dir, 'traces'), '--out');
     const tasks: Omit<TaskMessage, 'id'>[] = exps.map((e) => ({
       experiment: e.name, params: defaultParams(e), seed: 1, trace: { ...defaultTraceOptions, files: [traceFile(e.name)] },
     }));

@@ -1,15 +1,16 @@
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findChromium, INSTALL_WITH_SUDO } from '../../tools/ensure_chromium.mjs';
 import { cvmsim, tempDir } from './cli_harness.ts';
 
 /**
- * report.html opened in a real browser: Debian's chromium (installed by .ci/run), driven by
- * playwright-core. A missing browser fails the test rather than skipping it.
+ * report.html opened in a real browser: Debian's chromium (installed by `npm test`'s pretest step,
+ * tools/ensure_chromium.mjs), driven by playwright-core. A missing browser fails the test rather
+ * than skipping it.
  */
-const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM = findChromium();
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
 interface DrawnChart {
@@ -29,10 +30,10 @@ describe('report.html in headless Chromium', () => {
   const dir = tempDir('report');
 
   beforeAll(async () => {
-    expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`).toBe(true);
+    expect(CHROMIUM, `chromium is missing (npm test installs it when it can): ${INSTALL_WITH_SUDO}`).not.toBeNull();
     const r = await cvmsim(['sweep', 'mm-queue', '--grid', 'servers=1,2,4', '--grid', 'arrival_per_ms=0.5,0.9', '--seeds', '2', '--set', 'customers=300', '--out', dir]);
     expect(r.code, r.stderr).toBe(0);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
+    browser = await chromium.launch({ executablePath: CHROMIUM!, args: FLAGS, headless: true });
   });
 
   afterAll(async () => {
