@@ -1,11 +1,11 @@
-import { GiB, MiB, Sim, US, prefixedMetrics, type MetricSpecs } from '../sim/index.ts';
+import { GiB, MiB, US, prefixedMetrics, type MetricSpecs, type Sim } from '../sim/index.ts';
 import { booleanParam, enumParam, numberParam, type ParamsOf } from './experiment.ts';
 import { ACCEPT_STRATEGIES, FIRMWARE_ACCEPTS, defaultGuestConfig, type GuestConfig } from '../models/guest/kernel.ts';
 import { THP_MODES } from '../models/guest/khugepaged.ts';
 import { ALLOCATOR_MODES } from '../models/guest/page_alloc.ts';
 import { ACCEPT_LOCK_MODES } from '../models/guest/unaccepted_memory.ts';
 import { PlatformConfigError } from '../models/host/config_check.ts';
-import { HOST_METRICS, Host, TECHNOLOGIES } from '../models/host/host.ts';
+import { HOST_METRICS, Host, TECHNOLOGIES, admissionRefusal, type HostConfig } from '../models/host/host.ts';
 import { SEPT_MAPPINGS } from '../models/kvm/tdx.ts';
 import { TDX_MODULE_VERSIONS } from '../models/tdx/tdx_module.ts';
 import { ACCEPT_FIDELITIES } from '../models/vm/fidelity.ts';
@@ -86,17 +86,22 @@ export function guestConfigFrom(p: GuestParams, overrides: Partial<GuestConfig> 
  * rounded up to whole GiB.
  */
 export function buildHost(sim: Sim, p: HostParams, totalVcpus: number, totalMemoryBytes: number): Host {
+  return new Host(sim, hostConfigFrom(p, totalVcpus, totalMemoryBytes));
+}
+
+/** The host configuration of buildHost (bad combinations throw PlatformConfigError). */
+function hostConfigFrom(p: HostParams, totalVcpus: number, totalMemoryBytes: number): HostConfig {
   const autoGib = Math.ceil((totalMemoryBytes * 1.25) / GiB + 2);
   const gib = p.host_memory_gib === 0 ? Math.ceil(autoGib / p.sockets) * p.sockets : p.host_memory_gib;
   if (gib % p.sockets !== 0) throw new PlatformConfigError(`host_memory_gib must be a multiple of sockets (got host_memory_gib=${gib}, sockets=${p.sockets})`);
-  return new Host(sim, {
+  return {
     technology: p.platform,
     cpus: p.host_cpus === 0 ? totalVcpus : p.host_cpus,
     memoryBytes: gib * GiB,
     sockets: p.sockets,
     smt: p.smt,
     tdxModule: p.tdx_module,
-  });
+  };
 }
 
 /** A VM's configuration from its parameters and its guest's. */
@@ -127,13 +132,12 @@ export function checkGuestParams(p: GuestParams): string | undefined {
  */
 export function checkHostParams(p: HostParams, vms: readonly { vcpus: number; memoryBytes: number }[]): string | undefined {
   try {
-    const host = buildHost(new Sim({ seed: 0 }), p, vms.reduce((n, v) => n + v.vcpus, 0), vms.reduce((n, v) => n + v.memoryBytes, 0));
-    for (const vm of vms) host.admit(vm.vcpus, vm.memoryBytes);
+    const config = hostConfigFrom(p, vms.reduce((n, v) => n + v.vcpus, 0), vms.reduce((n, v) => n + v.memoryBytes, 0));
+    return admissionRefusal(config, vms);
   } catch (e) {
     if (e instanceof PlatformConfigError) return e.message;
     throw e;
   }
-  return undefined;
 }
 
 /** The checks of a single-VM experiment: the guest's combinations, then the host's admission. */

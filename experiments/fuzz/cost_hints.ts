@@ -15,6 +15,12 @@ export const COST_HINTS: Readonly<Record<string, Readonly<Record<string, number>
   allocator: { seed: 3 },
 };
 
+/**
+ * Numbers that size the host rather than the work (more host CPUs or memory makes no run longer;
+ * 0 means "enough for the VMs"): they are drawn like the others but spend none of the budget.
+ */
+export const FREE_NUMBERS: ReadonlySet<string> = new Set(['host_cpus', 'host_memory_gib', 'sockets', 'stagger_ms']);
+
 /** The doublings a parameter value costs (0 when nothing is known of it). */
 export function hintedCost(param: string, value: unknown): number {
   return typeof value === 'string' ? (COST_HINTS[param]?.[value] ?? 0) : 0;

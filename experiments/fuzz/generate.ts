@@ -1,7 +1,7 @@
 import { Rng, streamSeed } from '../../sim/index.ts';
 import type { Experiment, ParamSpec, ParamValue, Params } from '../experiment.ts';
 import { defaultParams, sortedParams } from '../params.ts';
-import { hintedCost } from './cost_hints.ts';
+import { FREE_NUMBERS, hintedCost } from './cost_hints.ts';
 
 /**
  * Random valid configurations for the fuzzer, drawn from nothing but each experiment's
@@ -75,7 +75,7 @@ export function drawParams(exp: Experiment, prng: Rng, budget = DEFAULT_BUDGET, 
   let left = budget;
   for (const [k, v] of Object.entries(pinned)) {
     const spec = exp.params[k]!;
-    left -= spec.type === 'number' ? doublings(spec, v as number) : hintedCost(k, v);
+    left -= spec.type === 'number' ? numberCost(k, spec, v as number) : hintedCost(k, v);
   }
   for (const k of keys) {
     const spec = exp.params[k]!;
@@ -87,12 +87,23 @@ export function drawParams(exp: Experiment, prng: Rng, budget = DEFAULT_BUDGET, 
   const lead = prng.int(numbers.length + 1) < numbers.length ? numbers[prng.int(numbers.length)] : undefined;
   for (const k of lead === undefined ? numbers : [lead, ...numbers.filter((n) => n !== lead)]) {
     const spec = exp.params[k] as NumberSpec;
+    // A host size keeps its default ("enough for the VMs") three times in four: drawn small, it
+    // mostly makes the experiment refuse the configuration, and the sizes that matter go unseen.
+    if (FREE_NUMBERS.has(k) && k !== lead && prng.int(4) !== 0) {
+      p[k] = spec.default;
+      continue;
+    }
     const whole = k === lead && left >= budget;
     const v = drawNumber(spec, prng, whole ? upper(spec) : ref(spec) * 2 ** Math.max(LOWEST_LEFT, left));
     p[k] = v;
-    left -= doublings(spec, v);
+    left -= numberCost(k, spec, v);
   }
   return sortedParams(p);
+}
+
+/** What a number spends of the budget: its doublings, or nothing for a host size (FREE_NUMBERS). */
+export function numberCost(k: string, spec: NumberSpec, v: number): number {
+  return FREE_NUMBERS.has(k) ? 0 : doublings(spec, v);
 }
 
 function drawOther(spec: Exclude<ParamSpec, NumberSpec>, prng: Rng): ParamValue {

@@ -96,6 +96,37 @@ export const HOST_METRICS: MetricSpecs = {
 };
 
 /**
+ * Why a host of `config` refuses VMs of these sizes (joining in this order), or undefined: a TD
+ * may not have more vCPUs than the host has CPUs (tdx_vm_init(): kvm->max_vcpus =
+ * min(max_vcpus, num_present_cpus())), and guest memory is not overcommitted: every VM's RAM
+ * must fit beside the others' in the host memory left after the RMP (SNP). Arithmetic only, so
+ * an experiment's check can ask it before building anything.
+ */
+export function admissionRefusal(config: HostConfig, vms: readonly { vcpus: number; memoryBytes: number }[]): string | undefined {
+  const topology = topologyRefusal(config);
+  if (topology !== undefined) return topology;
+  let promised = 0;
+  const rmp = config.technology === 'snp' ? Math.ceil(config.memoryBytes / 256 / SIZE_2M) * SIZE_2M : 0;
+  const usable = config.memoryBytes - rmp;
+  for (const vm of vms) {
+    if (config.technology === 'tdx' && vm.vcpus > config.cpus) {
+      return `vcpus must be at most host_cpus for a TD: KVM's tdx_vm_init() caps a TD's vCPUs at num_present_cpus() (got vcpus=${vm.vcpus}, host_cpus=${config.cpus})`;
+    }
+    promised += vm.memoryBytes;
+    if (promised > usable) return `host_memory_gib too small: the VMs' memory (${promised / 2 ** 30} GiB) does not fit in the host's ${usable / 2 ** 30} GiB`;
+  }
+  return undefined;
+}
+
+/** Host CPUs split evenly over the sockets, two per core with SMT. */
+function topologyRefusal(config: HostConfig): string | undefined {
+  const sockets = config.sockets ?? 1;
+  const threadsPerCore = config.smt === true ? 2 : 1;
+  if (config.cpus % (threadsPerCore * sockets) === 0) return undefined;
+  return `host_cpus must be a multiple of sockets${threadsPerCore === 2 ? ' x 2 (SMT: two threads per core)' : ''} (got host_cpus=${config.cpus}, sockets=${sockets})`;
+}
+
+/**
  * One host per run, shared by the VMs that join it: its CPUs, its socket's memory bandwidth,
  * the TDX module (one per host, with a Td per guest inside it) or the SNP firmware, and the
  * record of its VMs with their keys. A VM joins with admit(); the VM's own state (its vCPUs,
@@ -126,9 +157,8 @@ export class Host {
     integerIn('host_cpus', config.cpus, 1, 1 << 16, 1);
     const sockets = integerIn('sockets', config.sockets, 1, 64, 1);
     const threadsPerCore = config.smt === true ? 2 : 1;
-    if (config.cpus % (threadsPerCore * sockets) !== 0) {
-      throw new PlatformConfigError(`host_cpus must be a multiple of sockets${threadsPerCore === 2 ? ' x 2 (SMT: two threads per core)' : ''} (got host_cpus=${config.cpus}, sockets=${sockets})`);
-    }
+    const topology = topologyRefusal(config);
+    if (topology !== undefined) throw new PlatformConfigError(topology);
     if (!(config.memoryBytes > 0 && config.memoryBytes % (sockets * SIZE_2M) === 0)) {
       throw new PlatformConfigError(`host memory must be a positive multiple of 2 MiB per socket (got ${config.memoryBytes} bytes on ${sockets} socket(s))`);
     }
@@ -165,16 +195,8 @@ export class Host {
    * num_present_cpus())): bad input, naming both numbers. The key is the next HKID / ASID.
    */
   admit(vcpus: number, memoryBytes: number): HostVmRecord {
-    const { config } = this;
-    if (config.technology === 'tdx' && vcpus > config.cpus) {
-      throw new PlatformConfigError(`vcpus must be at most host_cpus for a TD: KVM's tdx_vm_init() caps a TD's vCPUs at num_present_cpus() (got vcpus=${vcpus}, host_cpus=${config.cpus})`);
-    }
-    // Guest memory is not overcommitted: every VM's RAM must fit beside the others'.
-    const promised = this.vms.reduce((n, vm) => n + vm.memoryBytes, 0) + memoryBytes;
-    const usable = this.memory.totalBytes() - this.memory.usedBytesOfKind('rmp');
-    if (promised > usable) {
-      throw new PlatformConfigError(`host_memory_gib too small: the VMs' memory (${promised / 2 ** 30} GiB) does not fit in the host's ${usable / 2 ** 30} GiB`);
-    }
+    const refused = admissionRefusal(this.config, [...this.vms, { vcpus, memoryBytes }]);
+    if (refused !== undefined) throw new PlatformConfigError(refused);
     const id = this.vms.length + 1;
     const name = `vm${id}`;
     const owner = this.memory.registerOwner(name);

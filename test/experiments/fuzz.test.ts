@@ -84,14 +84,14 @@ describe('cvmsim fuzz', () => {
 
   it('covers every registered experiment (configurations take turns), and exits 0 when nothing fails', async () => {
     const log = join(tempDir('fuzz-log'), 'runs.jsonl');
-    const r = await cvmsim(['fuzz', '--seed', '7', '--runs', '3', '--budget', '-4', '--determinism-every', '0', '--log', log], { fixture: false });
+    const r = await cvmsim(['fuzz', '--seed', '7', '--runs', '4', '--budget', '-4', '--determinism-every', '0', '--log', log], { fixture: false });
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    expect(lines.map((l) => [l.index, l.experiment])).toEqual([[0, 'accept-boot'], [1, 'accept-throughput'], [2, 'accept-latency']]);
+    expect(lines.map((l) => [l.index, l.experiment])).toEqual([[0, 'accept-boot'], [1, 'accept-throughput'], [2, 'accept-latency'], [3, 'multi-vm-boot']]);
     expect(lines[0]).toMatchObject({ outcome: expect.stringMatching(/^(ok|capped)$/), seed: expect.any(Number), events: expect.any(Number) });
-    expect(r.stderr).toContain('fuzz: root seed 7 (repeat with --seed 7), accept-boot, accept-throughput, accept-latency;');
-    for (const e of ['accept-boot', 'accept-throughput', 'accept-latency']) expect(r.stdout).toMatch(new RegExp(`^${e}\\s+1\\s`, 'm'));
-    expect(r.stdout).toMatch(/fuzz: root seed 7: 3 configurations in \d+:\d\d: \d ok, \d over the 5 s cap, 0 failed; \d+ events, /);
+    expect(r.stderr).toContain('fuzz: root seed 7 (repeat with --seed 7), accept-boot, accept-throughput, accept-latency, multi-vm-boot;');
+    for (const e of ['accept-boot', 'accept-throughput', 'accept-latency', 'multi-vm-boot']) expect(r.stdout).toMatch(new RegExp(`^${e}\\s+1\\s`, 'm'));
+    expect(r.stdout).toMatch(/fuzz: root seed 7: 4 configurations in \d+:\d\d: \d ok, \d over the 5 s cap, 0 failed; \d+ events, /);
   });
 
   it('bad options are exit 2', async () => {

@@ -2,11 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { experiments } from '../../experiments/registry.ts';
 import { checkParams } from '../../experiments/params.ts';
 import { hintedCost } from '../../experiments/fuzz/cost_hints.ts';
-import { DEFAULT_BUDGET, doublings, drawConfig, type FuzzConfig, type NumberSpec } from '../../experiments/fuzz/generate.ts';
+import { DEFAULT_BUDGET, drawConfig, numberCost, type FuzzConfig, type NumberSpec } from '../../experiments/fuzz/generate.ts';
 import { between, failureSignature } from '../../experiments/fuzz/shrink.ts';
 
 /** The fuzzer's configurations, drawn from the registry's parameter specs alone. */
-const DRAWS = 600;
+const DRAWS = 2400; // four experiments now; each needs enough draws to reach its edges
 
 function draws(seed: number, budget = DEFAULT_BUDGET): FuzzConfig[] {
   const out: FuzzConfig[] = [];
@@ -52,7 +52,7 @@ describe('fuzz configurations', () => {
       const exp = experiments.find((e) => e.name === c.experiment)!;
       const grown = Object.entries(exp.params)
         .filter(([, s]) => s.type === 'number')
-        .map(([k, s]) => doublings(s as NumberSpec, c.params[k] as number))
+        .map(([k, s]) => numberCost(k, s as NumberSpec, c.params[k] as number))
         .sort((a, b) => b - a);
       const hints = Object.keys(c.params).reduce((a, k) => a + hintedCost(k, c.params[k]), 0);
       const total = grown.reduce((a, d) => a + d, 0);
