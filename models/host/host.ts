@@ -205,9 +205,6 @@ export class Host {
     return record;
   }
 
-  get vmCount(): number {
-    return this.vms.length;
-  }
 
   /** The host's own metrics under `prefix` (e.g. `host`), and the TDX module's under `tdx`. */
   metrics(out: Record<string, number>): void {

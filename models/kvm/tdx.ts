@@ -91,7 +91,4 @@ export class KvmTdx {
     assert(this.frozen.delete(SecureEpt.pageKey(region, kind)), 'thawing a mirror SPTE that is not frozen', { td: this.td.name, region, kind });
   }
 
-  get frozenCount(): number {
-    return this.frozen.size;
-  }
 }
