@@ -79,7 +79,6 @@ export function startTracing(sim: Sim, run: TraceRun, options: TraceOptions): Tr
         'cvmsim.fingerprint': sim.fingerprint.hex(),
         'cvmsim.soft_lockups': sim.softLockups.length,
       });
-      await factory.flush();
       return deliver(observer, factory, clock, options);
     },
   };

@@ -1,8 +1,9 @@
-import { SpanStatusCode, type Attributes, type Link, type Span, type SpanContext } from '@opentelemetry/api';
+import { SpanStatusCode, type Attributes, type Link, type SpanContext } from '@opentelemetry/api';
 import type { Attrs, LockMode, ObservedLock, Process, Sim, SimObserver } from '../sim/index.ts';
 import { toAttributes } from './attributes.ts';
 import type { VirtualClock } from './hrtime.ts';
 import type { TraceLevel } from './options.ts';
+import type { SimSpan } from './sim_span.ts';
 import { EVENTS_PER_SPAN_MAX, type SpanFactory } from './span_factory.ts';
 
 /** Detail ranks: a span is kept when its rank is at most the trace level's. */
@@ -15,7 +16,7 @@ const PRIORITY_NAMES = ['normal', 'background', 'idle'];
 
 /** A span that was kept: the budget allowed it and the level asked for it. */
 interface Kept {
-  readonly span: Span;
+  readonly span: SimSpan;
   readonly parent: Kept | null;
   ended: boolean;
   droppedSpans: number;
@@ -355,7 +356,7 @@ export class TraceObserver implements SimObserver {
     if (k.droppedSpans > 0) k.span.setAttribute('cvmsim.dropped_spans', k.droppedSpans);
     if (k.droppedEvents > 0) k.span.setAttribute('cvmsim.dropped_events', k.droppedEvents);
     k.ended = true;
-    k.span.end(this.clock.toHrTime(atNs));
+    this.factory.end(k.span, this.clock.toHrTime(atNs));
   }
 }
 
