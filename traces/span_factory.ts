@@ -40,7 +40,11 @@ export class SpanFactory {
   private readonly resources = new Map<string, Resource>();
   private readonly scope: InstrumentationScope = { name: SCOPE_NAME, version: undefined, schemaUrl: undefined };
 
-  constructor(private readonly idGenerator: IdGenerator) {}
+  constructor(
+    private readonly idGenerator: IdGenerator,
+    /** Resource attributes every service carries besides its service.name (the version, the experiment). */
+    private readonly resourceAttributes: Attributes = {},
+  ) {}
 
   /** Starts a span of `service`; parent null makes a root span (a new trace id). */
   start(service: string, name: string, parent: SimSpan | null, startTime: HrTime, attributes: Attributes, links?: Link[]): SimSpan {
@@ -66,7 +70,7 @@ export class SpanFactory {
   private resourceFor(service: string): Resource {
     let resource = this.resources.get(service);
     if (resource === undefined) {
-      resource = resourceFromAttributes({ 'service.name': service });
+      resource = resourceFromAttributes({ 'service.name': service, ...this.resourceAttributes });
       this.resources.set(service, resource);
     }
     return resource;
