@@ -14,6 +14,8 @@ import { Fate, type SpanRecord } from './span_record.ts';
 export class SpanBudget {
   private readonly notable = new RecordHeap(lessNotable);
   private readonly sample = new RecordHeap(lessSampled);
+  /** Ops offered while everything still fits: kept in a list, heaped only once the budget is full. */
+  private fitting: SpanRecord[] | null = [];
   /** Spans kept whatever the budget (structure, errors). */
   structural = 0;
   cutSpans = 0;
@@ -26,12 +28,18 @@ export class SpanBudget {
   keep(r: SpanRecord): void {
     r.fate = Fate.Kept;
     this.structural++;
-    this.trim();
+    if (this.fitting === null) this.trim();
+    else if (this.fitting.length + this.structural > this.maxSpans) this.overflow();
   }
 
   /** An op ended: it competes for the rest of the budget. */
   offer(r: SpanRecord): void {
     r.fate = Fate.Candidate;
+    if (this.fitting !== null) {
+      this.fitting.push(r);
+      if (this.fitting.length + this.structural > this.maxSpans) this.overflow();
+      return;
+    }
     // Once both halves are full most ops lose at once: compared with the least kept, never heaped.
     const room = this.maxSpans - this.structural;
     const notableRoom = Math.floor(room / 2);
@@ -49,12 +57,20 @@ export class SpanBudget {
 
   /** The ops the budget keeps, in no particular order. */
   kept(): SpanRecord[] {
-    return [...this.notable.all(), ...this.sample.all()];
+    return this.fitting !== null ? [...this.fitting] : [...this.notable.all(), ...this.sample.all()];
+  }
+
+  /** The first op that does not fit: from now on the ops compete, in the order they were offered. */
+  private overflow(): void {
+    const offered = this.fitting!;
+    this.fitting = null;
+    for (const r of offered) this.offer(r);
+    this.trim();
   }
 
   /** Ops still in the budget (kept when the run ends). */
   get candidates(): number {
-    return this.notable.size + this.sample.size;
+    return this.fitting !== null ? this.fitting.length : this.notable.size + this.sample.size;
   }
 
   private trim(): void {

@@ -1,4 +1,5 @@
 import type { Attrs } from '../sim/index.ts';
+import type { SimSpan } from './sim_span.ts';
 
 /**
  * What a span will be, recorded while the simulation runs; only the records the budget keeps
@@ -58,8 +59,8 @@ export class SpanRecord {
   contended = false;
   /** The sampling key: a hash of the op's id, raised to the largest key under it. */
   sampleKey: number;
-  /** Index in the budget heap that holds it (-1: none). */
-  heapIndex = -1;
+  /** The span made from this record when the run ended (null until then, or when cut). */
+  span: SimSpan | null = null;
   /** Sub-microsecond lock waits folded into this op. */
   shortWaits = 0;
   shortWaitNs = 0;

@@ -1,6 +1,6 @@
 import { SpanStatusCode, type Attributes, type Link } from '@opentelemetry/api';
-import type { Attrs, AttrValue, LockMode, ObservedLock, Process, Sim, SimObserver } from '../sim/index.ts';
-import { toAttributes } from './attributes.ts';
+import type { Attrs, LockMode, ObservedLock, Process, Sim, SimObserver } from '../sim/index.ts';
+import { toAttributeValue, toAttributes } from './attributes.ts';
 import type { VirtualClock } from './hrtime.ts';
 import type { TraceLevel } from './options.ts';
 import { SpanBudget } from './span_budget.ts';
@@ -276,7 +276,7 @@ export class TraceObserver implements SimObserver {
       rec.endAttrs = { 'lock.wait_ns': waitedNs, 'lock.outcome': 'acquired' };
       rec.contended = true;
       this.finishOp(actor, rec);
-    } else if (RANK.op <= this.rank) {
+    } else if (RANK.op <= this.rank && this.eventRoom(owner)) {
       this.addEvent(owner, 'lock_contended', { ...lockAttrs(lock, mode, wait.holders, actor.name), 'lock.wait_ns': waitedNs });
     }
   }
@@ -293,7 +293,7 @@ export class TraceObserver implements SimObserver {
     this.settle(actor, 'interrupted');
     const owner = this.top(actor).owner;
     owner.contended = true;
-    this.addEvent(owner, 'lock_busy', { ...lockAttrs(lock, mode, holdersOf(lock), actor.name), 'lock.answer': answer });
+    if (this.eventRoom(owner)) this.addEvent(owner, 'lock_busy', { ...lockAttrs(lock, mode, holdersOf(lock), actor.name), 'lock.answer': answer });
   }
 
   // ---- The end of a run ------------------------------------------------------------------
@@ -356,10 +356,9 @@ export class TraceObserver implements SimObserver {
   spans(): SimSpan[] {
     const { factory, clock } = this;
     const out: SimSpan[] = [];
-    const made = new Map<SpanRecord, SimSpan>();
     const keptOf = (r: SpanRecord | null): SpanRecord | null => {
       let k = r;
-      while (k !== null && !made.has(k)) k = k.parent;
+      while (k !== null && k.span === null) k = k.parent;
       return k;
     };
     const records = [...this.kept, ...this.budget.kept()].sort((a, b) => a.seq - b.seq);
@@ -367,13 +366,13 @@ export class TraceObserver implements SimObserver {
       const parent = keptOf(r.parent);
       let links: Link[] | undefined;
       const cause = keptOf(r.link);
-      if (cause !== null && !isAncestor(cause, parent)) links = [{ context: made.get(cause)!.spanContext() }];
+      if (cause !== null && !isAncestor(cause, parent)) links = [{ context: cause.span!.spanContext() }];
       const span = r === this.root
         ? this.rootSpan.setAttributes(spanAttributes(r))
-        : factory.start(r.service, r.name, parent === null ? null : made.get(parent)!, clock.toHrTime(r.startNs), spanAttributes(r), links);
+        : factory.start(r.service, r.name, parent === null ? null : parent.span, clock.toHrTime(r.startNs), spanAttributes(r), links);
       if (r.events !== null) for (const e of r.events) span.addEvent(e.name, toAttributes(e.attrs), clock.toHrTime(e.atNs));
       if (r.errorMessage !== null) span.setStatus({ code: SpanStatusCode.ERROR, message: r.errorMessage });
-      made.set(r, span);
+      r.span = span;
       out.push(span);
     }
     records.forEach((r, i) => factory.end(out[i]!, clock.toHrTime(Math.max(r.endNs, r.startNs))));
@@ -561,6 +560,14 @@ export class TraceObserver implements SimObserver {
     }
   }
 
+  /** Whether `owner` has room for another event; counts the one it has no room for. */
+  private eventRoom(owner: SpanRecord): boolean {
+    if (owner.events === null || owner.events.length < EVENTS_PER_SPAN_MAX) return true;
+    owner.droppedEvents++;
+    this.droppedEvents++;
+    return false;
+  }
+
   /** Adds an event to `owner`, up to its limit (an exception always goes: the oldest then drops). */
   private addEvent(owner: SpanRecord, name: string, attrs: Attrs, always = false): void {
     if (owner.events === null) owner.events = [];
@@ -603,10 +610,14 @@ function holdersOf(lock: ObservedLock): string[] {
  * waits, and what the budget cut under it.
  */
 function spanAttributes(r: SpanRecord): Attributes {
-  const a: Record<string, AttrValue> = { ...(r.attrs ?? {}), ...(r.endAttrs ?? {}) };
+  const a: Attributes = {};
+  if (r.attrs !== undefined) for (const k of Object.keys(r.attrs)) a[k] = toAttributeValue(r.attrs[k]!);
+  if (r.endAttrs !== null) for (const k of Object.keys(r.endAttrs)) a[k] = toAttributeValue(r.endAttrs[k]!);
   normalizeSize(a);
-  const name = a['status.name'] === undefined ? statusName(a['status']) : undefined;
-  if (name !== undefined) a['status.name'] = name;
+  if (a['status'] !== undefined && a['status.name'] === undefined) {
+    const name = statusName(a['status']);
+    if (name !== undefined) a['status.name'] = name;
+  }
   if (r.shortWaits > 0) {
     a['lock.short_waits'] = r.shortWaits;
     a['lock.short_wait_ns'] = r.shortWaitNs;
@@ -624,7 +635,7 @@ function spanAttributes(r: SpanRecord): Attributes {
     a['cvmsim.cut_spans'] = count;
     a['cvmsim.cut_ns'] = ns;
   }
-  return toAttributes(a);
+  return a;
 }
 
 /**
@@ -632,7 +643,7 @@ function spanAttributes(r: SpanRecord): Attributes {
  * n 4K operations and gives one's size (AUG, PVALIDATE and RMPUPDATE do) gets n x 4096, with
  * the single operation's size in `size.each`.
  */
-function normalizeSize(a: Record<string, AttrValue>): void {
+function normalizeSize(a: Attributes): void {
   const n = a['cvmsim.aggregated.count'];
   const size = a['size'];
   if (typeof n === 'number' && n > 1 && size === 4096) {
