@@ -285,6 +285,11 @@ export class HostCpus implements Blocker {
 
   // ---- Internals -----------------------------------------------------------------------------
 
+  /** Host CPU i's name in traces: the pool's name and the CPU's number, e.g. `host_cpus/cpu3`. */
+  cpuName(i: number): string {
+    return `${this.name}/cpu${i}`;
+  }
+
   /** The host CPU for a grant: the last one if free, else an idle core, else the lowest free. */
   private choose(last: number): number {
     const holders = this.holders;
@@ -313,6 +318,9 @@ export class HostCpus implements Blocker {
   }
 
   private vacate(i: number): void {
+    const o = this.sim.observer;
+    // The stretch ends: the host CPU's lane in a trace shows which vCPU ran on it, and when.
+    if (o !== null && o.cpuRun !== undefined) o.cpuRun(this.cpuName(i), this.holders[i]!.name, this.since[i]!, this.sim.now);
     this.busySpent[i]! += this.sim.now - this.since[i]!;
     this.holders[i] = null;
     this.free++;
