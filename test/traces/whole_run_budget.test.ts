@@ -54,18 +54,26 @@ describe('a lock-level trace of a 64 GiB, 16-vCPU eager boot under the default s
       const to = rootStart + ((rootEnd - rootStart) * (t + 1)) / 10;
       expect(shown.some((s) => s.startTime < to && s.startTime + s.duration >= from), `tenth ${t}`).toBe(true);
     }
-    const ops = shown.filter((s) => !s.tags.some((t) => t.key === 'cvmsim.level'));
+    // The model's ops: not phases, and not the host CPUs' runs (a vCPU's stretch on a host CPU).
+    const ops = shown.filter((s) => !s.tags.some((t) => t.key === 'cvmsim.level' || t.key === 'cvmsim.runner'));
     const starts = new Set(ops.map((s) => tenth(s.startTime)));
     const first = Math.min(...starts);
     for (let t = first; t < 10; t++) expect(starts.has(t), `ops in tenth ${t}`).toBe(true);
   });
 
-  it('has one lane per vCPU, each holding the threads that ran on it', () => {
+  it('has one lane per vCPU, each holding the threads that ran on it, and one per host CPU holding the vCPUs it ran', () => {
     const lanes = trace.spans.filter((s) => s.tags.some((t) => t.key === 'cvmsim.lane'));
-    expect(lanes.map((l) => l.operationName).sort()).toEqual(Array.from({ length: 16 }, (_, i) => `vm1/vcpu${i}`).sort());
-    for (const lane of lanes) {
-      const threads = trace.spans.filter((s) => s.references[0]?.spanID === lane.spanID && s.tags.some((t) => t.key === 'thread.id'));
-      expect(threads.length, lane.operationName).toBeGreaterThan(0);
+    const vcpus = Array.from({ length: 16 }, (_, i) => `vm1/vcpu${i}`);
+    const hostCpus = Array.from({ length: 16 }, (_, i) => `host_cpus/cpu${i}`);
+    expect(lanes.map((l) => l.operationName).sort()).toEqual([...vcpus, ...hostCpus].sort());
+    const children = (lane: JaegerSpan) => trace.spans.filter((s) => s.references[0]?.spanID === lane.spanID);
+    for (const lane of lanes.filter((l) => vcpus.includes(l.operationName))) {
+      expect(children(lane).filter((s) => s.tags.some((t) => t.key === 'thread.id')).length, lane.operationName).toBeGreaterThan(0);
+    }
+    for (const lane of lanes.filter((l) => hostCpus.includes(l.operationName))) {
+      const runs = children(lane);
+      expect(runs.length, lane.operationName).toBeGreaterThan(0);
+      for (const r of runs) expect(vcpus, `${lane.operationName} ran ${r.operationName}`).toContain(r.operationName);
     }
   });
 
