@@ -109,7 +109,7 @@ export class Vm implements GuestPlatform {
     this.kvm.userspace = this.vmm;
     if (host.tdx !== null) {
       const td = host.tdx.createTd(name, this.record.key, gpaBytes, host.sockets[node]!.memory);
-      this.kvm.tdx = new KvmTdx(host.tdx, td, sept, { memory: host.memory, owner, node }, vcpus);
+      this.kvm.tdx = new KvmTdx(host.tdx, td, sept, { memory: host.memory, owner, node, pamt: host.tdxPamt }, vcpus);
       this.tdxAccept = new TdxGuestAccept(sim, this.kvm, this.fidelity);
     } else {
       const snp = host.snp!;
