@@ -66,7 +66,7 @@ export class TdxModule {
   readonly treeLockMode: LockMode;
   /** The PAMT of every TDMR of the host (pamt.ts). */
   readonly pamt: Pamt;
-  /** PAMT answers (BUSY, MISSING_PAMT_PAGE_PAIR) by leaf, e.g. `busy.TDH.MEM.PAGE.AUG`. */
+  /** PAMT answers (BUSY, MISSING_PAMT_PAGE_PAIR) by leaf, e.g. `busy.TDH_MEM_PAGE_AUG`. */
   readonly pamtAnswers = new Map<string, number>();
   private readonly tds = new Map<number, Td>();
 
@@ -101,7 +101,8 @@ export class TdxModule {
    */
   countPamtAnswer(status: bigint, leaf: string, hpa: number): bigint {
     const name = tdxStatusName(status);
-    const key = `${name === 'TDX_MISSING_PAMT_PAGE_PAIR' ? 'missing_pair' : 'busy'}.${leaf}`;
+    // The leaf with underscores (TDH_MEM_PAGE_AUG): a metric family matches one dot-free name.
+    const key = `${name === 'TDX_MISSING_PAMT_PAGE_PAIR' ? 'missing_pair' : 'busy'}.${leaf.replaceAll('.', '_')}`;
     this.pamtAnswers.set(key, (this.pamtAnswers.get(key) ?? 0) + 1);
     const sim = this.sim;
     if (sim.observer !== null) sim.instant(name, { status: `0x${status.toString(16).padStart(16, '0')}`, 'status.name': name, leaf, hpa: `0x${hpa.toString(16)}`, 'pamt.entry': 'PAMT' });
