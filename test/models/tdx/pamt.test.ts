@@ -13,6 +13,7 @@ import { TdxModule } from '../../../models/tdx/tdx_module.ts';
 import { Vm } from '../../../models/vm/vm.ts';
 import type { AcceptFidelity } from '../../../models/vm/fidelity.ts';
 import { finishHost } from '../../../experiments/wiring.ts';
+import { RecordingObserver } from '../host/fixture.ts';
 
 const M2 = 2 * MiB;
 
@@ -99,8 +100,10 @@ describe('pamt_walk and the PAMT leaves (dynamic)', () => {
 });
 
 /** A host with `vms` bare TDs under `pamt`, each accepting its memory on `vcpus` vCPUs at once. */
-function bootTogether(pamt: PamtPolicy, fidelity: AcceptFidelity, { vms = 2, vcpus = 2, bytes = 8 * MiB, chunk = 2 * MiB } = {}) {
+function bootTogether(pamt: PamtPolicy, fidelity: AcceptFidelity, { vms = 2, vcpus = 2, bytes = 8 * MiB, chunk = 2 * MiB, traced = false } = {}) {
   const sim = new Sim({ seed: 3 });
+  const obs = traced ? new RecordingObserver(sim) : null;
+  sim.observer = obs;
   const host = new Host(sim, { technology: 'tdx', cpus: vms * vcpus, memoryBytes: 2 * GiB, pamt });
   const tds = Array.from({ length: vms }, () => new Vm(sim, host, { bare: { vcpus, gpaBytes: bytes }, fidelity }));
   for (const vm of tds) {
@@ -115,7 +118,7 @@ function bootTogether(pamt: PamtPolicy, fidelity: AcceptFidelity, { vms = 2, vcp
   }
   sim.run();
   const m = finishHost(host, tds);
-  return { sim, host, tds, m };
+  return { sim, host, tds, m, log: obs?.log ?? [] };
 }
 
 describe('the kernel\'s PAMT policies on a host with two TDs', () => {
@@ -161,5 +164,29 @@ describe('the kernel\'s PAMT policies on a host with two TDs', () => {
     const r = bootTogether('refcount', 'aggregate');
     expect(r.sim.now).toBeGreaterThan(s.sim.now);
     expect(s.m['tdx.aug.total']).toBe(r.m['tdx.aug.total']);
+  });
+});
+
+describe('traces of the PAMT paths', () => {
+  it('refcount: every slow tdx_pamt_get holds TDH.PHYMEM.PAMT.ADD inside it, on the vCPU that faulted', () => {
+    const { log, m } = bootTogether('refcount', 'per-page', { traced: true });
+    const gets = log.filter((e) => e.name === 'tdx_pamt_get');
+    const adds = log.filter((e) => e.name === 'TDH.PHYMEM.PAMT.ADD');
+    // Control pages are added at build, untimed and untraced; the rest go through a traced get.
+    expect(adds.length).toBe(m['tdx.pamt.pairs_added']! - 2);
+    expect(gets.length).toBe(adds.length + m['host.tdx_pamt.gets_recheck']!);
+    for (const add of adds) expect(gets.some((g) => g.at <= add.at && add.end! <= g.end!)).toBe(true);
+  });
+
+  it('lazy: TDX_MISSING_PAMT_PAGE_PAIR events name the leaf, and each is followed by a PAMT.ADD', () => {
+    const { log } = bootTogether('lazy', 'per-page', { traced: true, vcpus: 4 });
+    const missing = log.filter((e) => e.kind === 'instant' && e.name === 'TDX_MISSING_PAMT_PAGE_PAIR');
+    expect(missing.length).toBeGreaterThan(0);
+    // TDH.MNG.CREATE: the TDR, at build (untimed; its PAMT.ADD is untraced).
+    expect(new Set(missing.map((e) => e.attrs['leaf']))).toEqual(new Set(['TDH.MNG.CREATE', 'TDH.MEM.PAGE.AUG', 'TDH.MEM.SEPT.ADD']));
+    const runtime = missing.filter((e) => e.attrs['leaf'] !== 'TDH.MNG.CREATE');
+    const adds = log.filter((e) => e.name === 'TDH.PHYMEM.PAMT.ADD');
+    expect(adds.length).toBeGreaterThanOrEqual(runtime.length);
+    for (const miss of runtime) expect(adds.some((a) => a.at >= miss.at)).toBe(true);
   });
 });
