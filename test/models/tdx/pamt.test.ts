@@ -100,11 +100,11 @@ describe('pamt_walk and the PAMT leaves (dynamic)', () => {
 });
 
 /** A host with `vms` bare TDs under `pamt`, each accepting its memory on `vcpus` vCPUs at once. */
-function bootTogether(pamt: PamtPolicy, fidelity: AcceptFidelity, { vms = 2, vcpus = 2, bytes = 8 * MiB, chunk = 2 * MiB, traced = false } = {}) {
+function bootTogether(pamt: PamtPolicy, fidelity: AcceptFidelity, { vms = 2, vcpus = 2, bytes = 8 * MiB, chunk = 2 * MiB, traced = false, tdxModule = '1.5' as '1.5' | '1.0' } = {}) {
   const sim = new Sim({ seed: 3 });
   const obs = traced ? new RecordingObserver(sim) : null;
   sim.observer = obs;
-  const host = new Host(sim, { technology: 'tdx', cpus: vms * vcpus, memoryBytes: 2 * GiB, pamt });
+  const host = new Host(sim, { technology: 'tdx', cpus: vms * vcpus, memoryBytes: 2 * GiB, pamt, tdxModule });
   const tds = Array.from({ length: vms }, () => new Vm(sim, host, { bare: { vcpus, gpaBytes: bytes }, fidelity }));
   for (const vm of tds) {
     const per = bytes / vcpus;
@@ -164,6 +164,19 @@ describe('the kernel\'s PAMT policies on a host with two TDs', () => {
     const r = bootTogether('refcount', 'aggregate');
     expect(r.sim.now).toBeGreaterThan(s.sim.now);
     expect(s.m['tdx.aug.total']).toBe(r.m['tdx.aug.total']);
+  });
+});
+
+describe('tdx_pamt_put after a failed SEAMCALL', () => {
+  it('TDX 1.0 (exclusive secure_ept_lock): a BUSY AUG puts its get back; 1->0 runs PAMT.REMOVE under pamt_lock and the retry adds the pair again', () => {
+    const { m } = bootTogether('refcount', 'per-page', { vms: 1, vcpus: 4, tdxModule: '1.0', chunk: 64 * 1024 });
+    expect(m['vm1.tdx.busy.total']).toBeGreaterThan(0);
+    expect(m['host.tdx_pamt.puts']).toBeGreaterThan(0);
+    expect(m['host.tdx_pamt.gets']! - m['host.tdx_pamt.puts']!).toBe(m['tdx.pamt.td_pages']);
+    expect(m['tdx.pamt.pairs_added']! - m['tdx.pamt.pairs_removed']!).toBe(4 + 1 + 1);
+    expect(m['host.tdx_pamt.puts_to_zero']).toBe(m['tdx.pamt.pairs_removed']);
+    expect(m['tdx.pamt.pairs_removed']).toBeGreaterThan(0); // 2 with seed 3: the first AUG of a range met BUSY
+    expect(m['host.tdx_pamt.leaked_pairs']).toBe(0);
   });
 });
 
