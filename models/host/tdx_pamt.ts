@@ -15,9 +15,11 @@ import type { HostMemory, OwnerId } from './host_memory.ts';
  *   global pamt_lock spinlock around TDH.PHYMEM.PAMT.ADD/REMOVE;
  * - 'lazy': the abandoned pre-RFC scheme: PAMT.ADD only after a SEAMCALL failed with
  *   TDX_MISSING_PAMT_PAGE_PAIR, no refcounts, no lock; races answer BUSY or
- *   TDX_HPA_RANGE_NOT_FREE and are counted.
+ *   TDX_HPA_RANGE_NOT_FREE and are counted;
+ * - 'hashed': refcount with PAMT_HASHED_LOCKS spinlocks picked by 2M range instead of the one
+ *   pamt_lock (the rejected alternative, "deferred until contention is shown", domain.md 1.4).
  */
-export const PAMT_POLICIES = ['static', 'refcount', 'lazy'] as const;
+export const PAMT_POLICIES = ['static', 'refcount', 'lazy', 'hashed'] as const;
 export type PamtPolicy = (typeof PAMT_POLICIES)[number];
 
 /**
@@ -25,6 +27,9 @@ export type PamtPolicy = (typeof PAMT_POLICIES)[number];
  * 2 pages x PT64_ROOT_MAX_LEVEL (5) (domain.md "DPAMT pool per vCPU for faults", v6 09/11).
  */
 export const PAMT_CACHE_PAGES = 2 * 5;
+
+/** policy=hashed: spinlocks in the array (ESTIMATE: a power of two of the order of CPUs). */
+export const PAMT_HASHED_LOCKS = 64;
 
 /** Bytes of one kernel refcount (atomic_t) per 2 MiB. */
 export const PAMT_REFCOUNT_BYTES = 4;
@@ -48,7 +53,7 @@ export const TDX_PAMT_KERNEL_METRICS: MetricSpecs = {
   remove_failed: countMetric('calls', 'PAMT.REMOVE failures on put (WARN; refcount back to 1; pair leaked)'),
   leaked_pairs: countMetric('pairs', 'pairs the kernel lost track of (remove failures, lazy races)'),
   cache_empty: countMetric('calls', 'pair takes in the fault path that found the vCPU cache short and fell back to alloc_page'),
-  'pamt_lock.acquisitions': countMetric('acquisitions', 'global pamt_lock acquisitions'),
+  'pamt_lock.acquisitions': countMetric('acquisitions', 'global pamt_lock acquisitions (hashed: all locks of the array)'),
   'pamt_lock.contended': countMetric('acquisitions', 'pamt_lock acquisitions that spun'),
   'pamt_lock.wait_ns': measureMetric('ns', 'total pamt_lock spin time'),
   'pamt_lock.wait_max_ns': measureMetric('ns', 'the longest pamt_lock spin'),
@@ -66,8 +71,8 @@ export const TDX_PAMT_KERNEL_METRICS: MetricSpecs = {
 export class TdxPamtKernel {
   /** pamt_refcounts[]: per 2M of host physical address space up to max_pfn (refcount only). */
   readonly refcounts: Int32Array;
-  /** The global pamt_lock (refcount only). */
-  readonly pamtLock: Spinlock | null;
+  /** The global pamt_lock (refcount), or the hashed array (hashed); empty otherwise. */
+  readonly pamtLocks: Spinlock[];
   readonly owner: OwnerId;
   readonly counters = {
     gets: 0, getsFast: 0, getsSlow: 0, getsRecheck: 0, puts: 0, putsToZero: 0, removeFailed: 0, leakedPairs: 0,
@@ -84,13 +89,25 @@ export class TdxPamtKernel {
     readonly maxPaBytes: number,
   ) {
     assert((policy === 'static') === (module.pamt.mode === 'static'), 'the PAMT policy and the module\'s PAMT mode disagree', { policy, mode: module.pamt.mode });
-    this.refcounts = new Int32Array(policy === 'refcount' ? Math.ceil(maxPaBytes / SIZE_2M) : 0);
-    this.pamtLock = policy === 'refcount' ? new Spinlock(sim, 'pamt_lock') : null;
+    this.refcounts = new Int32Array(this.refcounted ? Math.ceil(maxPaBytes / SIZE_2M) : 0);
+    this.pamtLocks = policy === 'refcount' ? [new Spinlock(sim, 'pamt_lock')]
+      : policy === 'hashed' ? Array.from({ length: PAMT_HASHED_LOCKS }, (_, i) => new Spinlock(sim, `pamt_lock/${i}`))
+        : [];
     this.owner = policy === 'static' ? 0 : memory.registerOwner('tdx-pamt');
   }
 
   get dynamic(): boolean {
     return this.policy !== 'static';
+  }
+
+  /** Kernel refcounts per 2M (refcount, hashed). */
+  get refcounted(): boolean {
+    return this.policy === 'refcount' || this.policy === 'hashed';
+  }
+
+  /** The lock that orders PAMT.ADD/REMOVE of 2M range `r`. */
+  private lockFor(r: number): Spinlock {
+    return this.pamtLocks[this.pamtLocks.length === 1 ? 0 : r % this.pamtLocks.length]!;
   }
 
   /** A new per-vCPU cache (kept to count the pages left in caches). */
@@ -132,7 +149,7 @@ export class TdxPamtKernel {
    * the PAMT.ADD status (TDX_SUCCESS on every path but a failed ADD).
    */
   *get(hpa: number, n: number, cache: TdxPamtCache | null): Proc<bigint> {
-    if (this.policy !== 'refcount') return TDX_SUCCESS;
+    if (!this.refcounted) return TDX_SUCCESS;
     assert(n >= 1, 'tdx_pamt_get() of no users', n);
     const r = this.region(hpa);
     this.counters.gets += n;
@@ -146,7 +163,7 @@ export class TdxPamtKernel {
     const id = traced ? sim.opBegin('tdx_pamt_get', { hpa: hex(hpa), users: n }, 0, 'kvm') : 0;
     this.counters.getsSlow++;
     const [page0, page1] = this.takePair(cache);
-    const lock = this.pamtLock!;
+    const lock = this.lockFor(r);
     yield lock.acquire();
     let status = TDX_SUCCESS;
     if (this.refcounts[r]! > 0) {
@@ -171,7 +188,7 @@ export class TdxPamtKernel {
 
   /** tdx_pamt_get() of a sleepable caller with no simulated time (TD build: control pages). */
   getNow(hpa: number): void {
-    if (this.policy !== 'refcount') return;
+    if (!this.refcounted) return;
     const r = this.region(hpa);
     this.counters.gets++;
     if (this.refcounts[r]! > 0) {
@@ -180,8 +197,8 @@ export class TdxPamtKernel {
       return;
     }
     this.counters.getsSlow++;
-    assert(this.pamtLock!.holder === null, 'an untimed tdx_pamt_get() while pamt_lock is held', hex(hpa));
-    this.pamtLock!.stats.acquisitions++;
+    assert(this.lockFor(r).holder === null, 'an untimed tdx_pamt_get() while pamt_lock is held', hex(hpa));
+    this.lockFor(r).stats.acquisitions++;
     const [page0, page1] = this.takePair(null);
     const status = tdh_phymem_pamt_add_now(this.module, r * SIZE_2M, page0, page1);
     assert(status === TDX_SUCCESS, `tdx_pamt_get: TDH.PHYMEM.PAMT.ADD failed: ${tdxStatusName(status)}`, hex(hpa));
@@ -194,7 +211,7 @@ export class TdxPamtKernel {
    * 1 and leaks the pair.
    */
   *put(hpa: number, n: number): Proc<void> {
-    if (this.policy !== 'refcount') return;
+    if (!this.refcounted) return;
     const r = this.region(hpa);
     this.counters.puts += n;
     const count = this.refcounts[r]!;
@@ -203,7 +220,7 @@ export class TdxPamtKernel {
       this.refcounts[r] = count - n;
       return;
     }
-    const lock = this.pamtLock!;
+    const lock = this.lockFor(r);
     yield lock.acquire();
     this.refcounts[r] = 0;
     this.counters.putsToZero++;
@@ -287,11 +304,21 @@ export class TdxPamtKernel {
     out[`${prefix}.remove_failed`] = c.removeFailed;
     out[`${prefix}.leaked_pairs`] = c.leakedPairs;
     out[`${prefix}.cache_empty`] = c.cacheEmpty;
-    const s = this.pamtLock?.stats;
-    out[`${prefix}.pamt_lock.acquisitions`] = s?.acquisitions ?? 0;
-    out[`${prefix}.pamt_lock.contended`] = s?.contended ?? 0;
-    out[`${prefix}.pamt_lock.wait_ns`] = s?.wait.sum ?? 0;
-    out[`${prefix}.pamt_lock.wait_max_ns`] = s !== undefined && s.contended > 0 ? s.wait.max : 0;
+    // Over the one pamt_lock, or every lock of the hashed array.
+    let acquisitions = 0;
+    let contended = 0;
+    let waitNs = 0;
+    let waitMax = 0;
+    for (const l of this.pamtLocks) {
+      acquisitions += l.stats.acquisitions;
+      contended += l.stats.contended;
+      waitNs += l.stats.wait.sum;
+      if (l.stats.contended > 0) waitMax = Math.max(waitMax, l.stats.wait.max);
+    }
+    out[`${prefix}.pamt_lock.acquisitions`] = acquisitions;
+    out[`${prefix}.pamt_lock.contended`] = contended;
+    out[`${prefix}.pamt_lock.wait_ns`] = waitNs;
+    out[`${prefix}.pamt_lock.wait_max_ns`] = waitMax;
     out[`${prefix}.lazy_adds`] = c.lazyAdds;
     out[`${prefix}.lazy_range_not_free`] = c.lazyRangeNotFree;
     out[`${prefix}.lazy_busy_retries`] = c.lazyBusyRetries;
@@ -306,8 +333,8 @@ export class TdxPamtKernel {
    */
   checkInvariants(): void {
     const pamt = this.module.pamt;
-    if (this.policy === 'refcount') {
-      assert(this.pamtLock!.holder === null, 'pamt_lock held at the end of the run', this.pamtLock!.describe());
+    if (this.refcounted) {
+      for (const l of this.pamtLocks) assert(l.holder === null, 'pamt_lock held at the end of the run', l.describe());
       for (let r = 0; r < this.refcounts.length; r++) {
         const count = this.refcounts[r]!;
         if (count < 0) assert(false, 'a PAMT refcount below zero', { hpa: hex(r * SIZE_2M), count });

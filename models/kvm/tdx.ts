@@ -69,7 +69,7 @@ export class KvmTdx {
   /** One control page handed to the module at build, with the kernel's PAMT handling. */
   private addControlPage(hpa: number, leaf: string): void {
     const kernel = this.pamt;
-    if (kernel?.policy === 'refcount') kernel.getNow(hpa);
+    if (kernel?.refcounted === true) kernel.getNow(hpa);
     let status = this.module.addControlPage(hpa, leaf);
     if (kernel?.policy === 'lazy' && TdxPamtKernel.missingPair(status)) {
       kernel.lazyAddNow(hpa);
@@ -140,7 +140,7 @@ export class KvmTdx {
     const kernel = this.pamt;
     if (kernel === null) return yield* call();
     const cache = this.pamtCache(cpu);
-    if (kernel.policy === 'refcount') {
+    if (kernel.refcounted) {
       yield* kernel.get(hpa, n, cache);
       const status = yield* call();
       if (status !== TDX_SUCCESS) yield* kernel.put(hpa, n);

@@ -178,7 +178,7 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
     const claimed = claimUpperPages(side, region, exclusive);
     if (typeof claimed === 'string') {
       if (traced) sim.instant('cvmsim.aggregated.fallback', { reason: claimed, gpa: hex(from), size: n * 4096 });
-      if (dynamic && side.tdx.pamt!.policy === 'refcount') yield* side.tdx.pamt!.put(runHpa, augs);
+      if (dynamic && side.tdx.pamt!.refcounted) yield* side.tdx.pamt!.put(runHpa, augs);
       return false;
     }
     septAdds = claimed.kinds;
@@ -307,7 +307,7 @@ function* pamtBeforeRun(side: TdxAcceptSide, hpa: number, augs: number): Proc<vo
   const kernel = side.tdx.pamt!;
   const cpu = side.sim.current?.cpu ?? null;
   side.tdx.pamtTopup(cpu);
-  if (kernel.policy === 'refcount') yield* kernel.get(hpa, augs, side.tdx.pamtCache(cpu));
+  if (kernel.refcounted) yield* kernel.get(hpa, augs, side.tdx.pamtCache(cpu));
   else yield* lazyEnsurePair(side, hpa, 'TDH.MEM.PAGE.AUG');
 }
 
@@ -315,7 +315,7 @@ function* pamtBeforeRun(side: TdxAcceptSide, hpa: number, augs: number): Proc<vo
 function* pamtForSeptPage(side: TdxAcceptSide, hpa: number): Proc<void> {
   const kernel = side.tdx.pamt!;
   const cpu = side.sim.current?.cpu ?? null;
-  if (kernel.policy === 'refcount') yield* kernel.get(hpa, 1, side.tdx.pamtCache(cpu));
+  if (kernel.refcounted) yield* kernel.get(hpa, 1, side.tdx.pamtCache(cpu));
   else yield* lazyEnsurePair(side, hpa, 'TDH.MEM.SEPT.ADD');
 }
 

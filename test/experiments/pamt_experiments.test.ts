@@ -63,7 +63,7 @@ describe('pamt-memory: the simulated check TD', () => {
 });
 
 describe('pamt-contention: three policies on 2 TDs x 2 vCPUs x 1 GiB (invariants checked at the end of each run)', () => {
-  const run = (pamt: 'static' | 'refcount' | 'lazy') => {
+  const run = (pamt: 'static' | 'refcount' | 'lazy' | 'hashed') => {
     const p = { ...defaultsOf(pamtContention.params), pamt, vms: 2, vcpus: 2, memory_gib: 1 };
     expect(pamtContention.check!(p)).toBeUndefined();
     return pamtContention.run(p, new Sim({ seed: 1 })).metrics;
@@ -82,5 +82,13 @@ describe('pamt-contention: three policies on 2 TDs x 2 vCPUs x 1 GiB (invariants
     expect(l['tdx.pamt.missing_pair']).toBeGreaterThanOrEqual(l['tdx.pamt.pairs_added']!);
     expect(l['host.tdx_pamt.pamt_lock.acquisitions']).toBe(0);
     expect(l['host.tdx_pamt.leaked_pairs']).toBe(0);
+  });
+  it('hashed: the same pairs and gets as refcount; a hashed lock spins only when two gets race for the same 2M range', () => {
+    const r = run('refcount');
+    const h = run('hashed');
+    expect(h['tdx.pamt.pairs_added']).toBe(r['tdx.pamt.pairs_added']);
+    expect(h['host.tdx_pamt.gets']).toBe(r['host.tdx_pamt.gets']);
+    expect(h['host.tdx_pamt.pamt_lock.contended']).toBeLessThanOrEqual(h['host.tdx_pamt.gets_recheck']!);
+    expect(h['host.tdx_pamt.pamt_lock.contended']).toBeLessThanOrEqual(r['host.tdx_pamt.pamt_lock.contended']!);
   });
 });
