@@ -57,7 +57,8 @@ export interface PamtConfig {
  * HKID. Every TD's state lives in its Td; the leaves (models/tdx/leaves/, one file per leaf, in
  * the module's check-lock / commit / release shape) run on the calling CPU: SEAMCALLs in host
  * context (the vCPU is stalled in an exit), TDCALLs in guest context. Expected outcomes (BUSY,
- * SIZE_MISMATCH, ...) are return values. PAMT and TDMRs arrive with the Dynamic PAMT work.
+ * SIZE_MISMATCH, ...) are return values. The PAMT of the host's TDMRs (pamt.ts, static or
+ * Dynamic PAMT) is walked by every SEAMCALL that takes a host physical address.
  */
 export class TdxModule {
   readonly costs: TdxCosts;

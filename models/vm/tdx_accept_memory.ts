@@ -179,6 +179,8 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
     if (typeof claimed === 'string') {
       if (traced) sim.instant('cvmsim.aggregated.fallback', { reason: claimed, gpa: hex(from), size: n * 4096 });
       if (dynamic && side.tdx.pamt!.refcounted) yield* side.tdx.pamt!.put(runHpa, augs);
+      // The folios allocated early for the pair are cleared now (the per-page path finds them allocated).
+      if (earlyClearBytes > 0) yield* gmem.clear(earlyClearBytes);
       return false;
     }
     septAdds = claimed.kinds;
