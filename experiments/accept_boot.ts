@@ -6,7 +6,7 @@ import { runGuest } from '../models/workloads/boot.ts';
 import { buildSingleVm, checkSingleVm, finishHost, guestParams, ownerMetricSpecs, platformParams } from './wiring.ts';
 
 /**
- * accept-boot (design.md Q1): boot a confidential guest from VM start to a shell under one
+ * accept-boot (Q1, see the README): boot a confidential guest from VM start to a shell under one
  * acceptance strategy and report boot times, acceptance CPU time, accept-lock contention, soft
  * lockups and OOMs. This file also holds the acceptance metrics the other accept-* experiments
  * share.

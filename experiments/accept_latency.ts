@@ -19,7 +19,7 @@ const acceptLatencyParams = {
 };
 
 /**
- * accept-latency (design.md Q1): after boot, application threads allocate and touch memory;
+ * accept-latency (Q1, see the README): after boot, application threads allocate and touch memory;
  * report the allocation latency distribution (p50/p99/p999/max, spikes above 1 ms) under lazy
  * acceptance, lazy plus background acceptor threads, or eager acceptance, and what the
  * acceptance cost in CPU time and where.

@@ -13,7 +13,7 @@ const acceptThroughputParams = {
 };
 
 /**
- * accept-throughput (design.md Q1, domain.md R2): accept all of a guest's memory with one
+ * accept-throughput (Q1, see the README; [R2]): accept all of a guest's memory with one
  * kernel thread per vCPU and report how long it takes. How the time scales with vCPUs comes
  * from the host model (exits, KVM's mmu_lock, the TDX module's try-locks, host CPUs and memory
  * bandwidth), not from a formula.

@@ -31,8 +31,17 @@ export function aggregate(values: readonly number[]): MetricAggregate {
   if (n === 1) return { n, mean, sd: 0, ci95: null, min, max };
   let ss = 0;
   for (const v of values) ss += (v - mean) ** 2;
-  const sd = Math.sqrt(ss / (n - 1));
-  return { n, mean, sd, ci95: (studentTQuantile(0.975, n - 1) * sd) / Math.sqrt(n), min, max };
+  // Seeds that all gave the same value can still leave rounding residue in the sum of squares
+  // (3.907 ± 6.165e-16): a spread below 1e-9 of the mean is no spread.
+  const sd = noise(Math.sqrt(ss / (n - 1)), mean);
+  return { n, mean, sd, ci95: noise((studentTQuantile(0.975, n - 1) * sd) / Math.sqrt(n), mean), min, max };
+}
+
+/** Relative size below which a spread is floating-point residue, not variation between seeds. */
+export const SPREAD_NOISE = 1e-9;
+
+function noise(spread: number, mean: number): number {
+  return spread < SPREAD_NOISE * Math.abs(mean) ? 0 : spread;
 }
 
 /** ln Gamma(x) for x > 0 (Lanczos, g = 7, 9 coefficients: about 15 significant digits). */

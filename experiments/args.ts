@@ -1,6 +1,7 @@
+import { availableParallelism } from 'node:os';
 import type { TraceOptions } from '../traces/index.ts';
 import { didYouMean } from './suggest.ts';
-import { UsageError } from './usage_error.ts';
+import { EXIT_CODES_HELP, UsageError } from './usage_error.ts';
 
 /**
  * Command-line parsing for one command: `--flag value`, `--flag=value`, repeatable flags,
@@ -81,8 +82,22 @@ export function parseArgs(syntax: CommandSyntax, argv: string[]): ParsedArgs {
   if (parsed.help) return parsed;
   const { min, max, name } = syntax.positional;
   if (parsed.positional.length < min) throw new UsageError(name, `expected ${min === max ? min : `at least ${min}`} argument(s) ${name}, got ${parsed.positional.length}; see 'cvmsim ${syntax.name} --help'`);
-  if (parsed.positional.length > max) throw new UsageError(name, `expected at most ${max} argument(s) ${name}, got ${parsed.positional.length}: ${parsed.positional.join(' ')}`);
+  if (parsed.positional.length > max) {
+    const expected = max === 0 ? 'none' : `at most ${max} argument(s) ${name}`;
+    throw new TooManyArguments(name === '' ? 'arguments' : name, `expected ${expected}, got ${parsed.positional.length}: ${parsed.positional.join(' ')}`, parsed.positional);
+  }
   return parsed;
+}
+
+/** More positional arguments than the command takes; `given` are all of them. */
+export class TooManyArguments extends UsageError {
+  constructor(
+    field: string,
+    message: string,
+    readonly given: string[],
+  ) {
+    super(field, message);
+  }
 }
 
 export function one(p: ParsedArgs, name: string): string | undefined {
@@ -105,15 +120,19 @@ export function helpText(s: CommandSyntax): string {
   }
   if (s.trace === true) lines.push('', TRACE_HELP);
   if (s.details !== undefined) lines.push('', s.details);
-  lines.push('', 'exit codes: 0 done, 1 a regression or a failed run, 2 bad input');
+  lines.push('', EXIT_CODES_HELP);
   return `${lines.join('\n')}\n`;
 }
 
-/** `--jobs J`: worker threads, default the number of cores. */
-export function parseJobs(text: string | undefined, defaultJobs: number): number {
+/**
+ * `--jobs J`: worker threads, default the number of cores. More threads than cores is allowed
+ * (a shared machine may want it) but warned about: the runs then share the cores.
+ */
+export function parseJobs(text: string | undefined, defaultJobs: number, cores = availableParallelism(), warn: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): number {
   if (text === undefined) return defaultJobs;
   const n = /^\d+$/.test(text) ? Number(text) : NaN;
   if (!(n >= 1 && n <= 1024)) throw new UsageError('--jobs', `expected a number of worker threads in [1, 1024], got '${text}'`);
+  if (n > cores) warn(`warning: --jobs ${n} is more than the ${cores} core(s) of this machine; the runs will share them (each slower, none sooner)`);
   return n;
 }
 

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from './atomic_write.ts';
 import type { Experiment, Params, Tolerance } from './experiment.ts';
@@ -29,8 +29,14 @@ export function baselinePath(dir: string, experiment: string): string {
 
 /** Experiment names with a baseline file in dir, sorted. */
 export function baselineNames(dir: string): string[] {
+  checkBaselinesDir(dir);
   if (!existsSync(dir)) return [];
   return readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)).sort();
+}
+
+/** A --baselines path that exists must be a directory (a missing one holds no baselines). */
+export function checkBaselinesDir(dir: string): void {
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new UsageError('--baselines', `expected a directory of baseline files, got ${dir}, a file`);
 }
 
 /** Reads and checks a baseline file; undefined if there is none. */

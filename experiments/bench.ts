@@ -4,9 +4,11 @@
  * operations: 1000 processes x 1000 exponential timeouts; 64 workers on a mutex (think Exp(63),
  * hold Exp(1)); an M/M/4 queue (lambda 3.2, mu 1). Each figure is the median of 5 runs,
  * reference and engine alternating; a fourth row repeats the mutex workload with tracing on
- * at `op` level, and a fifth row runs 64 CPUs with one thread each alternating compute and sleep
+ * at `op` level, a fifth runs 64 CPUs with one thread each alternating compute and sleep
  * (Exp(1 us) each), the CPU scheduler's hot path; a sixth runs them as vCPUs on a pool of 64
- * host CPUs (every compute takes a host CPU, every sleep gives it back). Then (unless --no-models) the model runs issue 4 budgets, once each: wall time,
+ * host CPUs (every compute takes a host CPU, every sleep gives it back); a seventh measures what
+ * one span costs (64 threads each timing an operation, traced at `op` level against the same run
+ * untraced: microseconds of CPU time per span). Then (unless --no-models) the model runs issue 4 budgets, once each: wall time,
  * peak RSS, and the model's events per second against the reference loop's.
  */
 import { Cpu, HostCpus, Mutex, Sim, Store, type Proc } from '../sim/index.ts';
@@ -89,6 +91,24 @@ function engineCpu(hostCpus = 0): number {
   return count;
 }
 
+/** 64 threads, each a loop of one traced operation around a sleep: 64k spans when traced. */
+function engineSpans(traced: boolean, ops = 64_000): number {
+  const sim = new Sim({ seed: 1 });
+  const session = traced ? traceBenchObserver!(sim, 'op') : null;
+  for (let w = 0; w < 64; w++) {
+    sim.spawn((function* (): Proc {
+      for (let i = 0; i < ops / 64; i++) {
+        const id = sim.opBegin('TDG.MEM.PAGE.ACCEPT', { gpa: '0x1000', size: 4096, level: 0 });
+        yield sim.sleep(1000);
+        sim.opEnd(id, { status: '0x0' });
+      }
+    })(), 'worker');
+  }
+  sim.run();
+  if (session !== null) void session.finish();
+  return ops;
+}
+
 /** M/M/4 as a source feeding a FIFO store that four server processes take customers from. */
 function engineMmc(): number {
   const sim = new Sim({ seed: 1 });
@@ -116,13 +136,15 @@ function engineMmc(): number {
 }
 
 interface Row {
-  workload: 'timeouts' | 'mutex' | 'mmc' | 'mutex_traced_op' | 'cpu' | 'cpu_host' | ModelCase['workload'];
+  workload: 'timeouts' | 'mutex' | 'mmc' | 'mutex_traced_op' | 'cpu' | 'cpu_host' | 'span_cost_op' | ModelCase['workload'];
   engine_ops_per_s: number;
   reference_ops_per_s: number;
   ratio: number;
   /** Model rows: wall time of one run and the process's peak resident memory after it. */
   wall_s?: number;
   rss_max_mb?: number;
+  /** span_cost_op: CPU microseconds one span adds (traced minus untraced time, per span). */
+  span_cost_us?: number;
 }
 
 /**
@@ -191,9 +213,38 @@ function measure(workload: Row['workload'], engine: () => number, reference: () 
   return { workload, engine_ops_per_s: Math.round(median(e)), reference_ops_per_s: Math.round(median(r)), ratio: Number(ratio.toFixed(3)) };
 }
 
-const TARGETS: Record<'timeouts' | 'mutex' | 'mmc' | 'mutex_traced_op' | 'cpu' | 'cpu_host', number> = {
-  timeouts: 0.8, mutex: 0.8, mmc: 0.6, mutex_traced_op: 0, cpu: 0, cpu_host: 0,
+const TARGETS: Record<'timeouts' | 'mutex' | 'mmc' | 'mutex_traced_op' | 'cpu' | 'cpu_host' | 'span_cost_op', number> = {
+  timeouts: 0.8, mutex: 0.8, mmc: 0.6, mutex_traced_op: 0, cpu: 0, cpu_host: 0, span_cost_op: 0,
 };
+
+/**
+ * The span workload traced ("engine") against itself untraced ("reference"), and the cost of a
+ * span. Timed in CPU time (process.cpuUsage), not wall time: on a shared machine the wall clock
+ * also counts other processes, and a span's cost is what this process spends on it.
+ */
+function measureSpanCost(): Row {
+  const cpuOps = (fn: () => number): number => {
+    const c0 = process.cpuUsage();
+    const ops = fn();
+    const c = process.cpuUsage(c0);
+    return ops / ((c.user + c.system) / 1e6);
+  };
+  const e: number[] = [];
+  const r: number[] = [];
+  engineSpans(true);
+  engineSpans(false);
+  for (let i = 0; i < REPEATS; i++) {
+    r.push(cpuOps(() => engineSpans(false)));
+    e.push(cpuOps(() => engineSpans(true)));
+  }
+  const traced = median(e);
+  const untraced = median(r);
+  const perSpanS = 1 / traced - 1 / untraced;
+  return {
+    workload: 'span_cost_op', engine_ops_per_s: Math.round(traced), reference_ops_per_s: Math.round(untraced),
+    ratio: Number((traced / untraced).toFixed(3)), span_cost_us: Number((perSpanS * 1e6).toFixed(2)),
+  };
+}
 
 async function main(): Promise<void> {
   const json = process.argv.includes('--json');
@@ -208,6 +259,7 @@ async function main(): Promise<void> {
   // memory up to the default budget; no files): what tracing costs.
   traceBenchObserver = (await import('../traces/bench.ts')).traceBenchObserver;
   rows.push(measure('mutex_traced_op', () => engineMutex(true), () => referenceMutex(64, OPS, 'bench.mutex')));
+  rows.push(measureSpanCost());
   if (!process.argv.includes('--no-models')) {
     const referenceEventsPerSec = rows[0]!.reference_ops_per_s; // the plain loop's timeouts: one event each
     for (const c of MODEL_CASES) rows.push(await measureModel(c, referenceEventsPerSec));
@@ -222,6 +274,7 @@ async function main(): Promise<void> {
     const target = model === undefined ? TARGETS[r.workload as keyof typeof TARGETS] : 0;
     const verdict = model !== undefined
       ? `wall ${r.wall_s} s (budget ${model.wall_budget_s} s), peak RSS ${r.rss_max_mb} MB`
+      : r.span_cost_us !== undefined ? `${r.span_cost_us} us CPU per span (reference: the same run untraced)`
       : target === 0 ? '(no target)' : `>= ${target} ${r.ratio >= target ? 'ok' : 'BELOW'}`;
     console.log(`${r.workload.padEnd(30)} ${String(r.engine_ops_per_s).padStart(12)}   ${String(r.reference_ops_per_s).padStart(15)}   ${r.ratio.toFixed(3)}   ${verdict}`);
   }

@@ -1,7 +1,7 @@
 import type { MetricSpec, MetricSpecs, Sim } from '../sim/index.ts';
 
 /**
- * An experiment: a question from design.md, typed parameters with defaults and units, the model
+ * An experiment: a question (Q1..Q4, see the README), typed parameters with defaults and units, the model
  * wiring, and the metrics it reports. The runner creates the Sim from the seed (and attaches a
  * trace observer when asked) and calls run(); run builds the model on that Sim, runs it and
  * returns the metrics. One experiment per file under experiments/, registered in registry.ts.
@@ -10,6 +10,11 @@ import type { MetricSpec, MetricSpecs, Sim } from '../sim/index.ts';
  * carries the type, unit, allowed values and default, and run() receives ParamsOf<its specs>,
  * so `p.accept` is `'eager' | 'lazy' | 'background'` in the model wiring without a cast. An
  * enum's values come from the model that owns them (e.g. TDX_MODULE_VERSIONS), not a copy.
+ *
+ * `source` says where a default comes from: one or more keys of docs/sources.md, each in square
+ * brackets (`'[edk2:PcdLazyAcceptPartialMemorySize] [linux:Documentation/arch/x86/tdx.rst]'`).
+ * `cvmsim describe` prints it beside the default; a parameter without one is a setting of the
+ * experiment (a size, a count, a switch between models), not a sourced value.
  */
 export interface NumberParam {
   type: 'number';
@@ -19,17 +24,20 @@ export interface NumberParam {
   min?: number;
   max?: number;
   integer?: boolean;
+  source?: string;
 }
 export interface EnumParam<V extends string = string> {
   type: 'enum';
   default: V;
   values: readonly V[];
   description: string;
+  source?: string;
 }
 export interface BooleanParam {
   type: 'boolean';
   default: boolean;
   description: string;
+  source?: string;
 }
 export type ParamSpec = NumberParam | EnumParam | BooleanParam;
 export type ParamSpecs = Record<string, ParamSpec>;
@@ -47,12 +55,12 @@ export function numberParam(spec: Omit<NumberParam, 'type'>): NumberParam {
   return { type: 'number', ...spec };
 }
 
-export function enumParam<const V extends string>(values: readonly V[], defaultValue: NoInfer<V>, description: string): EnumParam<V> {
-  return { type: 'enum', values, default: defaultValue, description };
+export function enumParam<const V extends string>(values: readonly V[], defaultValue: NoInfer<V>, description: string, source?: string): EnumParam<V> {
+  return { type: 'enum', values, default: defaultValue, description, ...(source === undefined ? {} : { source }) };
 }
 
-export function booleanParam(defaultValue: boolean, description: string): BooleanParam {
-  return { type: 'boolean', default: defaultValue, description };
+export function booleanParam(defaultValue: boolean, description: string, source?: string): BooleanParam {
+  return { type: 'boolean', default: defaultValue, description, ...(source === undefined ? {} : { source }) };
 }
 
 export type { MetricSpec, MetricSpecs, Tolerance } from '../sim/index.ts';
@@ -99,7 +107,7 @@ export interface ExperimentResult {
 
 export interface Experiment<S extends ParamSpecs = ParamSpecs> {
   name: string;
-  /** The question it answers (design.md Q1..Q4), one sentence. */
+  /** The question it answers (Q1..Q4, see the README), one sentence. */
   question: string;
   params: S;
   /** The metrics it reports, its own and (as families) the model owners'. */

@@ -1,5 +1,7 @@
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeAll } from './atomic_write.ts';
+import { OutputError } from './output_paths.ts';
 import { runKey, type RunRecord } from './run_record.ts';
 
 /**
@@ -7,7 +9,8 @@ import { runKey, type RunRecord } from './run_record.ts';
  * the sweep's output directory. An interrupted sweep re-run with the same command reads it and
  * skips every run already there (a run is identified by experiment, parameters and seed). A torn
  * last line from a crash is ignored; that run simply runs again. Failed runs are journaled too,
- * and are retried on resume (a fix may have landed in between).
+ * and are retried on resume (a fix may have landed in between). An append that fails (a full
+ * disk) is cut back off the file and throws an OutputError, so the journal never keeps half a line.
  */
 export const JOURNAL_FILE = 'journal.jsonl';
 
@@ -19,6 +22,8 @@ export interface JournalEntry {
 
 export class Journal {
   private fd: number | null = null;
+  /** The file ends in a torn line (no newline) that our next line must not run on from. */
+  private tornTail = false;
   readonly path: string;
 
   constructor(dir: string) {
@@ -50,15 +55,30 @@ export class Journal {
   }
 
   append(record: RunRecord, wallMs: number): void {
-    if (this.fd === null) {
-      // A torn line from an earlier crash has no newline: start ours on a fresh line.
-      const torn = existsSync(this.path) && !endsWithNewline(this.path);
-      this.fd = openSync(this.path, 'a');
-      if (torn) writeSync(this.fd, '\n');
+    try {
+      if (this.fd === null) {
+        // A torn line from an earlier crash has no newline: start ours on a fresh line.
+        this.tornTail = existsSync(this.path) && !endsWithNewline(this.path);
+        this.fd = openSync(this.path, 'a');
+      }
+    } catch (e) {
+      throw new OutputError(this.path, e);
     }
-    const line = `${JSON.stringify({ key: runKey(record), record, wallMs } satisfies JournalEntry)}\n`;
-    writeSync(this.fd, line);
-    fsyncSync(this.fd);
+    const fd = this.fd;
+    const line = `${this.tornTail ? '\n' : ''}${JSON.stringify({ key: runKey(record), record, wallMs } satisfies JournalEntry)}\n`;
+    const size = fstatSync(fd).size;
+    try {
+      writeAll(fd, Buffer.from(line, 'utf8'));
+      fsyncSync(fd);
+      this.tornTail = false;
+    } catch (e) {
+      try {
+        ftruncateSync(fd, size);
+      } catch {
+        // the write error is the one to report
+      }
+      throw new OutputError(this.path, e);
+    }
   }
 
   close(): void {

@@ -22,7 +22,7 @@ import { enumParam, numberParam, type Experiment } from './experiment.ts';
  *   `scattered`, every page in its own 2M range (the buddy allocator's order-0 pages, worst case).
  * A small simulated TD (`simulate_mib`, pamt=refcount, every page accepted on two vCPUs) checks
  * the formula's `packed` count against the pairs the simulator's refcount path actually added.
- * Reproduces domain.md R8 (TD sizes, 4K maps vs 1G-backed) and R9 (no TDs, max_pfn at RAM end
+ * Reproduces [R8] (TD sizes, 4K maps vs 1G-backed) and [R9] (no TDs, max_pfn at RAM end
  * vs maxpa); docs/calibration-host.md has the tables.
  */
 

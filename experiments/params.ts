@@ -29,6 +29,8 @@ export function describeAllowed(spec: ParamSpec): string {
 }
 
 function shown(raw: unknown): string {
+  // JSON reads 1e309 as Infinity, which JSON.stringify would print as null.
+  if (typeof raw === 'number' && !Number.isFinite(raw)) return Number.isNaN(raw) ? 'NaN' : `${raw > 0 ? '' : '-'}Infinity (a number beyond the largest double, about 1.8e308)`;
   return typeof raw === 'string' ? `'${raw}'` : JSON.stringify(raw) ?? String(raw);
 }
 

@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { OutputError } from './output_paths.ts';
 import type { TaskMessage, TaskResult, WorkerReply } from './task.ts';
 
 /**
@@ -9,12 +10,19 @@ import type { TaskMessage, TaskResult, WorkerReply } from './task.ts';
  */
 export class Interrupted extends Error {
   override name = 'Interrupted';
+  constructor(
+    readonly signal: NodeJS.Signals,
+    /** The journal that keeps the finished runs, if the command has one. */
+    readonly journal: string | null = null,
+  ) {
+    super(`interrupted by ${signal}`);
+  }
 }
 
 export class WorkerPool {
   private workers: Worker[] = [];
   private stopped = false;
-  private stopHook: (() => void) | null = null;
+  private stopHook: ((signal: NodeJS.Signals) => void) | null = null;
 
   constructor(private readonly jobs: number) {}
 
@@ -30,7 +38,7 @@ export class WorkerPool {
         failed = true;
         void this.terminate().then(() => reject(e));
       };
-      this.stopHook = () => fail(new Interrupted('interrupted'));
+      this.stopHook = (signal) => fail(new Interrupted(signal));
       const feed = (w: Worker) => {
         if (failed || this.stopped) return;
         if (next >= tasks.length) return;
@@ -44,6 +52,11 @@ export class WorkerPool {
         w.on('message', (reply: WorkerReply) => {
           if (failed) return;
           if (!reply.ok) {
+            if (reply.output !== undefined) {
+              const o = reply.output;
+              fail(new OutputError(o.path, Object.assign(new Error(o.message), { code: o.code })));
+              return;
+            }
             fail(new Error(`worker failed on ${describeTask(tasks[reply.id]!)}:\n${reply.error}`));
             return;
           }
@@ -70,9 +83,9 @@ export class WorkerPool {
   }
 
   /** Interrupt: stop handing out tasks and terminate the workers; runAll rejects with Interrupted. */
-  stop(): void {
+  stop(signal: NodeJS.Signals = 'SIGINT'): void {
     this.stopped = true;
-    this.stopHook?.();
+    this.stopHook?.(signal);
   }
 
   private async terminate(): Promise<void> {

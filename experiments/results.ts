@@ -124,5 +124,32 @@ export function readResultSet(dir: string, field: string): ResultSet {
   if (v === null || typeof v !== 'object' || v.format !== RESULTS_FORMAT || !Array.isArray(v.runs) || !Array.isArray(v.aggregates)) {
     throw new UsageError(field, `${path} is not a cvmsim result set (expected "format": "${RESULTS_FORMAT}")`);
   }
+  const problem = resultSetProblem(v as ResultSet);
+  if (problem !== undefined) throw new UsageError(field, `${path} is damaged: ${problem}`);
   return v as ResultSet;
+}
+
+const isObject = (x: unknown): x is Record<string, unknown> => x !== null && typeof x === 'object' && !Array.isArray(x);
+
+/** The first thing in a parsed results.json that a report could not be drawn from, or undefined. */
+function resultSetProblem(rs: ResultSet): string | undefined {
+  if (!isObject(rs.experiments)) return `expected "experiments" to be an object of experiment schemas, got ${JSON.stringify(rs.experiments)}`;
+  for (const [name, info] of Object.entries(rs.experiments)) {
+    if (!isObject(info) || !isObject(info.params) || !isObject(info.metrics)) return `expected experiments.${name} to have "params" and "metrics" objects`;
+  }
+  if (rs.sweep !== null && rs.sweep !== undefined && (!isObject(rs.sweep) || !Array.isArray(rs.sweep.grid) || !Array.isArray(rs.sweep.seeds))) {
+    return 'expected "sweep" to be null or {experiment, base, grid, seeds}';
+  }
+  for (const [i, r] of rs.runs.entries()) {
+    if (!isObject(r) || typeof r.experiment !== 'string' || !isObject(r.params) || typeof r.seed !== 'number' || !isObject(r.metrics) || !isObject(r.curves ?? {})) {
+      return `expected runs[${i}] to have experiment, params, seed and metrics`;
+    }
+    if (!Object.hasOwn(rs.experiments, r.experiment)) return `runs[${i}] is of experiment '${r.experiment}', which "experiments" does not describe`;
+  }
+  for (const [i, a] of rs.aggregates.entries()) {
+    if (!isObject(a) || typeof a.experiment !== 'string' || !isObject(a.params) || !Array.isArray(a.seeds) || !isObject(a.metrics)) {
+      return `expected aggregates[${i}] to have experiment, params, seeds and metrics`;
+    }
+  }
+  return undefined;
 }

@@ -7,8 +7,8 @@ import type { RunRecord } from './run_record.ts';
 /**
  * Runs one experiment once: a fresh Sim from the seed, an optional observer (tracing) attached
  * before the model is built, experiment.run(params, sim), then the metrics, curves, fingerprint,
- * virtual time and events. Wall time is measured here and only here (design.md: the runner shows
- * both clocks), and it stays out of the RunRecord so results are the same bytes on every machine.
+ * virtual time and events. Wall time is measured here and only here (the runner shows both
+ * clocks), and it stays out of the RunRecord so results are the same bytes on every machine.
  */
 
 /** Curves longer than this are thinned (evenly, keeping both ends) before they are stored. */

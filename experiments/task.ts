@@ -20,7 +20,16 @@ export interface TaskResult {
   trace: TraceSummary | null;
 }
 
-export type WorkerReply = { id: number; ok: true; result: TaskResult } | { id: number; ok: false; error: string };
+/** An output the worker could not write (OutputError), relayed so that the CLI reports it in one line. */
+export interface RelayedOutputError {
+  path: string;
+  code: string | undefined;
+  message: string;
+}
+
+export type WorkerReply =
+  | { id: number; ok: true; result: TaskResult }
+  | { id: number; ok: false; error: string; output?: RelayedOutputError };
 
 export async function executeTask(catalog: Catalog, task: TaskMessage): Promise<TaskResult> {
   const exp = catalog.get(task.experiment);

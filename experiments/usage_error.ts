@@ -20,5 +20,20 @@ export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
 /** Bad input (UsageError). */
 export const EXIT_USAGE = 2;
-/** Interrupted by SIGINT/SIGTERM (128 + SIGINT, the shell's convention); completed runs are kept. */
+/** A failed `--otlp-required` export (traces/). */
+export const EXIT_OTLP = 3;
+/**
+ * Interrupted: 128 + the signal's number, the shell's convention (SIGHUP 129, SIGINT 130,
+ * SIGTERM 143). A sweep keeps its finished runs in its journal.
+ */
 export const EXIT_INTERRUPTED = 130;
+
+/** Every exit code, for --help. */
+export const EXIT_CODES_HELP = [
+  'exit codes:',
+  '  0            done',
+  '  1            a run failed, a regression, a divergence, a fuzz failure, or an output could not be written (disk full, I/O error)',
+  '  2            bad input: an argument, parameter, config or baseline file, or an output path that cannot be used',
+  '  3            a failed --otlp-required export',
+  '  129 130 143  interrupted by SIGHUP, SIGINT, SIGTERM (128 + the signal number)',
+].join('\n');

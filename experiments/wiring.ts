@@ -1,11 +1,11 @@
-import { GiB, MiB, Sim, US, prefixedMetrics, type MetricSpecs } from '../sim/index.ts';
+import { GiB, MiB, US, prefixedMetrics, type MetricSpecs, type Sim } from '../sim/index.ts';
 import { booleanParam, enumParam, numberParam, type ParamsOf } from './experiment.ts';
 import { ACCEPT_STRATEGIES, FIRMWARE_ACCEPTS, defaultGuestConfig, type GuestConfig } from '../models/guest/kernel.ts';
 import { THP_MODES } from '../models/guest/khugepaged.ts';
 import { ALLOCATOR_MODES } from '../models/guest/page_alloc.ts';
 import { ACCEPT_LOCK_MODES } from '../models/guest/unaccepted_memory.ts';
 import { PlatformConfigError } from '../models/host/config_check.ts';
-import { HOST_METRICS, Host, TECHNOLOGIES } from '../models/host/host.ts';
+import { HOST_METRICS, Host, TECHNOLOGIES, admissionRefusal, type HostConfig } from '../models/host/host.ts';
 import { SEPT_MAPPINGS } from '../models/kvm/tdx.ts';
 import { PAMT_POLICIES } from '../models/host/tdx_pamt.ts';
 import { TDX_MODULE_VERSIONS } from '../models/tdx/tdx_module.ts';
@@ -21,7 +21,7 @@ import { SNP_BACKINGS, VM_METRICS, Vm, type VmConfig } from '../models/vm/vm.ts'
 /** The host: its technology and module, and its CPUs. */
 export const hostParams = {
   platform: enumParam(TECHNOLOGIES, 'tdx', 'Intel TDX or AMD SEV-SNP host'),
-  tdx_module: enumParam(TDX_MODULE_VERSIONS, '1.5', 'TDX: the TDX module whose S-EPT locking is modelled'),
+  tdx_module: enumParam(TDX_MODULE_VERSIONS, '1.5', 'TDX: the TDX module whose S-EPT locking is modelled', '[tdx-module:src/vmm_dispatcher/api_calls/tdh_mem_page_aug.c] [linux:arch/x86/kvm/vmx/tdx.c]'),
   host_cpus: numberParam({ default: 0, unit: 'CPUs', description: 'host CPUs; 0: one per vCPU of every VM (nothing else competes for them)', min: 0, max: 65536, integer: true }),
   host_memory_gib: numberParam({ default: 0, unit: 'GiB', description: 'host RAM; 0: the VMs\' memory plus 25% and 2 GiB (enough for every page table, control page and firmware table)', min: 0, max: 65536, integer: true }),
   smt: booleanParam(false, 'SMT: host_cpus are hardware threads, two per core (a waking vCPU prefers a core whose sibling is idle)'),
@@ -31,9 +31,9 @@ export const hostParams = {
 
 /** A VM's host side: how KVM maps its memory, how it asks for page state changes, the simulation's fidelity. */
 export const vmParams = {
-  sept: enumParam(SEPT_MAPPINGS, '4k', 'TDX: S-EPT mapping size KVM uses (upstream maps private memory 4K only)'),
-  psc: enumParam(PSC_PROTOCOLS, 'ghcb', 'SNP: page state changes through GHCB batches or the MSR protocol (one 4K per VMGEXIT)'),
-  snp_backing: enumParam(SNP_BACKINGS, '4k', 'SNP: guest_memfd folio size (upstream 4K; 2M with the unmerged THP series)'),
+  sept: enumParam(SEPT_MAPPINGS, '4k', 'TDX: S-EPT mapping size KVM uses (upstream maps private memory 4K only)', '[linux:arch/x86/kvm/vmx/tdx.c] [tdx-huge-page-series]'),
+  psc: enumParam(PSC_PROTOCOLS, 'ghcb', 'SNP: page state changes through GHCB batches or the MSR protocol (one 4K per VMGEXIT)', '[linux:arch/x86/coco/sev/core.c snp_accept_memory]'),
+  snp_backing: enumParam(SNP_BACKINGS, '4k', 'SNP: guest_memfd folio size (upstream 4K; 2M with the unmerged THP series)', '[linux:virt/kvm/guest_memfd.c] [roth-2024-12-gmem-thp]'),
   fidelity: enumParam(ACCEPT_FIDELITIES, 'aggregate', 'host model: per-2M aggregated steps or every 4K operation its own step'),
 };
 
@@ -44,16 +44,16 @@ export const platformParams = { ...hostParams, ...vmParams };
 export const guestParams = {
   memory_gib: numberParam({ default: 4, unit: 'GiB', description: 'guest RAM', min: 1, max: 4096, integer: true }),
   vcpus: numberParam({ default: 4, unit: 'vCPUs', description: 'guest vCPUs', min: 1, max: 512, integer: true }),
-  accept: enumParam(ACCEPT_STRATEGIES, 'lazy', 'accept_memory=eager|lazy, or lazy plus background acceptor threads (seed option 3)'),
-  accept_lock: enumParam(ACCEPT_LOCK_MODES, 'dropped', 'unaccepted_memory_lock held across arch_accept_memory (v6.5) or dropped with accepting_list (upstream)'),
-  allocator: enumParam(ALLOCATOR_MODES, 'upstream', 'seed-era PageUnaccepted buddy pages, or zone->unaccepted_pages with cond_accept_memory'),
-  firmware: enumParam(FIRMWARE_ACCEPTS, 'lazy', 'firmware pre-accepts firmware_accept_mib (lazy) or all memory (PcdLazyAcceptPartialMemorySize=0)'),
-  firmware_accept_mib: numberParam({ default: 512, unit: 'MiB', description: 'PcdLazyAcceptPartialMemorySize', min: 0, max: 1 << 22, integer: true }),
-  deferred_struct_page_init: booleanParam(true, 'CONFIG_DEFERRED_STRUCT_PAGE_INIT'),
-  wmark_zero_fix: booleanParam(true, 'the 2025 fix: accept one block per allocation while watermarks are zero'),
-  thp: enumParam(THP_MODES, 'madvise', 'transparent_hugepage/enabled (Ubuntu madvise, RHEL always): when enabled, khugepaged\'s start (subsys initcall) raises min_free_kbytes to 11 pageblocks per zone (max 5% of lowmem) and with it the promo watermark cond_accept_memory() fills to'),
-  hz: numberParam({ default: 1000, unit: 'Hz', description: 'CONFIG_HZ: idle vCPUs exit at each tick', min: 0, max: 10000, integer: true }),
-  nohz_idle: booleanParam(false, 'the tick stops on idle vCPUs (no idle exits)'),
+  accept: enumParam(ACCEPT_STRATEGIES, 'lazy', 'accept_memory=eager|lazy, or lazy plus background acceptor threads (option 3 of the seed-era changelog, never merged)', '[linux:mm/page_alloc.c] [unaccepted-v7-2022-06]'),
+  accept_lock: enumParam(ACCEPT_LOCK_MODES, 'dropped', 'unaccepted_memory_lock held across arch_accept_memory (v6.5) or dropped with accepting_list (upstream)', '[linux-commit:50e782a86c98]'),
+  allocator: enumParam(ALLOCATOR_MODES, 'upstream', 'seed-era PageUnaccepted buddy pages, or zone->unaccepted_pages with cond_accept_memory', '[linux:mm/page_alloc.c cond_accept_memory] [unaccepted-v2-2022-01]'),
+  firmware: enumParam(FIRMWARE_ACCEPTS, 'lazy', 'firmware pre-accepts firmware_accept_mib (lazy) or all memory (PcdLazyAcceptPartialMemorySize=0)', '[edk2:PcdLazyAcceptPartialMemorySize]'),
+  firmware_accept_mib: numberParam({ default: 512, unit: 'MiB', description: 'PcdLazyAcceptPartialMemorySize', min: 0, max: 1 << 22, integer: true, source: '[edk2:PcdLazyAcceptPartialMemorySize] [linux:Documentation/arch/x86/tdx.rst]' }),
+  deferred_struct_page_init: booleanParam(true, 'CONFIG_DEFERRED_STRUCT_PAGE_INIT', '[distro-kernel-config] [dstack-kernel-config]'),
+  wmark_zero_fix: booleanParam(true, 'the 2025 fix: accept one block per allocation while watermarks are zero', '[kirill-2025-03-wmark-zero]'),
+  thp: enumParam(THP_MODES, 'madvise', 'transparent_hugepage/enabled (Ubuntu madvise, RHEL always): when enabled, khugepaged\'s start (subsys initcall) raises min_free_kbytes to 11 pageblocks per zone (max 5% of lowmem) and with it the promo watermark cond_accept_memory() fills to', '[distro-kernel-config] [linux:mm/khugepaged.c set_recommended_min_free_kbytes]'),
+  hz: numberParam({ default: 1000, unit: 'Hz', description: 'CONFIG_HZ: idle vCPUs exit at each tick', min: 0, max: 10000, integer: true, source: '[distro-kernel-config]' }),
+  nohz_idle: booleanParam(false, 'the tick stops on idle vCPUs (no idle exits)', '[slow-many-vcpu-td-boot] [distro-kernel-config]'),
   background_threads: numberParam({ default: 1, unit: 'threads', description: 'accept=background: acceptor threads', min: 1, max: 512, integer: true }),
   background_pace_us: numberParam({ default: 0, unit: 'us', description: 'accept=background: pause between two blocks', min: 0, max: 1e9 }),
 };
@@ -88,10 +88,15 @@ export function guestConfigFrom(p: GuestParams, overrides: Partial<GuestConfig> 
  * rounded up to whole GiB.
  */
 export function buildHost(sim: Sim, p: HostParams, totalVcpus: number, totalMemoryBytes: number): Host {
+  return new Host(sim, hostConfigFrom(p, totalVcpus, totalMemoryBytes));
+}
+
+/** The host configuration of buildHost (bad combinations throw PlatformConfigError). */
+function hostConfigFrom(p: HostParams, totalVcpus: number, totalMemoryBytes: number): HostConfig {
   const autoGib = Math.ceil((totalMemoryBytes * 1.25) / GiB + 2);
   const gib = p.host_memory_gib === 0 ? Math.ceil(autoGib / p.sockets) * p.sockets : p.host_memory_gib;
   if (gib % p.sockets !== 0) throw new PlatformConfigError(`host_memory_gib must be a multiple of sockets (got host_memory_gib=${gib}, sockets=${p.sockets})`);
-  return new Host(sim, {
+  return {
     technology: p.platform,
     cpus: p.host_cpus === 0 ? totalVcpus : p.host_cpus,
     memoryBytes: gib * GiB,
@@ -99,7 +104,7 @@ export function buildHost(sim: Sim, p: HostParams, totalVcpus: number, totalMemo
     smt: p.smt,
     tdxModule: p.tdx_module,
     pamt: p.pamt,
-  });
+  };
 }
 
 /** A VM's configuration from its parameters and its guest's. */
@@ -130,13 +135,12 @@ export function checkGuestParams(p: GuestParams): string | undefined {
  */
 export function checkHostParams(p: HostParams, vms: readonly { vcpus: number; memoryBytes: number }[]): string | undefined {
   try {
-    const host = buildHost(new Sim({ seed: 0 }), p, vms.reduce((n, v) => n + v.vcpus, 0), vms.reduce((n, v) => n + v.memoryBytes, 0));
-    for (const vm of vms) host.admit(vm.vcpus, vm.memoryBytes);
+    const config = hostConfigFrom(p, vms.reduce((n, v) => n + v.vcpus, 0), vms.reduce((n, v) => n + v.memoryBytes, 0));
+    return admissionRefusal(config, vms);
   } catch (e) {
     if (e instanceof PlatformConfigError) return e.message;
     throw e;
   }
-  return undefined;
 }
 
 /** The checks of a single-VM experiment: the guest's combinations, then the host's admission. */

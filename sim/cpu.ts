@@ -311,12 +311,13 @@ export class Cpu implements Schedulable {
         this.setState('stall');
         this.hostChangeTimer = this.sim.schedule(ns, () => {
           this.hostChangeTimer = null;
-          this.runOwner();
+          this.runOwner(true);
         }, `host cpu change ${this.name}`);
         return;
       }
     }
-    this.runOwner();
+    // Granted at once (from idle), nothing queued on this CPU can outrank the owner it just took.
+    this.runOwner(this.state === 'steal');
   }
 
   /**
@@ -338,10 +339,10 @@ export class Cpu implements Schedulable {
   }
 
   /** The CPU holds a host CPU again: its owner runs, unless a more urgent thread queued meanwhile. */
-  private runOwner(): void {
+  private runOwner(waited: boolean): void {
     this.awaitingHost = false;
     const p = this.owner!;
-    if (this.outranked(p)) {
+    if (waited && this.outranked(p)) {
       this.queueOf(p).unshift(p);
       this.owner = null;
       this.dispatch();

@@ -28,7 +28,7 @@ export interface HostCpusAccounting extends HostCpuAccounting {
 
 /**
  * EEVDF's base slice on a host with `cpus` CPUs: sysctl_sched_base_slice, 0.75 ms, scaled by
- * 1 + ilog2(min(cpus, 8)) under the default SCHED_TUNABLESCALING_LOG (kernel/sched/fair.c,
+ * 1 + ilog2(min(cpus, 8)) under the default SCHED_TUNABLESCALING_LOG ([linux:kernel/sched/fair.c],
  * get_update_sysctl_factor()): 0.75 ms on 1 CPU, 1.5 ms on 2 or 3, 2.25 ms on 4 to 7, 3 ms on
  * 8 or more.
  */
@@ -83,18 +83,18 @@ export class HostCpus implements Blocker {
   readonly sockets: number;
   readonly coresPerSocket: number;
   readonly sliceNs: Duration;
-  /** Grants (immediate or after a wait), waits (contended), time waited and time held per grant. */
-  readonly stats: LockStats;
+  private readonly lockStats: LockStats;
+  /** Immediate grants not yet recorded as waits of 0 in lockStats (one histogram call per read, not per grant). */
+  private immediateGrants = 0;
   /** Grants on a host CPU other than the one the Cpu last ran on. */
   migrations = 0;
   /** Holders that gave their host CPU up to a waiter (at a slice end or at their next burst). */
   preemptions = 0;
 
   private readonly holders: (Cpu | null)[];
-  /** When each host CPU was last granted (while held) or given back (while free). */
+  /** When each host CPU was granted to its holder (its slices count from there). */
   private readonly since: Float64Array;
   private readonly busySpent: Float64Array;
-  private readonly idleSpent: Float64Array;
   private free: number;
   private readonly queue: Cpu[] = [];
   private readonly start: number;
@@ -120,10 +120,9 @@ export class HostCpus implements Blocker {
     this.holders = new Array<Cpu | null>(cpus).fill(null);
     this.since = new Float64Array(cpus).fill(sim.now);
     this.busySpent = new Float64Array(cpus);
-    this.idleSpent = new Float64Array(cpus);
     this.free = cpus;
     this.start = sim.now;
-    this.stats = new LockStats(name);
+    this.lockStats = new LockStats(name);
     sim.blockers.push(this);
   }
 
@@ -159,9 +158,22 @@ export class HostCpus implements Blocker {
     return this.holders[i] ?? null;
   }
 
+  /**
+   * As for a lock: acquisitions are grants (immediate or after a wait), contended the grants
+   * that waited in the run queue, `wait` the time each grant waited (0 when immediate). Hold
+   * times are not recorded (accounting() has the time held).
+   */
+  get stats(): LockStats {
+    if (this.immediateGrants > 0) {
+      this.lockStats.wait.record(0, this.immediateGrants);
+      this.immediateGrants = 0;
+    }
+    return this.lockStats;
+  }
+
   /** Total time Cpus waited in the run queue, ns. */
   waitNs(): number {
-    return this.stats.wait.sum;
+    return this.lockStats.wait.sum;
   }
 
   /** Host CPU time held over the pool's life, ns. */
@@ -169,16 +181,19 @@ export class HostCpus implements Blocker {
     return this.accounting().busyNs;
   }
 
-  /** Held (busy) and free (idle) time per host CPU since the pool was made; busy + idle = cpus x elapsed. */
+  /**
+   * Held (busy) and free (idle) time per host CPU since the pool was made: busy is summed grant
+   * by grant, idle is the rest, so busy + idle = cpus x elapsed.
+   */
   accounting(): HostCpusAccounting {
     const now = this.sim.now;
+    const elapsed = now - this.start;
     const perCpu: HostCpuAccounting[] = [];
     let busyNs = 0;
     let idleNs = 0;
     for (let i = 0; i < this.cpus; i++) {
-      const open = now - this.since[i]!;
-      const held = this.holders[i] !== null;
-      const c = { busyNs: this.busySpent[i]! + (held ? open : 0), idleNs: this.idleSpent[i]! + (held ? 0 : open) };
+      const held = this.busySpent[i]! + (this.holders[i] !== null ? now - this.since[i]! : 0);
+      const c = { busyNs: held, idleNs: elapsed - held };
       busyNs += c.busyNs;
       idleNs += c.idleNs;
       perCpu.push(c);
@@ -270,6 +285,11 @@ export class HostCpus implements Blocker {
 
   // ---- Internals -----------------------------------------------------------------------------
 
+  /** Host CPU i's name in traces: the pool's name and the CPU's number, e.g. `host_cpus/cpu3`. */
+  cpuName(i: number): string {
+    return `${this.name}/cpu${i}`;
+  }
+
   /** The host CPU for a grant: the last one if free, else an idle core, else the lowest free. */
   private choose(last: number): number {
     const holders = this.holders;
@@ -286,24 +306,22 @@ export class HostCpus implements Blocker {
   }
 
   private grant(i: number, cpu: Cpu, waited: number): void {
-    const now = this.sim.now;
-    this.idleSpent[i]! += now - this.since[i]!;
-    this.since[i] = now;
+    this.since[i] = this.sim.now;
     this.holders[i] = cpu;
     this.free--;
-    this.stats.acquisitions++;
-    this.stats.wait.record(waited);
+    this.lockStats.acquisitions++;
+    if (waited > 0) this.lockStats.wait.record(waited);
+    else this.immediateGrants++;
     const from = cpu.lastHostCpu;
     if (from >= 0 && from !== i) this.migrations++;
     cpu.hostGranted(i, from);
   }
 
   private vacate(i: number): void {
-    const now = this.sim.now;
-    const held = now - this.since[i]!;
-    this.busySpent[i]! += held;
-    this.stats.hold.record(held);
-    this.since[i] = now;
+    const o = this.sim.observer;
+    // The stretch ends: the host CPU's lane in a trace shows which vCPU ran on it, and when.
+    if (o !== null && o.cpuRun !== undefined) o.cpuRun(this.cpuName(i), this.holders[i]!.name, this.since[i]!, this.sim.now);
+    this.busySpent[i]! += this.sim.now - this.since[i]!;
     this.holders[i] = null;
     this.free++;
   }
@@ -316,7 +334,7 @@ export class HostCpus implements Blocker {
   }
 
   private enqueue(cpu: Cpu): void {
-    this.stats.contended++;
+    this.lockStats.contended++;
     this.queue.push(cpu);
     if (this.queue.length > 1) return;
     // Someone waits now: bursts that started with nobody waiting end at their slice end.

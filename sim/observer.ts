@@ -38,5 +38,10 @@ export interface SimObserver {
   lockBusy(p: Process<any> | null, lock: ObservedLock, mode: LockMode, answer: string): void;
   /** p's wait (for a lock, an event, a sleep) was cancelled by an interrupt at the current time. */
   waitCancelled?(p: Process<any>): void;
+  /**
+   * `runner` (a vCPU, or a thread) held CPU `cpu` (a host CPU, or a vCPU) over [startNs, endNs],
+   * endNs <= now: what the CPU's lane in a trace shows. Reported by whoever schedules the runner.
+   */
+  cpuRun?(cpu: string, runner: string, startNs: number, endNs: number): void;
   instant(p: Process<any> | null, name: string, attrs: Attrs | undefined): void;
 }

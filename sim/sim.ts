@@ -18,7 +18,7 @@ export interface SimOptions {
   seed: number;
   /** Record every event's (time, seq, kind) so a determinism check can name a divergence. */
   recordEvents?: boolean;
-  /** Soft-lockup threshold, the kernel watchdog's default 20 s (kernel/watchdog.c: 2 x watchdog_thresh). */
+  /** Soft-lockup threshold, the kernel watchdog's default 20 s ([linux:kernel/watchdog.c]: 2 x watchdog_thresh). */
   softLockupNs?: Duration;
 }
 

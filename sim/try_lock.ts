@@ -21,7 +21,7 @@ interface Holding {
 }
 
 /**
- * The TDX module's shared/exclusive try-lock (helpers/tdx_locks.h, acquire_sharex_lock_hp_*):
+ * The TDX module's shared/exclusive try-lock ([tdx-module:src/common/helpers/tdx_locks.h], acquire_sharex_lock_hp_*):
  * it never waits. A refused host-side acquire sets the host-priority bit; while it is set,
  * guest-side acquires are refused, until a host-side acquire succeeds and clears it. The caller
  * decides whether to retry; the answer is a return value, never an assertion.

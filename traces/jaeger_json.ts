@@ -80,6 +80,7 @@ function toJaegerSpan(s: ReadableSpan, processID: string): JaegerSpan {
   }
   const startTime = hrTimeToMicros(s.startTime);
   const tags = toTags(s.attributes);
+  tags.push({ key: 'span.kind', type: 'string', value: SPAN_KIND_NAMES[s.kind] ?? 'internal' });
   if (s.status.code === SpanStatusCode.ERROR) {
     tags.push({ key: 'error', type: 'bool', value: true });
     tags.push({ key: 'otel.status_code', type: 'string', value: 'ERROR' });
@@ -102,6 +103,9 @@ function toJaegerSpan(s: ReadableSpan, processID: string): JaegerSpan {
     flags: ctx.traceFlags,
   };
 }
+
+/** Jaeger's names for OpenTelemetry span kinds (its OTLP translator adds the same tag). */
+const SPAN_KIND_NAMES: Record<number, string> = { 0: 'internal', 1: 'server', 2: 'client', 3: 'producer', 4: 'consumer' };
 
 function toTags(attributes: Attributes): JaegerTag[] {
   const tags: JaegerTag[] = [];

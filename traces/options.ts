@@ -27,7 +27,7 @@ export interface TraceOptions {
   epoch: string;
 }
 
-/** The Jaeger UI handles about 100k spans per file comfortably (design.md, Traces). */
+/** The Jaeger UI handles about 100k spans per file comfortably (the project's design target). */
 export const DEFAULT_MAX_SPANS = 100_000;
 export const DEFAULT_EPOCH = '2026-01-01T00:00:00Z';
 

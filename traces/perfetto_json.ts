@@ -11,6 +11,9 @@ import type { VirtualClock } from './hrtime.ts';
  */
 type TraceEvent = Record<string, unknown>;
 
+/** Track ids of CPU lanes, above any thread id. */
+const LANE_TID_BASE = 1_000_000;
+
 interface Lane {
   pid: number;
   tid: number;
@@ -19,6 +22,7 @@ interface Lane {
 export function toPerfettoFile(traceId: string, spans: readonly ReadableSpan[], clock: VirtualClock): object {
   const pids = new Map<string, number>();
   const lanes = new Map<string, Lane>();
+  let laneCount = 0;
   const byId = new Map<string, ReadableSpan>();
   for (const s of spans) byId.set(s.spanContext().spanId, s);
   const meta: TraceEvent[] = [];
@@ -38,9 +42,10 @@ export function toPerfettoFile(traceId: string, spans: readonly ReadableSpan[], 
     if (known !== undefined) return known;
     const parent = s.parentSpanContext === undefined ? undefined : byId.get(s.parentSpanContext.spanId);
     let lane: Lane;
-    if (typeof s.attributes['thread.id'] === 'number' || parent === undefined) {
+    const isLane = s.attributes['cvmsim.lane'] !== undefined;
+    if (typeof s.attributes['thread.id'] === 'number' || isLane || parent === undefined) {
       const pid = pidOf(String(s.resource.attributes['service.name']));
-      const tid = typeof s.attributes['thread.id'] === 'number' ? s.attributes['thread.id'] + 1 : 0;
+      const tid = typeof s.attributes['thread.id'] === 'number' ? s.attributes['thread.id'] + 1 : isLane ? LANE_TID_BASE + ++laneCount : 0;
       meta.push({ ph: 'M', name: 'thread_name', pid, tid, args: { name: s.name } });
       lane = { pid, tid };
     } else {

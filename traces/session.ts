@@ -8,6 +8,7 @@ import { exportOtlp, resolveOtlpEndpoint } from './otlp_export.ts';
 import { SpanFactory } from './span_factory.ts';
 import { traceFileBytes, writeFileAtomic } from './trace_files.ts';
 import { TraceObserver } from './trace_observer.ts';
+import { CVMSIM_VERSION } from './version.ts';
 
 /** What the CLI needs to name the trace of a run. */
 export interface TraceRun {
@@ -57,7 +58,7 @@ export function startTracing(sim: Sim, run: TraceRun, options: TraceOptions): Tr
   const clock = new VirtualClock(epoch);
   const params = stableJson(run.params);
   const ids = new SeededIdGenerator(`${run.experiment}\u0000${params}\u0000${epoch[0]}.${epoch[1]}`, run.seed);
-  const factory = new SpanFactory(ids);
+  const factory = new SpanFactory(ids, { 'service.version': CVMSIM_VERSION, 'cvmsim.experiment': run.experiment });
   const observer = new TraceObserver(sim, factory, clock, {
     level: options.level,
     maxSpans: options.maxSpans,
@@ -79,7 +80,7 @@ export function startTracing(sim: Sim, run: TraceRun, options: TraceOptions): Tr
         'cvmsim.fingerprint': sim.fingerprint.hex(),
         'cvmsim.soft_lockups': sim.softLockups.length,
       });
-      await factory.flush();
+      observer.spans();
       return deliver(observer, factory, clock, options);
     },
   };
@@ -103,7 +104,8 @@ async function deliver(observer: TraceObserver, factory: SpanFactory, clock: Vir
   for (const file of options.files) writeFileAtomic(file, traceFileBytes(file, traceId, spans, clock));
   const warnings: string[] = [];
   if (observer.droppedSpans > 0) {
-    warnings.push(`trace: ${observer.droppedSpans} spans over --trace-max-spans ${options.maxSpans} were cut (counted in cvmsim.dropped_spans on their parents)`);
+    const covered = `${Math.round(observer.coverage * 100)}% of the run's hundredths with ops keep some`;
+    warnings.push(`trace: ${observer.droppedSpans} of ${observer.opsSeen} ops cut to fit --trace-max-spans ${options.maxSpans}, spread over the run (${covered}); counted in cvmsim.dropped_spans on their parents and cvmsim.cut.* on their threads`);
   }
   if (observer.droppedEvents > 0) {
     warnings.push(`trace: ${observer.droppedEvents} span events over the per-span limit were cut (counted in cvmsim.dropped_events)`);

@@ -1,10 +1,8 @@
-import { ROOT_CONTEXT, SpanKind, trace, type Attributes, type HrTime, type Link, type Span, type Tracer } from '@opentelemetry/api';
-import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  AlwaysOnSampler, BasicTracerProvider, SimpleSpanProcessor, type IdGenerator, type ReadableSpan, type SpanExporter,
-  type SpanLimits,
-} from '@opentelemetry/sdk-trace-base';
+import { SpanKind, TraceFlags, type Attributes, type HrTime, type Link } from '@opentelemetry/api';
+import type { InstrumentationScope } from '@opentelemetry/core';
+import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
+import type { IdGenerator, ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { SimSpan, type SimSpanLimits } from './sim_span.ts';
 
 /** The instrumentation scope every cvmsim span carries. */
 export const SCOPE_NAME = 'cvmsim';
@@ -17,12 +15,10 @@ export const SCOPE_NAME = 'cvmsim';
 export const EVENTS_PER_SPAN_MAX = 1024;
 
 /**
- * Every limit set explicitly, so OTEL_SPAN_* and OTEL_ATTRIBUTE_* in the environment cannot
- * change the bytes of a trace. The SDK default of 128 attributes is raised for the root span,
+ * Every limit set explicitly. The SDK default of 128 attributes is raised for the root span,
  * which carries every experiment parameter.
  */
-const SPAN_LIMITS: Required<SpanLimits> = {
-  attributeValueLengthLimit: Infinity,
+const SPAN_LIMITS: SimSpanLimits = {
   attributeCountLimit: 1024,
   linkCountLimit: 128,
   eventCountLimit: EVENTS_PER_SPAN_MAX,
@@ -30,62 +26,53 @@ const SPAN_LIMITS: Required<SpanLimits> = {
   attributePerLinkCountLimit: 128,
 };
 
-/** Keeps every span the processor hands over, in the order it hands them (the order they end). */
-class CollectingExporter implements SpanExporter {
-  readonly spans: ReadableSpan[] = [];
-
-  export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
-    for (const s of spans) this.spans.push(s);
-    resultCallback({ code: ExportResultCode.SUCCESS });
-  }
-
-  async shutdown(): Promise<void> {}
-}
-
 /**
- * The OpenTelemetry SDK as cvmsim uses it. SDK 2.x has one resource per tracer provider, and
- * Jaeger lists services by the resource's service.name, so there is one provider per service
- * (guest, kvm, vmm, tdx-module, snp-firmware, cvmsim), all sharing one seeded IdGenerator and one
- * SimpleSpanProcessor. Spans therefore take ids in the order they start and are exported in the
- * order they end, both fixed by the simulation. Sampling is always on: an explicit sampler
- * overrides OTEL_TRACES_SAMPLER, which the SDK would otherwise read.
+ * Spans as the OpenTelemetry SDK would make them for cvmsim, made directly. Jaeger lists
+ * services by the resource's service.name, so each service (guest/vm1, kvm, vmm/vm1, tdx-module,
+ * snp-firmware, cvmsim) has one resource; every span shares one seeded IdGenerator, drawn as the
+ * SDK's Tracer draws (the span id, then for a root the trace id). Spans therefore take ids in
+ * the order they start and are kept in the order they end, both fixed by the simulation: the
+ * same bytes as the SDK's BasicTracerProvider with a SimpleSpanProcessor, at a fraction of the
+ * cost (no context, sampler, span metrics or promise per span; see SimSpan).
  */
 export class SpanFactory {
-  private readonly exporter = new CollectingExporter();
-  private readonly processor = new SimpleSpanProcessor(this.exporter);
-  private readonly tracers = new Map<string, Tracer>();
+  private readonly ended: ReadableSpan[] = [];
+  private readonly resources = new Map<string, Resource>();
+  private readonly scope: InstrumentationScope = { name: SCOPE_NAME, version: undefined, schemaUrl: undefined };
 
-  constructor(private readonly idGenerator: IdGenerator) {}
+  constructor(
+    private readonly idGenerator: IdGenerator,
+    /** Resource attributes every service carries besides its service.name (the version, the experiment). */
+    private readonly resourceAttributes: Attributes = {},
+  ) {}
 
   /** Starts a span of `service`; parent null makes a root span (a new trace id). */
-  start(service: string, name: string, parent: Span | null, startTime: HrTime, attributes: Attributes, links?: Link[]): Span {
-    const context = parent === null ? ROOT_CONTEXT : trace.setSpan(ROOT_CONTEXT, parent);
-    return this.tracerFor(service).startSpan(name, { kind: SpanKind.INTERNAL, startTime, attributes, links }, context);
+  start(service: string, name: string, parent: SimSpan | null, startTime: HrTime, attributes: Attributes, links?: Link[]): SimSpan {
+    const spanId = this.idGenerator.generateSpanId();
+    const parentContext = parent?.spanContext();
+    const traceId = parentContext === undefined ? this.idGenerator.generateTraceId() : parentContext.traceId;
+    const context = { traceId, spanId, traceFlags: TraceFlags.SAMPLED, traceState: undefined };
+    return new SimSpan(context, parentContext, name, SpanKind.INTERNAL, startTime, this.resourceFor(service), this.scope, SPAN_LIMITS, attributes, links);
   }
 
-  /** Every ended span, in end order. Valid after flush(). */
+  /** Ends a span at `time` and keeps it (spans are kept in the order they end). */
+  end(span: SimSpan, time: HrTime): void {
+    if (span.ended) return;
+    span.end(time);
+    this.ended.push(span);
+  }
+
+  /** Every ended span, in end order. */
   get spans(): readonly ReadableSpan[] {
-    return this.exporter.spans;
+    return this.ended;
   }
 
-  /** Waits for the processor's pending exports (each is a resolved promise; this drains them). */
-  async flush(): Promise<void> {
-    await this.processor.forceFlush();
-  }
-
-  private tracerFor(service: string): Tracer {
-    let tracer = this.tracers.get(service);
-    if (tracer === undefined) {
-      const provider = new BasicTracerProvider({
-        resource: resourceFromAttributes({ 'service.name': service }),
-        idGenerator: this.idGenerator,
-        sampler: new AlwaysOnSampler(),
-        spanLimits: SPAN_LIMITS,
-        spanProcessors: [this.processor],
-      });
-      tracer = provider.getTracer(SCOPE_NAME);
-      this.tracers.set(service, tracer);
+  private resourceFor(service: string): Resource {
+    let resource = this.resources.get(service);
+    if (resource === undefined) {
+      resource = resourceFromAttributes({ 'service.name': service, ...this.resourceAttributes });
+      this.resources.set(service, resource);
     }
-    return tracer;
+    return resource;
   }
 }

@@ -1,7 +1,9 @@
-import { join } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { one } from '../args.ts';
 import { out, type Command } from '../command.ts';
-import { writeOutputs } from '../outputs.ts';
+import { prepareOutputDir } from '../output_paths.ts';
+import { refuseOtherResults, writeOutputs } from '../outputs.ts';
 import { planRuns } from '../plan.ts';
 import { buildResultSet, readResultSet, type ResultSet } from '../results.ts';
 import { runKey, type RunRecord } from '../run_record.ts';
@@ -20,6 +22,14 @@ export const merge: Command = {
     const sets = args.positional.map((d) => ({ dir: d, rs: readResultSet(d, d) }));
     const merged = mergeShards(sets);
     const dir = one(args, 'out') ?? join('results', `sweep-${merged.sweep!.experiment}`);
+    const shard = sets.find((s) => sameDirectory(s.dir, dir));
+    if (shard !== undefined) {
+      throw new UsageError('--out', `${dir} is one of the shards being merged (shard ${shard.rs.shard?.index ?? 0}/${shard.rs.shard?.count ?? 1}); merging into it would overwrite that shard: choose another --out`);
+    }
+    prepareOutputDir(dir, '--out');
+    // An earlier merge of this same sweep may be replaced; anything else may not.
+    const sweepText = JSON.stringify(merged.sweep);
+    refuseOtherResults(dir, '--out', 'cvmsim merge', (c) => !c.sweep && c.results !== null && c.results !== 'unreadable' && c.results.shard === null && JSON.stringify(c.results.sweep) === sweepText);
     const paths = writeOutputs(dir, merged);
     printSummary(merged);
     out(`\nmerged ${sets.length} shard(s): ${merged.runs.length} runs\nwrote ${paths.results}\n      ${paths.csv}\n      ${paths.summary}\n      ${paths.report}`);
@@ -58,4 +68,16 @@ export function mergeShards(sets: { dir: string; rs: ResultSet }[]): ResultSet {
     return r;
   });
   return buildResultSet(runs, first.rs.experiments, first.rs.sweep, null);
+}
+
+/** Whether two paths name the same directory (through symbolic links too). */
+function sameDirectory(a: string, b: string): boolean {
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return resolve(p);
+    }
+  };
+  return real(a) === real(b);
 }

@@ -1,14 +1,15 @@
 import { availableParallelism } from 'node:os';
-import { mkdirSync } from 'node:fs';
 import { one, parseJobs } from '../args.ts';
-import { baselineNames, baselinePath, readBaseline, withinTolerance, writeBaseline, type BaselineCase, type BaselineFile } from '../baselines.ts';
+import { baselineNames, checkBaselinesDir, baselinePath, readBaseline, withinTolerance, writeBaseline, type BaselineCase, type BaselineFile } from '../baselines.ts';
 import { runBatch } from '../batch.ts';
 import { loadCatalog } from '../catalog.ts';
 import { err, out, type Command } from '../command.ts';
 import { metricSpec, type Experiment, type Params } from '../experiment.ts';
 import { fmt, textTable } from '../format.ts';
 import { defaultParams } from '../params.ts';
+import { prepareOutputDir } from '../output_paths.ts';
 import { BASELINES_DIR } from '../paths.ts';
+import { UsageError } from '../usage_error.ts';
 import { toleranceText } from './describe.ts';
 
 export const regress: Command = {
@@ -25,11 +26,14 @@ export const regress: Command = {
     const catalog = await loadCatalog();
     const dir = one(args, 'baselines') ?? BASELINES_DIR;
     const update = args.switches.has('update');
+    checkBaselinesDir(dir);
     const jobs = parseJobs(one(args, 'jobs'), availableParallelism());
     const names = args.positional.length > 0
       ? args.positional
       : [...new Set([...catalog.registered.map((e) => e.name), ...baselineNames(dir)])];
     const exps = names.map((n) => catalog.get(n, 'experiment'));
+    // --update writes there: check the directory before running anything.
+    if (update) prepareOutputDir(dir, '--baselines');
 
     // Read every baseline before running anything: a malformed one is bad input (exit 2).
     const files = new Map<string, BaselineFile | undefined>(exps.map((e) => [e.name, readBaseline(dir, e)]));
@@ -40,7 +44,11 @@ export const regress: Command = {
     const cases: { exp: Experiment; c: { params: Params; seed: number }; baseline: BaselineCase | undefined }[] = [];
     for (const e of exps) {
       const f = files.get(e.name);
-      if (f !== undefined) for (const c of f.cases) cases.push({ exp: e, c, baseline: c });
+      // An empty case list checks nothing: bad input, unless --update is about to fill it.
+      if (f !== undefined && f.cases.length === 0 && !update) {
+        throw new UsageError(baselinePath(dir, e.name), `expected at least one case, got "cases": [] (it would check nothing); add {"params": {...}, "seed": N} or run \`cvmsim regress --update ${e.name}\``);
+      }
+      if (f !== undefined && f.cases.length > 0) for (const c of f.cases) cases.push({ exp: e, c, baseline: c });
       else if (update) cases.push({ exp: e, c: { params: defaultParams(e), seed: 1 }, baseline: undefined });
     }
 
@@ -59,19 +67,19 @@ export const regress: Command = {
       }
       if (baseline === undefined) return;
       if (baseline.fingerprint !== '' && baseline.fingerprint !== rec.fingerprint) notes.push(`${exp.name} ${label}: fingerprint ${baseline.fingerprint} -> ${rec.fingerprint} (the event sequence changed)`);
-      const added = Object.keys(rec.metrics).filter((m) => !Object.hasOwn(baseline.metrics, m));
-      if (added.length > 0) notes.push(`${exp.name} ${label}: ${added.length} metric(s) not in the baseline${update ? ' (added)' : ''}: ${added.join(', ')}`);
-      for (const [m, base] of Object.entries(baseline.metrics)) {
+      // Every metric the run reports must be in the baseline, and every baseline metric must
+      // still be reported: a metric deleted from the file would otherwise stop being checked
+      // without anyone noticing. (What a run reports is the experiment's own metrics and its
+      // model owners' families, e.g. vm1.kvm.exits.*, which depend on the configuration.)
+      for (const m of [...new Set([...Object.keys(rec.metrics), ...Object.keys(baseline.metrics)])].sort()) {
         compared++;
         const spec = metricSpec(exp.metrics, m);
+        const base = baseline.metrics[m];
         const now = rec.metrics[m];
-        if (spec === undefined || now === undefined) {
-          breaches.push([exp.name, label, m, fmt(base), 'missing', '', spec === undefined ? 'metric no longer declared' : toleranceText(spec.tolerance)]);
-          continue;
-        }
-        if (!withinTolerance(spec.tolerance, base, now)) {
-          breaches.push([exp.name, label, m, fmt(base), fmt(now), difference(base, now), toleranceText(spec.tolerance)]);
-        }
+        if (spec === undefined) breaches.push([exp.name, label, m, fmt(base!), 'missing', '', 'metric no longer declared']);
+        else if (base === undefined) breaches.push([exp.name, label, m, 'missing', now === undefined ? 'missing' : fmt(now), '', `not in the baseline${update ? '' : ' (regress --update adds it)'}`]);
+        else if (now === undefined) breaches.push([exp.name, label, m, fmt(base), 'missing', '', toleranceText(spec.tolerance)]);
+        else if (!withinTolerance(spec.tolerance, base, now)) breaches.push([exp.name, label, m, fmt(base), fmt(now), difference(base, now), toleranceText(spec.tolerance)]);
       }
     });
 
@@ -82,7 +90,6 @@ export const regress: Command = {
         err(`not updating: ${failedRuns} run(s) failed`);
         return 1;
       }
-      mkdirSync(dir, { recursive: true });
       for (const e of exps) {
         const file: BaselineFile = { experiment: e.name, cases: [] };
         cases.forEach(({ exp, c }, i) => {

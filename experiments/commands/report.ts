@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { writeFileAtomic } from '../atomic_write.ts';
 import { out, type Command } from '../command.ts';
+import { prepareOutputDir } from '../output_paths.ts';
 import { writeReport } from '../outputs.ts';
 import { readResultSet } from '../results.ts';
 import { renderSummaryMarkdown } from '../summary_md.ts';
@@ -13,6 +14,7 @@ export const report: Command = {
   async run(args) {
     const dir = args.positional[0]!;
     const rs = readResultSet(dir, 'DIR');
+    prepareOutputDir(dir, 'DIR');
     const summary = join(dir, 'summary.md');
     writeFileAtomic(summary, renderSummaryMarkdown(rs));
     const path = writeReport(dir, rs);

@@ -3,11 +3,14 @@ import { loadCatalog, type Catalog } from '../catalog.ts';
 import { err, out, type Command } from '../command.ts';
 import { metricSpec, type Experiment, type Params } from '../experiment.ts';
 import { fmt, textTable } from '../format.ts';
-import { writeOutputs } from '../outputs.ts';
+import { prepareOutputDir, prepareOutputFiles } from '../output_paths.ts';
+import { isSingleRun, refuseOtherResults, writeOutputs } from '../outputs.ts';
 import { checkCombination, readConfigFile, resolveParams } from '../params.ts';
 import { parseSeed } from '../plan.ts';
 import { buildResultSet } from '../results.ts';
-import { clocksLine } from '../runner.ts';
+import { clocksLine, formatSeconds } from '../runner.ts';
+import { watchRun, type RunProgress } from '../run_watch.ts';
+import { UsageError } from '../usage_error.ts';
 import { runTraced } from '../traced_run.ts';
 
 export const PARAM_OPTIONS = {
@@ -19,6 +22,7 @@ export const PARAM_OPTIONS = {
 export async function experimentAndParams(args: ParsedArgs, options: { combination?: boolean } = {}): Promise<{ catalog: Catalog; exp: Experiment; params: Params }> {
   const catalog = await loadCatalog();
   const exp = catalog.get(args.positional[0]!);
+  refuseRepeatedSets(all(args, 'set'));
   const configPath = one(args, 'config');
   const params = resolveParams(exp, {
     config: configPath === undefined ? undefined : { path: configPath, values: readConfigFile(configPath) },
@@ -26,6 +30,26 @@ export async function experimentAndParams(args: ParsedArgs, options: { combinati
   });
   if (options.combination !== false) checkCombination(exp, params, '--set');
   return { catalog, exp, params };
+}
+
+/** `--set k=1 --set k=2` is refused like a repeated `--seed` (a config file may still be overridden by --set). */
+function refuseRepeatedSets(sets: string[]): void {
+  const seen = new Map<string, string>();
+  for (const s of sets) {
+    const eq = s.indexOf('=');
+    if (eq <= 0) continue; // splitAssignment names the malformed one
+    const k = s.slice(0, eq).trim();
+    const v = s.slice(eq + 1);
+    const first = seen.get(k);
+    if (first !== undefined) throw new UsageError(`--set ${k}`, `expected once, got it twice ('${first}' and '${v}')`);
+    seen.set(k, v);
+  }
+}
+
+/** How often a long `run` reports its progress on stderr (CVMSIM_PROGRESS_EVERY_MS, default 5 s). */
+function progressEveryMs(): number {
+  const v = Number(process.env.CVMSIM_PROGRESS_EVERY_MS);
+  return Number.isFinite(v) && v > 0 ? v : 5000;
 }
 
 export const run: Command = {
@@ -45,8 +69,18 @@ export const run: Command = {
     const seed = parseSeed(one(args, 'seed'));
     const outDir = one(args, 'out');
     const json = args.switches.has('json');
+    // Every output path is checked before the run: a bad one is found in a second, not after it.
+    if (outDir !== undefined) {
+      prepareOutputDir(outDir, '--out');
+      refuseOtherResults(outDir, '--out', 'cvmsim run', (c) => !c.sweep && c.results !== null && c.results !== 'unreadable' && isSingleRun(c.results));
+    }
+    if (args.trace !== null) prepareOutputFiles(args.trace.files, '--trace');
 
-    const { record, wallMs, errorStack, trace, sim } = await runTraced(exp, params, seed, args.trace);
+    // A long run says how far it has got, on stderr (stdout stays the result, or --json's object).
+    const progress = (p: RunProgress) => err(`run: ${formatSeconds(p.virtualNs / 1e9)} simulated so far, ${p.events} events, ${Math.round(p.wallMs / 1000)} s wall`);
+    const { record, wallMs, errorStack, trace, sim } = await runTraced(exp, params, seed, args.trace, {
+      beforeRun: (s) => watchRun(s, { progress, progressEveryMs: progressEveryMs() }),
+    });
     const paths = outDir === undefined ? undefined : writeOutputs(outDir, buildResultSet([record], [exp], { experiment: exp.name, base: params, grid: [], seeds: [seed] }, null));
 
     // Trace lines go to stderr, so that --json leaves stdout to the one JSON object.

@@ -5,19 +5,20 @@ import { runBatch } from '../batch.ts';
 import { loadCatalog } from '../catalog.ts';
 import { err, out, type Command } from '../command.ts';
 import { fmt, textTable } from '../format.ts';
-import { writeOutputs } from '../outputs.ts';
+import { prepareOutputDir } from '../output_paths.ts';
+import { refuseOtherResults, writeOutputs } from '../outputs.ts';
 import { checkCombination, defaultParams, sortedParams } from '../params.ts';
 import { planRuns } from '../plan.ts';
 import { buildResultSet } from '../results.ts';
 import { runKey } from '../run_record.ts';
-import { SUITE_SWEEP } from '../suite.ts';
+import { SUITE_SWEEPS } from '../suite.ts';
 import type { TaskMessage } from '../task.ts';
 import { defaultTraceOptions } from '../../traces/options.ts';
 import { reportFailures, reportTraces } from './sweep.ts';
 
 export const suite: Command = {
   name: 'suite',
-  summary: 'Run the default suite (`npm start`). Every registered experiment at its default parameters with seed 1, plus one small sweep; writes results, summary and report under results/suite and prints a summary table.',
+  summary: 'Run the default suite (`npm start`). Every registered experiment at its default parameters with seed 1, plus small sweeps (experiments/suite.ts); writes results, summary and report under results/suite and prints a summary table.',
   positional: { name: '', min: 0, max: 0 },
   options: {
     out: { value: true, arg: 'DIR', help: 'output directory (default results/suite)' },
@@ -35,28 +36,33 @@ export const suite: Command = {
     }
     // Each default run also writes its trace, to open in the Jaeger UI; the sweep's runs are untraced.
     const traceFile = (name: string) => join(dir, 'traces', `${name}.jaeger.json`);
+    prepareOutputDir(dir, '--out');
+    refuseOtherResults(dir, '--out', 'cvmsim suite', (c) => !c.sweep && c.results !== null && c.results !== 'unreadable' && c.results.sweep === null);
+    prepareOutputDir(join(dir, 'traces'), '--out');
     const tasks: Omit<TaskMessage, 'id'>[] = exps.map((e) => ({
       experiment: e.name, params: defaultParams(e), seed: 1, trace: { ...defaultTraceOptions, files: [traceFile(e.name)] },
     }));
-    const sweepExp = catalog.find(SUITE_SWEEP.experiment);
-    if (sweepExp !== undefined && catalog.registered.includes(sweepExp)) {
+    const seen = new Set(tasks.map((t) => runKey(t)));
+    for (const sweep of SUITE_SWEEPS) {
+      const sweepExp = catalog.find(sweep.experiment);
+      if (sweepExp === undefined || !catalog.registered.includes(sweepExp)) {
+        err(`suite: sweep experiment ${sweep.experiment} is not registered; skipping its sweep`);
+        continue;
+      }
       const spec = {
         experiment: sweepExp.name,
         base: defaultParams(sweepExp),
-        grid: SUITE_SWEEP.grid,
-        seeds: Array.from({ length: SUITE_SWEEP.seeds }, (_, i) => i + 1),
+        grid: sweep.grid,
+        seeds: Array.from({ length: sweep.seeds }, (_, i) => i + 1),
       };
-      const seen = new Set(tasks.map((t) => runKey(t)));
       for (const r of planRuns(spec)) {
         checkCombination(sweepExp, r.params, `suite sweep point ${JSON.stringify(r.params)}`);
         const t = { experiment: sweepExp.name, params: sortedParams(r.params), seed: r.seed, trace: null };
         if (!seen.has(runKey(t))) tasks.push(t);
         seen.add(runKey(t));
       }
-    } else {
-      err(`suite: sweep experiment ${SUITE_SWEEP.experiment} is not registered; running the defaults only`);
     }
-    err(`suite: ${exps.length} experiment(s) at their defaults and a sweep of ${SUITE_SWEEP.experiment}: ${tasks.length} runs on ${Math.min(jobs, tasks.length)} worker thread(s)`);
+    err(`suite: ${exps.length} experiment(s) at their defaults and sweeps of ${SUITE_SWEEPS.map((s) => s.experiment).join(', ')}: ${tasks.length} runs on ${Math.min(jobs, tasks.length)} worker thread(s)`);
     const results = await runBatch(tasks, { jobs, label: 'suite' });
     const runs = results.map((r) => r!.record);
     const rs = buildResultSet(runs, exps, null, null);

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { all, one, parseJobs } from '../args.ts';
@@ -7,8 +7,9 @@ import { runBatch } from '../batch.ts';
 import { err, out, type Command } from '../command.ts';
 import { textTable } from '../format.ts';
 import { Journal } from '../journal.ts';
-import { writeOutputs } from '../outputs.ts';
-import { checkCombination } from '../params.ts';
+import { prepareOutputDir, prepareOutputFiles } from '../output_paths.ts';
+import { MANIFEST_FILE, refuseOtherResults, writeOutputs, type OutputPaths } from '../outputs.ts';
+import { checkCombination, jsonErrorWhere } from '../params.ts';
 import { parseGrid, parseSeedCount, parseShard, planRuns, shardOf, type PlannedRun } from '../plan.ts';
 import type { TraceOptions, TraceSummary } from '../../traces/index.ts';
 import { tracingOn } from '../traced_run.ts';
@@ -17,9 +18,6 @@ import { runKey, type RunRecord } from '../run_record.ts';
 import { describeSweep, summarize } from '../tables.ts';
 import { UsageError } from '../usage_error.ts';
 import { experimentAndParams, PARAM_OPTIONS } from './run.ts';
-
-/** The sweep an output directory holds, so that a resume never mixes two sweeps' journals. */
-export const MANIFEST_FILE = 'sweep.json';
 
 export const sweep: Command = {
   name: 'sweep',
@@ -32,6 +30,7 @@ export const sweep: Command = {
     jobs: { value: true, arg: 'J', help: 'worker threads (default: the number of cores)' },
     shard: { value: true, arg: 'i/n', help: 'run only shard i of n (0-based); `--shard n` takes i from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID' },
     out: { value: true, arg: 'DIR', help: 'output directory (default results/sweep-<experiment>[-shard-i-of-n])' },
+    json: { value: false, help: 'print one JSON object (the sweep, each run with its metrics, the aggregates, the files written) on stdout and nothing else' },
   },
   trace: true,
   details: [
@@ -52,13 +51,14 @@ export const sweep: Command = {
     const shard = parseShard(one(args, 'shard'), process.env);
     const spec: SweepSpec = { experiment: exp.name, base: params, grid, seeds };
     const dir = one(args, 'out') ?? join('results', `sweep-${exp.name}${shard === null ? '' : `-shard-${shard.index}-of-${shard.count}`}`);
-    checkManifest(dir, spec, shard);
-
     for (const r of planRuns(spec).filter((p) => p.seed === seeds[0])) {
       checkCombination(exp, r.params, `--grid point ${grid.map((g) => `${g.param}=${String(r.params[g.param])}`).join(' ') || '(base)'}`);
     }
     const plan = shardOf(planRuns(spec), shard);
-    mkdirSync(dir, { recursive: true });
+    // Every output path is checked before the first run.
+    prepareOutputDir(dir, '--out');
+    checkManifest(dir, spec, shard);
+    if (args.trace !== null) prepareOutputFiles(args.trace.files, '--trace');
     writeFileAtomic(join(dir, MANIFEST_FILE), manifestText(spec, shard));
     const journal = new Journal(dir);
     const { done, torn } = journal.read();
@@ -87,11 +87,33 @@ export const sweep: Command = {
     });
     const rs = buildResultSet(runs, [exp], spec, shard);
     const paths = writeOutputs(dir, rs);
-    printSummary(rs);
-    out(`\nwrote ${paths.results}\n      ${paths.csv}\n      ${paths.summary}\n      ${paths.report}`);
+    if (args.switches.has('json')) out(JSON.stringify(sweepJson(rs, paths)));
+    else {
+      printSummary(rs);
+      out(`\nwrote ${paths.results}\n      ${paths.csv}\n      ${paths.summary}\n      ${paths.report}`);
+    }
     return reportFailures(rs) || traceCode;
   },
 };
+
+/** `sweep --json`: results.json without the curves and schemas, plus where the files are. */
+export function sweepJson(rs: ResultSet, paths: OutputPaths): object {
+  return {
+    sweep: rs.sweep,
+    shard: rs.shard,
+    runs: rs.runs.map((r) => ({
+      params: r.params,
+      seed: r.seed,
+      metrics: r.metrics,
+      fingerprint: r.fingerprint,
+      virtual_ns: r.virtualNs,
+      events_executed: r.eventsExecuted,
+      ...(r.error === undefined ? {} : { error: r.error }),
+    })),
+    aggregates: rs.aggregates,
+    files: paths,
+  };
+}
 
 /** One line for the sweep's traces (not one per run), their warnings, and exit 3 if a required export failed. */
 export function reportTraces(summaries: TraceSummary[]): number {
@@ -110,11 +132,21 @@ function manifestText(spec: SweepSpec, shard: Shard | null): string {
 /** An output directory that already holds a different sweep (or shard) is refused, before anything is written. */
 function checkManifest(dir: string, spec: SweepSpec, shard: Shard | null): void {
   const path = join(dir, MANIFEST_FILE);
-  if (!existsSync(path)) return;
+  // Without a manifest the directory must not hold other results either (a run's, a merge's).
+  if (!existsSync(path)) return refuseOtherResults(dir, '--out', 'cvmsim sweep', () => false);
   const existing = readFileSync(path, 'utf8');
-  if (existing !== manifestText(spec, shard)) {
-    throw new UsageError('--out', `expected a new directory or one holding this same sweep, but ${dir} holds another sweep (${path}); choose another --out or delete it`);
+  if (existing === manifestText(spec, shard)) return;
+  let manifest: unknown;
+  try {
+    manifest = JSON.parse(existing);
+  } catch (e) {
+    throw new UsageError('--out', `${path} is damaged (malformed JSON: ${jsonErrorWhere(existing, e as Error)}), so this directory's journal cannot be trusted to resume from; choose another --out or delete ${dir}`);
   }
+  const m = manifest as { sweep?: { experiment?: unknown } } | null;
+  if (m === null || typeof m !== 'object' || typeof m.sweep?.experiment !== 'string') {
+    throw new UsageError('--out', `${path} is not a sweep manifest (expected {"sweep": {...}, "shard": ...}); choose another --out or delete ${dir}`);
+  }
+  throw new UsageError('--out', `expected a new directory or one holding this same sweep, but ${dir} holds another sweep (${path}); choose another --out or delete it`);
 }
 
 /** Metric columns shown on the console; summary.md and report.html have them all. */

@@ -2,7 +2,8 @@ import { Priority, type Process, type Proc } from '../../sim/index.ts';
 import type { GuestKernel } from './kernel.ts';
 
 /**
- * The background acceptor: option 3 of the unaccepted-memory changelog (seed 000, never merged:
+ * The background acceptor: option 3 of the unaccepted-memory changelog ([unaccepted-v7-2022-06],
+ * [unaccepted-v14-2023-06]; never merged:
  * "threads also steal CPU cycles and memory bandwidth from the user's workload"). Kernel threads
  * at the background scheduling class loop try_to_accept_memory_one() over the zones, highest
  * first, optionally pausing `paceNs` between blocks. Each runs only on idle time of its vCPU,

@@ -4,7 +4,7 @@ import type { AcceptLedger } from './accept_ledger.ts';
 import type { AcceptCause, GuestMetrics } from './metrics.ts';
 
 /**
- * arch_accept_memory() as the guest calls it (linux:arch/x86/include/asm/unaccepted_memory.h):
+ * arch_accept_memory() as the guest calls it ([linux:arch/x86/include/asm/unaccepted_memory.h]):
  * the platform does the work (TDX tdx_accept_memory(), SNP snp_accept_memory()); the guest side
  * checks that nothing is accepted twice and measures the time each vCPU spends in it.
  */

@@ -3,25 +3,25 @@
  * (a number is exact up to 8 PiB); page frame numbers (pfn) are address >> PAGE_SHIFT.
  */
 
-/** linux:arch/x86/include/asm/page_types.h */
+/** [linux:arch/x86/include/asm/page_types.h] */
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 1 << PAGE_SHIFT;
 
-/** linux:include/linux/mmzone.h: MAX_PAGE_ORDER is 10 on x86 (4 MiB blocks). */
+/** [linux:include/linux/mmzone.h]: MAX_PAGE_ORDER is 10 on x86 (4 MiB blocks). */
 export const MAX_PAGE_ORDER = 10;
 export const MAX_ORDER_NR_PAGES = 1 << MAX_PAGE_ORDER;
 export const MAX_ORDER_BYTES = MAX_ORDER_NR_PAGES * PAGE_SIZE;
 
 /**
  * pageblock_nr_pages on x86-64: pageblock_order = HUGETLB_PAGE_ORDER = PMD_SHIFT - PAGE_SHIFT = 9
- * (linux:include/linux/pageblock-flags.h), 2 MiB of 4K pages.
+ * ([linux:include/linux/pageblock-flags.h]), 2 MiB of 4K pages.
  */
 export const PAGEBLOCK_NR_PAGES = 1 << 9;
 
-/** MIGRATE_PCPTYPES (linux:include/linux/mmzone.h): unmovable, movable, reclaimable. */
+/** MIGRATE_PCPTYPES ([linux:include/linux/mmzone.h]): unmovable, movable, reclaimable. */
 export const MIGRATE_PCPTYPES = 3;
 
-/** EFI_UNACCEPTED_UNIT_SIZE = PMD_SIZE: one bitmap bit covers 2 MiB (domain.md 1.1). */
+/** EFI_UNACCEPTED_UNIT_SIZE = PMD_SIZE: one bitmap bit covers 2 MiB ([linux:drivers/firmware/efi/libstub/unaccepted_memory.c]). */
 export const EFI_UNACCEPTED_UNIT_SIZE = 2 * 1024 * 1024;
 export const PAGES_PER_UNIT = EFI_UNACCEPTED_UNIT_SIZE / PAGE_SIZE;
 

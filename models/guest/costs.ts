@@ -2,8 +2,8 @@ import { MS, US, S, MiB } from '../../sim/index.ts';
 
 /**
  * Costs of the guest's own work (everything that is not arch_accept_memory(), whose cost the
- * host side models). Each value cites domain.md where it has a number; the others are marked
- * ESTIMATE with the reasoning, as domain.md does. Times are nanoseconds of one vCPU.
+ * host side models). Each value cites its entry in docs/sources.md: a source where one has a
+ * number, else an ESTIMATE (such as [estimate:firmware-init]) with the reasoning. Times are nanoseconds of one vCPU.
  */
 export interface GuestCosts {
   /** OVMF/TDVF from reset to ExitBootServices, without acceptance. */
@@ -56,53 +56,53 @@ export interface GuestCosts {
 }
 
 export const defaultGuestCosts: GuestCosts = {
-  // ESTIMATE 2 s: TDVF/OVMF with lazy accept reaches the kernel in a few seconds; R5 bounds the whole
-  // lazy 64 GB boot at < 15 s (kata-containers#13535), which leaves room for firmware + kernel + userspace.
+  // ESTIMATE 2 s [estimate:firmware-init]: TDVF/OVMF with lazy accept reaches the kernel in a few seconds;
+  // [R5] bounds the whole lazy 64 GB boot at < 15 s, which leaves room for firmware + kernel + userspace.
   firmwareInitNs: 2 * S,
-  // ESTIMATE 300 ms: a ~12 MiB zstd/gzip bzImage inflating to ~60 MiB at 200-400 MB/s.
+  // ESTIMATE 300 ms [estimate:decompress]: a ~12 MiB zstd/gzip bzImage inflating to ~60 MiB at 200-400 MB/s.
   decompressNs: 300 * MS,
-  // ESTIMATE 64 MiB: decompressed vmlinux plus BSS and the relocation area (needed_size) of a distro kernel.
+  // ESTIMATE 64 MiB [estimate:kernel-image]: decompressed vmlinux plus BSS and the relocation area (needed_size) of a distro kernel.
   kernelImageBytes: 64 * MiB,
-  // ESTIMATE 200 ms: setup_arch, ACPI table parsing, console and early IRQ setup in a VM.
+  // ESTIMATE 200 ms [estimate:early-init]: setup_arch, ACPI table parsing, console and early IRQ setup in a VM.
   earlyInitNs: 200 * MS,
-  // ESTIMATE 6 ns/page: commit e44431498f5f (parallel deferred_init_memmap) reports ~600 ms for
-  // 384 GiB per node single-threaded on Skylake, i.e. ~6 ns per struct page.
+  // ESTIMATE 6 ns/page [estimate:struct-page-init]: [linux-commit:e44431498f5f] (parallel
+  // deferred_init_memmap) reports ~600 ms for 384 GiB per node single-threaded on Skylake.
   structPageInitNs: 6,
-  // ESTIMATE 100 ns: a handful of struct page writes and list operations per block.
+  // ESTIMATE 100 ns [estimate:free-block]: a handful of struct page writes and list operations per block.
   freeBlockNs: 100,
-  // ESTIMATE 5 ms: Linux SMP bring-up in a VM takes a few ms per CPU (cpuhp states, calibration skipped).
+  // ESTIMATE 5 ms [estimate:ap-bringup]: Linux SMP bring-up in a VM takes a few ms per CPU (cpuhp states, calibration skipped).
   apBringupNs: 5 * MS,
-  // ESTIMATE 48: fork_idle() (stack: 4 vmalloc pages + page tables) and ~7 per-cpu kthreads
+  // ESTIMATE 48 [estimate:ap-bringup]: fork_idle() (stack: 4 vmalloc pages + page tables) and ~7 per-cpu kthreads
   // (cpuhp, migration, ksoftirqd, kworker/N:0, kworker/N:0H, rcu, idle_inject) at ~5 pages each.
   apBringupAllocations: 48,
-  // ESTIMATE 1500: slab bootstrap (kmem_cache_init), vmalloc_init, per-cpu setup, page tables.
+  // ESTIMATE 1500 [estimate:boot-allocations]: slab bootstrap (kmem_cache_init), vmalloc_init, per-cpu setup, page tables.
   preSmpAllocations: 1500,
-  // ESTIMATE 100: ~100 pure and core initcalls in a distro config; most allocations are served
+  // ESTIMATE 100 [estimate:boot-allocations]: ~100 pure and core initcalls in a distro config; most allocations are served
   // from slab caches, so about one page-allocator call each.
   coreInitcallAllocations: 100,
-  // ESTIMATE 700 ms: arch..late initcalls of a VM with virtio devices (initcall_debug traces of
+  // ESTIMATE 700 ms [estimate:initcalls]: arch..late initcalls of a VM with virtio devices (initcall_debug traces of
   // small VMs show most initcalls in microseconds, a few in tens of ms).
   initcallsNs: 700 * MS,
-  // ESTIMATE 128 MiB: slab caches, initramfs unpacked into page cache, driver buffers.
+  // ESTIMATE 128 MiB [estimate:initcalls]: slab caches, initramfs unpacked into page cache, driver buffers.
   lateKernelBytes: 128 * MiB,
-  // ESTIMATE 1.5 s: systemd to a login shell in a minimal guest image.
+  // ESTIMATE 1.5 s [estimate:userspace-boot]: systemd to a login shell in a minimal guest image.
   userspaceNs: 1500 * MS,
-  // ESTIMATE 256 MiB: systemd, journald, udev, a shell and their page cache.
+  // ESTIMATE 256 MiB [estimate:userspace-boot]: systemd, journald, udev, a shell and their page cache.
   userspaceBytes: 256 * MiB,
-  // ESTIMATE 100 ns: a pcp-list hit in the page allocator.
+  // ESTIMATE 100 ns [estimate:page-allocator]: a pcp-list hit in the page allocator.
   allocFastNs: 100,
-  // ESTIMATE 50 ns: one __rmqueue_smallest() under zone->lock.
+  // ESTIMATE 50 ns [estimate:page-allocator]: one __rmqueue_smallest() under zone->lock.
   rmqueuePerPageNs: 50,
-  // ESTIMATE 80 ns: free_unref_page() plus its share of free_pcppages_bulk().
+  // ESTIMATE 80 ns [estimate:page-allocator]: free_unref_page() plus its share of free_pcppages_bulk().
   freePerPageNs: 80,
-  // ESTIMATE 1 us: anonymous page fault entry, page table update, rmap, LRU add.
+  // ESTIMATE 1 us [estimate:anon-fault]: anonymous page fault entry, page table update, rmap, LRU add.
   faultNs: 1 * US,
-  // 12.9 GB/s: per-CPU page clearing rate (domain.md parameter table, Ankur Arora clear_pages, AMD Milan).
+  // 12.9 GB/s: per-CPU page clearing rate, the baseline of [arora-2025-10-clear-pages] (AMD Milan).
   clearPageBytesPerSec: 12.9e9,
-  // ESTIMATE 2 us: an idle tick's interrupt entry, tick_sched_timer(), RCU and scheduler tick.
+  // ESTIMATE 2 us [estimate:idle-tick-guest]: an idle tick's interrupt entry, tick_sched_timer(), RCU and scheduler tick.
   idleTickNs: 2 * US,
-  // ESTIMATE 20 ns: reading the thread flags (and, if set, the switch the scheduler accounts).
+  // ESTIMATE 20 ns [estimate:cond-resched]: reading the thread flags (and, if set, the switch the scheduler accounts).
   condReschedNs: 20,
-  // ESTIMATE 100 ns: a short list walk and a bitmap scan under a cache-hot spinlock.
+  // ESTIMATE 100 ns [estimate:accept-bookkeeping]: a short list walk and a bitmap scan under a cache-hot spinlock.
   acceptBookkeepingNs: 100,
 };

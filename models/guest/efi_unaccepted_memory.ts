@@ -6,7 +6,7 @@ import type { PhysRange } from './memory_map.ts';
  * struct efi_unaccepted_memory: the EFI configuration table (LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID)
  * the EFI stub hands to the kernel. One bitmap bit covers unit_size (2 MiB) starting at
  * phys_base; a set bit means "not yet accepted". Bits are only ever cleared after boot.
- * (domain.md 1.1; linux:drivers/firmware/efi/libstub/unaccepted_memory.c)
+ * ([linux:drivers/firmware/efi/libstub/unaccepted_memory.c], [unaccepted-v14-2023-06])
  */
 export class EfiUnacceptedMemory {
   readonly version = 1;
@@ -165,7 +165,7 @@ export function* process_unaccepted_memory(
 
 /**
  * The EFI stub's and decompressor's accept_memory(start, size): single-threaded, no lock, no
- * guard unit (linux:drivers/firmware/efi/libstub/unaccepted_memory.c).
+ * guard unit ([linux:drivers/firmware/efi/libstub/unaccepted_memory.c]).
  */
 export function* early_accept_memory(
   table: EfiUnacceptedMemory | null,

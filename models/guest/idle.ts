@@ -6,7 +6,7 @@ import type { GuestKernel } from './kernel.ts';
  * NOHZ idle every timer tick (HZ per second) is a VM exit to the host and a re-entry
  * (platform.idle_tick_exit). It runs at the engine's idle class, so ticks are taken only while
  * the vCPU has nothing else to do, and cost the host CPU time while other vCPUs accept memory
- * (domain.md section 3: idle APs' HLT exits load the host and slow each fault).
+ * ([slow-many-vcpu-td-boot]: idle APs' HLT exits load the host and slow each fault).
  */
 export class IdleLoop {
   private readonly threads: { p: Process<void>; sleeping: boolean }[] = [];

@@ -16,7 +16,7 @@ import { PageAllocator, type AllocatorMode } from './page_alloc.ts';
 import { UnacceptedMemory, type AcceptLockMode } from './unaccepted_memory.ts';
 
 /**
- * accept_memory= and the seed's option 3:
+ * accept_memory= and option 3 of the unaccepted-memory changelog ([unaccepted-v7-2022-06]):
  * - `eager`: accept_memory=eager; everything is accepted at boot, in the pgdatinit/padata
  *   threads over all vCPUs with deferred struct page init (on the BSP without it);
  * - `lazy`: the upstream default, accept on demand from the page allocator;
@@ -38,12 +38,13 @@ export interface GuestConfig {
   firmware: FirmwareAccept;
   /**
    * PcdLazyAcceptPartialMemorySize: firmware pre-accepts this much (lowest addresses first).
-   * 512 MiB default (domain.md 1.1: kernel doc "typically 512M", EDK2 IntelTdx config-B).
+   * 512 MiB default ([linux:Documentation/arch/x86/tdx.rst]: "typically 512M";
+   * [edk2:PcdLazyAcceptPartialMemorySize]: the IntelTdx config-B build).
    */
   firmwareAcceptBytes: number;
   /** CONFIG_DEFERRED_STRUCT_PAGE_INIT (distro kernels enable it). */
   deferredStructPageInit: boolean;
-  /** The 2025 fix: accept one block per allocation while watermarks are zero. */
+  /** The 2025 fix ([kirill-2025-03-wmark-zero]): accept one block per allocation while watermarks are zero. */
   wmarkZeroFix: boolean;
   /**
    * transparent_hugepage/enabled: with THP enabled khugepaged's start (a subsys initcall) raises
@@ -74,7 +75,7 @@ export function defaultGuestConfig(overrides: Partial<GuestConfig> = {}): GuestC
     // CONFIG_TRANSPARENT_HUGEPAGE_MADVISE=y: Ubuntu's distro default.
     thp: 'madvise',
     preempt: 'voluntary',
-    // domain.md section 3: "idle APs' HLT exits (1 kHz tick) load the host".
+    // [slow-many-vcpu-td-boot]: idle APs' HLT exits at a 1 kHz tick load the host; [distro-kernel-config].
     hz: 1000,
     nohzIdle: false,
     background: { threads: 1, paceNs: 0 },

@@ -14,8 +14,8 @@ export type ThpEnabled = (typeof THP_MODES)[number];
 const THP_MIN_TOTALRAM_PAGES = 512 << (20 - PAGE_SHIFT);
 
 /**
- * hugepage_init() (linux:mm/huge_memory.c, a subsys_initcall) -> start_stop_khugepaged() ->
- * set_recommended_min_free_kbytes() (linux:mm/khugepaged.c). It runs after the postcore
+ * hugepage_init() ([linux:mm/huge_memory.c], a subsys_initcall) -> start_stop_khugepaged() ->
+ * set_recommended_min_free_kbytes() ([linux:mm/khugepaged.c set_recommended_min_free_kbytes]). It runs after the postcore
  * init_per_zone_wmark_min(), so the zero-watermark window and the first watermarks are those of
  * calculate_min_free_kbytes(); this then recomputes them:
  * - THP enabled (always or madvise: hugepage_pmd_enabled(), PMD order inherits the global
@@ -34,7 +34,7 @@ export function* hugepage_init(alloc: PageAllocator, thp: ThpEnabled): Proc<void
   yield* set_recommended_min_free_kbytes(alloc, thp);
 }
 
-/** set_recommended_min_free_kbytes() (linux:mm/khugepaged.c). */
+/** set_recommended_min_free_kbytes() ([linux:mm/khugepaged.c set_recommended_min_free_kbytes]). */
 export function* set_recommended_min_free_kbytes(alloc: PageAllocator, thp: ThpEnabled): Proc<void> {
   if (thp === 'never') {
     alloc.calculate_min_free_kbytes();

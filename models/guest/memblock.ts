@@ -4,10 +4,10 @@ import { subtractRanges, type PhysRange } from './memory_map.ts';
 import type { UnacceptedMemory } from './unaccepted_memory.ts';
 
 /**
- * memblock: the boot-time allocator (linux:mm/memblock.c). Allocations are top-down and reserve
+ * memblock: the boot-time allocator ([linux:mm/memblock.c]). Allocations are top-down and reserve
  * their range; memblock_alloc_range_nid() accepts the range at once, because the caller is
- * going to use it before the page allocator exists (seed 000: "memblock has to accept memory
- * on allocation").
+ * going to use it before the page allocator exists ([unaccepted-v7-2022-06]: "memblock has to
+ * accept memory on allocation").
  */
 export class Memblock {
   reserved: PhysRange[] = [];

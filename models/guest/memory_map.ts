@@ -24,15 +24,15 @@ export interface MemoryMap {
 export interface MemoryMapOptions {
   /**
    * Bytes at the top of low RAM that firmware keeps for itself (ACPI tables and NVS, runtime
-   * services data). ESTIMATE 8.5 MiB: OVMF reserves a few MiB there; the value leaves the end of
+   * services data). ESTIMATE 8.5 MiB [estimate:firmware-reservations]: OVMF reserves a few MiB there; the value leaves the end of
    * low RAM unaligned to 2 MiB, as real maps usually are.
    */
   firmwareReservedTopBytes?: number;
 }
 
-/** 0xB0000000: QEMU q35 keeps all RAM below 4 GiB when the guest has less than 2.75 GiB. */
+/** 0xB0000000: QEMU q35 keeps all RAM below 4 GiB when the guest has less than 2.75 GiB ([qemu:hw/i386/pc_q35.c]). */
 const Q35_LOWMEM_LIMIT = 0xb0000000;
-/** 0x80000000: otherwise the split moves down to 2 GiB so high RAM is gigabyte aligned (hw/i386/pc_q35.c). */
+/** 0x80000000: otherwise the split moves down to 2 GiB so high RAM is gigabyte aligned ([qemu:hw/i386/pc_q35.c]). */
 const Q35_LOWMEM_SPLIT = 0x80000000;
 /** The legacy VGA/BIOS hole: RAM is [0, 640 KiB) and [1 MiB, ...). */
 const LEGACY_HOLE_START = 0xa0000;

@@ -12,7 +12,7 @@ export type AcceptCause =
   | 'background'
   | 'seed_post_alloc';
 
-/** An allocation slower than this is a latency spike (design.md Q1: spikes above 1 ms). */
+/** An allocation slower than this is a latency spike (Q1 in the README: spikes above 1 ms). */
 export const SPIKE_NS = 1 * MS;
 
 /**

@@ -6,10 +6,10 @@ import type { GuestKernel } from './kernel.ts';
 import type { PhysRange } from './memory_map.ts';
 
 /**
- * Memory initialisation (linux:mm/mm_init.c): zones, memmap_init(), memblock_free_all(), and
+ * Memory initialisation ([linux:mm/mm_init.c]): zones, memmap_init(), memblock_free_all(), and
  * with CONFIG_DEFERRED_STRUCT_PAGE_INIT the deferred part of the highest zone, initialised on
  * demand (deferred_grow_zone) or by the pgdatinit thread with padata helpers on every CPU of
- * the node (deferred_init_memmap), freeing MAX_ORDER chunks (commit 3f6dac0fd1b8).
+ * the node (deferred_init_memmap), freeing MAX_ORDER chunks ([linux-commit:3f6dac0fd1b8]).
  */
 
 /** ZONE_DMA below 16 MiB, ZONE_DMA32 below 4 GiB, ZONE_NORMAL above; empty zones are left out. */
@@ -84,7 +84,7 @@ function* __free_pages_memory(kernel: GuestKernel, start: number, end: number): 
  * deferred_free_pages(): a whole MAX_ORDER block through __free_pages_core(); a smaller piece is
  * accepted up front and freed page by page, each __free_pages_core(page, 0) checking
  * range_contains_unaccepted_memory() under unaccepted_memory_lock and taking zone->lock
- * (linux:mm/mm_init.c; the pages merge in the buddy allocator as the kernel's do).
+ * ([linux:mm/mm_init.c]; the pages merge in the buddy allocator as the kernel's do).
  */
 function* deferredInitRange(kernel: GuestKernel, start: number, end: number): Proc<void> {
   const sim = kernel.sim;

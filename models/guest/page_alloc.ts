@@ -8,9 +8,9 @@ import { Zone, type PerCpuPages } from './zone.ts';
 
 /**
  * How the page allocator treats unaccepted memory:
- * - `upstream` (v6.5+, linux:mm/page_alloc.c): unaccepted MAX_ORDER blocks wait on
+ * - `upstream` (v6.5+, [linux:mm/page_alloc.c cond_accept_memory]): unaccepted MAX_ORDER blocks wait on
  *   zone->unaccepted_pages and cond_accept_memory() accepts them up to the promo watermark.
- * - `seed` (PATCHv2..v7, seeds 000/002): unaccepted blocks sit in the buddy lists marked
+ * - `seed` (PATCHv2..v7, [unaccepted-v2-2022-01], [unaccepted-v7-2022-06]): unaccepted blocks sit in the buddy lists marked
  *   PageUnaccepted; expand() passes the mark to split halves and post_alloc_hook() accepts the
  *   allocated pages (accept_page()), taking the global lock for every marked page.
  */
@@ -22,7 +22,7 @@ export interface PageAllocatorOptions {
   /** accept_memory=lazy (the default); false is accept_memory=eager. */
   lazyAccept: boolean;
   /**
-   * The Mar 2025 fix (Kirill, stable 6.5+): with watermarks still zero, cond_accept_memory()
+   * The Mar 2025 fix ([kirill-2025-03-wmark-zero], stable 6.5+): with watermarks still zero, cond_accept_memory()
    * accepts one MAX_ORDER block per call to ensure progress. Without it nothing is accepted
    * before the postcore initcall and boot can OOM early.
    */
@@ -44,7 +44,7 @@ const LOWMEM_RESERVE_RATIO = [256, 256, 32];
 const WATERMARK_SCALE_FACTOR = 10;
 
 /**
- * The guest's page allocator (linux:mm/page_alloc.c): zones with buddy free lists, per-CPU page
+ * The guest's page allocator ([linux:mm/page_alloc.c]): zones with buddy free lists, per-CPU page
  * lists, watermarks, and the unaccepted-memory hooks: __free_pages_core(), __free_unaccepted(),
  * try_to_accept_memory_one(), cond_accept_memory(). Order-0 allocations of a workload are
  * aggregated: one call hands out up to `want` pages from the pcp list without refilling it; the
@@ -442,7 +442,7 @@ export class PageAllocator {
   // ---- Watermarks ----------------------------------------------------------------------------
 
   /**
-   * init_per_zone_wmark_min() (postcore initcall, linux:mm/page_alloc.c):
+   * init_per_zone_wmark_min() (postcore initcall, [linux:mm/page_alloc.c]):
    * calculate_min_free_kbytes(), the per-zone min/low/high/promo watermarks
    * (setup_per_zone_wmarks) and lowmem_reserve (setup_per_zone_lowmem_reserve). Nothing else
    * runs yet (the BSP is in do_initcalls, APs idle, no acceptor started), so the zone locks the

@@ -7,7 +7,7 @@ import type { AcceptCause, GuestMetrics } from './metrics.ts';
 
 /**
  * Where the lock is during arch_accept_memory():
- * - `dropped`: upstream since commit 50e782a86c98 (Oct 2023): spin_unlock() (interrupts stay
+ * - `dropped`: upstream since [linux-commit:50e782a86c98] (Oct 2023): spin_unlock() (interrupts stay
  *   off) around arch_accept_memory(), with accepting_list keeping two CPUs off the same units.
  * - `held`: the seed era and v6.5: unaccepted_memory_lock held across arch_accept_memory(),
  *   which serialises acceptance and starves the spinning CPUs into soft lockups.
@@ -23,7 +23,7 @@ interface AcceptRange {
 }
 
 /**
- * linux:drivers/firmware/efi/unaccepted_memory.c: accept_memory() and
+ * [linux:drivers/firmware/efi/unaccepted_memory.c]: accept_memory() and
  * range_contains_unaccepted_memory() over the EFI bitmap, with the global
  * unaccepted_memory_lock (a spinlock taken irqsave) and accepting_list.
  */

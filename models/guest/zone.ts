@@ -5,7 +5,7 @@ import { MAX_ORDER_NR_PAGES } from './constants.ts';
 /** enum zone_type on x86-64 (ZONE_MOVABLE and ZONE_DEVICE are not used by these guests). */
 export type ZoneName = 'DMA' | 'DMA32' | 'Normal';
 
-/** enum zone_watermarks; WMARK_PROMO is the target of cond_accept_memory() since 2024. */
+/** enum zone_watermarks; WMARK_PROMO is the target of cond_accept_memory() since 2024 ([kirill-2024-08-unaccepted-fixes]). */
 export interface Watermarks {
   min: number;
   low: number;
@@ -61,7 +61,7 @@ export class Zone {
   readonly free_area = new FreeArea();
   readonly lock: Spinlock;
   readonly unaccepted_pages = new UnacceptedList();
-  /** vmstat NR_FREE_PAGES: buddy pages plus unaccepted blocks (counted as free since Aug 2024). */
+  /** vmstat NR_FREE_PAGES: buddy pages plus unaccepted blocks (counted as free since Aug 2024, [linux-commit:807174a93d24]). */
   NR_FREE_PAGES = 0;
   /** vmstat NR_UNACCEPTED (/proc/meminfo Unaccepted). */
   NR_UNACCEPTED = 0;

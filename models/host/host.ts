@@ -30,14 +30,14 @@ export interface HostConfig {
   sockets?: number;
   /**
    * Memory bandwidth of each socket, bytes/s, shared by every clear and zero (processor sharing).
-   * domain.md (parameter table, "memory-bandwidth-bound accept rate"): "100-300 GB/s DDR5
-   * socket"; default the middle, 200 GB/s.
+   * ESTIMATE [estimate:accept-bandwidth-ceiling]: a DDR5 socket writes 100-300 GB/s; default the
+   * middle, 200 GB/s.
    */
   memoryBandwidthBytesPerSec?: number;
   /**
    * What one host CPU clears, bytes/s (clear_highpage() of guest_memfd pages on first use).
-   * domain.md (parameter table, "page zeroing (host, per CPU)"): 12.9 GB/s for 2M pages,
-   * baseline kernel (Ankur Arora, clear_pages v8, AMD Milan demand faults).
+   * [arora-2025-10-clear-pages]: 12.9 GB/s for 2M pages, baseline kernel (AMD Milan demand
+   * faults, [R13]).
    */
   clearBytesPerSec?: number;
   /** TDX: the module whose locking is modelled. */
@@ -104,6 +104,37 @@ export const HOST_METRICS: MetricSpecs = {
 };
 
 /**
+ * Why a host of `config` refuses VMs of these sizes (joining in this order), or undefined: a TD
+ * may not have more vCPUs than the host has CPUs (tdx_vm_init(): kvm->max_vcpus =
+ * min(max_vcpus, num_present_cpus())), and guest memory is not overcommitted: every VM's RAM
+ * must fit beside the others' in the host memory left after the RMP (SNP). Arithmetic only, so
+ * an experiment's check can ask it before building anything.
+ */
+export function admissionRefusal(config: HostConfig, vms: readonly { vcpus: number; memoryBytes: number }[]): string | undefined {
+  const topology = topologyRefusal(config);
+  if (topology !== undefined) return topology;
+  let promised = 0;
+  const rmp = config.technology === 'snp' ? Math.ceil(config.memoryBytes / 256 / SIZE_2M) * SIZE_2M : 0;
+  const usable = config.memoryBytes - rmp;
+  for (const vm of vms) {
+    if (config.technology === 'tdx' && vm.vcpus > config.cpus) {
+      return `vcpus must be at most host_cpus for a TD: KVM's tdx_vm_init() caps a TD's vCPUs at num_present_cpus() (got vcpus=${vm.vcpus}, host_cpus=${config.cpus})`;
+    }
+    promised += vm.memoryBytes;
+    if (promised > usable) return `host_memory_gib too small: the VMs' memory (${promised / 2 ** 30} GiB) does not fit in the host's ${usable / 2 ** 30} GiB`;
+  }
+  return undefined;
+}
+
+/** Host CPUs split evenly over the sockets, two per core with SMT. */
+function topologyRefusal(config: HostConfig): string | undefined {
+  const sockets = config.sockets ?? 1;
+  const threadsPerCore = config.smt === true ? 2 : 1;
+  if (config.cpus % (threadsPerCore * sockets) === 0) return undefined;
+  return `host_cpus must be a multiple of sockets${threadsPerCore === 2 ? ' x 2 (SMT: two threads per core)' : ''} (got host_cpus=${config.cpus}, sockets=${sockets})`;
+}
+
+/**
  * One host per run, shared by the VMs that join it: its CPUs, its socket's memory bandwidth,
  * the TDX module (one per host, with a Td per guest inside it) or the SNP firmware, and the
  * record of its VMs with their keys. A VM joins with admit(); the VM's own state (its vCPUs,
@@ -136,9 +167,8 @@ export class Host {
     integerIn('host_cpus', config.cpus, 1, 1 << 16, 1);
     const sockets = integerIn('sockets', config.sockets, 1, 64, 1);
     const threadsPerCore = config.smt === true ? 2 : 1;
-    if (config.cpus % (threadsPerCore * sockets) !== 0) {
-      throw new PlatformConfigError(`host_cpus must be a multiple of sockets${threadsPerCore === 2 ? ' x 2 (SMT: two threads per core)' : ''} (got host_cpus=${config.cpus}, sockets=${sockets})`);
-    }
+    const topology = topologyRefusal(config);
+    if (topology !== undefined) throw new PlatformConfigError(topology);
     if (!(config.memoryBytes > 0 && config.memoryBytes % (sockets * SIZE_2M) === 0)) {
       throw new PlatformConfigError(`host memory must be a positive multiple of 2 MiB per socket (got ${config.memoryBytes} bytes on ${sockets} socket(s))`);
     }
@@ -162,8 +192,7 @@ export class Host {
 
   /**
    * The RMP covers all host memory and is itself host memory the firmware reserves at boot
-   * (16 bytes per 4K page, `linux:arch/x86/virt/svm/sev.c` snp_rmptable_init(); domain.md
-   * "SNP RMP table 16 B per 4K page").
+   * (16 bytes per 4K page, snp_rmptable_init() in [linux:arch/x86/virt/svm/sev.c]).
    */
   private reserveRmp(memoryBytes: number): Rmp {
     const owner = this.memory.registerOwner('snp-firmware');
@@ -180,16 +209,8 @@ export class Host {
    * num_present_cpus())): bad input, naming both numbers. The key is the next HKID / ASID.
    */
   admit(vcpus: number, memoryBytes: number): HostVmRecord {
-    const { config } = this;
-    if (config.technology === 'tdx' && vcpus > config.cpus) {
-      throw new PlatformConfigError(`vcpus must be at most host_cpus for a TD: KVM's tdx_vm_init() caps a TD's vCPUs at num_present_cpus() (got vcpus=${vcpus}, host_cpus=${config.cpus})`);
-    }
-    // Guest memory is not overcommitted: every VM's RAM must fit beside the others'.
-    const promised = this.vms.reduce((n, vm) => n + vm.memoryBytes, 0) + memoryBytes;
-    const usable = this.memory.totalBytes() - this.memory.usedBytesOfKind('rmp');
-    if (promised > usable) {
-      throw new PlatformConfigError(`host_memory_gib too small: the VMs' memory (${promised / 2 ** 30} GiB) does not fit in the host's ${usable / 2 ** 30} GiB`);
-    }
+    const refused = admissionRefusal(this.config, [...this.vms, { vcpus, memoryBytes }]);
+    if (refused !== undefined) throw new PlatformConfigError(refused);
     const id = this.vms.length + 1;
     const name = `vm${id}`;
     const owner = this.memory.registerOwner(name);
@@ -198,9 +219,6 @@ export class Host {
     return record;
   }
 
-  get vmCount(): number {
-    return this.vms.length;
-  }
 
   /** The host's own metrics under `prefix` (e.g. `host`), and the TDX module's under `tdx`. */
   metrics(out: Record<string, number>): void {

@@ -7,7 +7,7 @@ import { PAGE_SIZE, PAGES_PER_2M, SIZE_1G, SIZE_2M, hex } from '../arch/units.ts
  * Host physical memory: who owns every 2 MiB block of host RAM, and a buddy-like allocator that
  * hands blocks and 4 KiB pages to the VMs, the TDX module and the host kernel sharing one Host.
  *
- * What the kernel does (linux:mm/page_alloc.c): the buddy allocator keeps free blocks of order
+ * What the kernel does ([linux:mm/page_alloc.c]): the buddy allocator keeps free blocks of order
  * 0..MAX_PAGE_ORDER on per-zone free lists, splits a larger block to serve a smaller request
  * (expand()) and merges a freed block with its free buddy (__free_one_page()). Memory is grouped
  * into pageblocks (pageblock_order = 9 on x86: 2 MiB), each tagged with a migratetype, so that

@@ -8,7 +8,7 @@ import type { TdxModule } from '../tdx/tdx_module.ts';
 import type { HostMemory, OwnerId } from './host_memory.ts';
 
 /**
- * How the host kernel manages the TDX module's PAMT (domain.md 1.4):
+ * How the host kernel manages the TDX module's PAMT ([dpamt-v6-2026-05], [dpamt-v2-2025-06]):
  * - 'static': PAMT_4K allocated for all TDMR memory at module initialisation (upstream today);
  * - 'refcount': Dynamic PAMT as the v6 series does it (arch/x86/virt/vmx/tdx/tdx.c):
  *   pamt_refcounts[] per 2M of host physical address space, tdx_pamt_get()/tdx_pamt_put(), a
@@ -17,18 +17,18 @@ import type { HostMemory, OwnerId } from './host_memory.ts';
  *   TDX_MISSING_PAMT_PAGE_PAIR, no refcounts, no lock; races answer BUSY or
  *   TDX_HPA_RANGE_NOT_FREE and are counted;
  * - 'hashed': refcount with PAMT_HASHED_LOCKS spinlocks picked by 2M range instead of the one
- *   pamt_lock (the rejected alternative, "deferred until contention is shown", domain.md 1.4).
+ *   pamt_lock (the rejected alternative, "deferred until contention is shown", [dpamt-v2-2025-06]).
  */
 export const PAMT_POLICIES = ['static', 'refcount', 'lazy', 'hashed'] as const;
 export type PamtPolicy = (typeof PAMT_POLICIES)[number];
 
 /**
  * Pages per-vCPU tdx_pamt_cache is topped up to before the fault path takes mmu_lock:
- * 2 pages x PT64_ROOT_MAX_LEVEL (5) (domain.md "DPAMT pool per vCPU for faults", v6 09/11).
+ * 2 pages x PT64_ROOT_MAX_LEVEL (5) ([dpamt-v6-2026-05], patch 09/11).
  */
 export const PAMT_CACHE_PAGES = 2 * 5;
 
-/** policy=hashed: spinlocks in the array (ESTIMATE: a power of two of the order of CPUs). */
+/** policy=hashed: spinlocks in the array. ESTIMATE [estimate:pamt-hashed-locks]. */
 export const PAMT_HASHED_LOCKS = 64;
 
 /** Bytes of one kernel refcount (atomic_t) per 2 MiB. */

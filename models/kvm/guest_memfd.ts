@@ -5,7 +5,7 @@ import { PAGES_PER_2M, SIZE_2M, hex } from '../arch/units.ts';
 import type { HostMemory, OwnerId } from '../host/host_memory.ts';
 import { writeMemory, type WriteRate } from '../arch/write_rate.ts';
 
-/** guest_memfd folio sizes: order-0 upstream, 2 MiB with the unmerged THP / hugetlb series. */
+/** guest_memfd folio sizes: order-0 upstream, 2 MiB with the unmerged THP / hugetlb series ([roth-2024-12-gmem-thp]). */
 export type FolioBytes = 4096 | 2097152;
 
 /** What GuestMemfd.metrics() writes (`vm1.kvm.gmem`). */
@@ -20,7 +20,7 @@ export class HostOutOfMemory extends Error {
 }
 
 /**
- * The guest's private memory backing (virt/kvm/guest_memfd.c): folios allocated from host
+ * The guest's private memory backing ([linux:virt/kvm/guest_memfd.c]): folios allocated from host
  * memory on first use and cleared (clear_highpage() per page, before folio_mark_uptodate()) by
  * the CPU that faults, through the memory bandwidth of the socket the VM's memory is on.
  * Upstream uses order-0 (4 KiB) folios; the unmerged 2M THP / hugetlb series back it with

@@ -9,9 +9,9 @@ import type { KvmUserspace } from './userspace.ts';
 /**
  * What KVM does on RET_PF_RETRY for a TD's private fault (a SEAMCALL answered BUSY):
  * - 'local': upstream (tdx_handle_ept_violation() loops __vmx_handle_ept_violation() while no
- *   signal/interrupt is pending, with cond_resched(); Yan Zhao, "KVM: TDX: Retry locally in TDX
- *   EPT violation handler on RET_PF_RETRY", merged with the TDX MMU series);
- * - 'reenter': the earlier tree (2024 intel/tdx): return to the guest, which re-executes the
+ *   signal/interrupt is pending, with cond_resched(); [zhao-tdx-local-retry], merged with the
+ *   TDX MMU series);
+ * - 'reenter': the earlier tree ([intel-tdx-2024-kvm]): return to the guest, which re-executes the
  *   TDCALL and takes the EPT violation again.
  */
 export const KVM_RETRIES = ['local', 'reenter'] as const;

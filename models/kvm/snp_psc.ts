@@ -19,7 +19,8 @@ export function sevOf(kvm: Kvm): KvmSev {
 
 /**
  * The runs of entries snp_begin_psc() forwards to userspace as one KVM_HC_MAP_GPA_RANGE exit
- * each: adjacent GPAs with the same operation and the same page size.
+ * each: adjacent GPAs with the same operation and the same page size
+ * ([linux:arch/x86/kvm/svm/sev.c snp_begin_psc]).
  */
 export function pscRanges(entries: readonly PscEntry[]): { first: number; pages: number; huge: boolean }[] {
   const ranges: { first: number; pages: number; huge: boolean }[] = [];

@@ -11,9 +11,10 @@ import { HostOutOfMemory } from './guest_memfd.ts';
 
 /**
  * How KVM maps TD private memory in the Secure EPT:
- * - '4k': upstream KVM (tdx_sept_set_private_spte(): KVM_BUG_ON(level != PG_LEVEL_4K)), so a
+ * - '4k': upstream KVM (tdx_sept_set_private_spte(): KVM_BUG_ON(level != PG_LEVEL_4K),
+ *   [linux:arch/x86/kvm/vmx/tdx.c]), so a
  *   2M ACCEPT of an unmapped range gets a PT page and a 4K leaf, then TDX_PAGE_SIZE_MISMATCH;
- * - '2m': the unmerged "KVM: TDX huge page support" series: KVM maps at most at the guest's
+ * - '2m': the unmerged "KVM: TDX huge page support" series ([tdx-huge-page-series]): KVM maps at most at the guest's
  *   ACCEPT level, so a 2M ACCEPT of an unmapped 2M range gets a 2M leaf (2 MiB folios).
  */
 export const SEPT_MAPPINGS = ['4k', '2m'] as const;
@@ -182,7 +183,4 @@ export class KvmTdx {
     assert(this.frozen.delete(SecureEpt.pageKey(region, kind)), 'thawing a mirror SPTE that is not frozen', { td: this.td.name, region, kind });
   }
 
-  get frozenCount(): number {
-    return this.frozen.size;
-  }
 }

@@ -1,6 +1,7 @@
 /**
  * SEV-SNP architectural definitions used by acceptance, with the values of Linux
- * (arch/x86/include/asm/sev-common.h, asm/sev.h, uapi/asm/svm.h, include/uapi/linux/kvm_para.h).
+ * ([linux:arch/x86/include/asm/sev-common.h], [linux:arch/x86/include/asm/sev.h],
+ * [linux:arch/x86/include/uapi/asm/svm.h], [linux:include/uapi/linux/kvm_para.h]).
  * Spec names only; no behaviour lives here.
  */
 
@@ -17,7 +18,7 @@ export const SNP_PAGE_STATE_SHARED = 2;
 
 /** Linux's PSC descriptor size (a stack variable in set_pages_state()). */
 export const VMGEXIT_PSC_MAX_ENTRY = 64;
-/** The GHCB specification's maximum entries per PSC request. */
+/** The GHCB specification's maximum entries per PSC request ([amd-ghcb-spec]). */
 export const VMGEXIT_PSC_MAX_COUNT = 253;
 
 /** RMP page sizes (psc_entry.pagesize, PVALIDATE rCX). */

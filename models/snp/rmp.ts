@@ -4,8 +4,8 @@ import { PAGES_PER_2M, SIZE_2M, hex } from '../arch/units.ts';
 
 /**
  * The Reverse Map Table of one host, indexed by host physical address as the hardware indexes it
- * (one entry per 4K page of host memory; 16 bytes each in hardware, `linux:arch/x86/virt/svm/sev.c`
- * rmpentry_raw; the table itself is host memory the firmware reserves), reduced to what page
+ * (one entry per 4K page of host memory; 16 bytes each in hardware, rmpentry_raw in
+ * [linux:arch/x86/virt/svm/sev.c]; the table itself is host memory the firmware reserves), reduced to what page
  * state changes touch: whether each 4K page is assigned to a guest (RMPUPDATE to private) and
  * validated (PVALIDATE), whether a 2 MiB region is one 2M entry, and the ASID of the guest that
  * owns the region's pages. Two bits per 4K page and three bytes per 2M here.

@@ -1,7 +1,7 @@
 /**
  * TDX architectural definitions: leaf numbers, status codes, operand ids and page levels, with
- * the values of the TDX module sources (intel/tdx-module, include/auto_gen/tdx_error_codes_defs.h
- * and include/tdx_api_defs.h, TDX 1.5). Spec names only; no behaviour lives here.
+ * the values of the TDX module sources ([tdx-module:include/auto_gen/tdx_error_codes_defs.h] and
+ * [tdx-module:include/tdx_api_defs.h], TDX 1.5). Spec names only; no behaviour lives here.
  *
  * A status is a 64-bit value: bits 63:32 the class (bit 63 = error), bits 31:0 an operand id or
  * detail (api_error_with_operand_id()). Kept as bigint so traces print what the spec says.
@@ -47,7 +47,7 @@ export const OPERAND_ID_TD_EPOCH = 169n;
 export const TDH_VP_ENTER = 0;
 export const TDH_MEM_SEPT_ADD = 3;
 export const TDH_MEM_PAGE_AUG = 6;
-/** Dynamic PAMT leaves (domain.md 1.4: leaf 58 and 59). */
+/** Dynamic PAMT leaves ([tdx-module:src/vmm_dispatcher/api_calls/tdh_phymem_pamt_add.c]: leaf 58 and 59). */
 export const TDH_PHYMEM_PAMT_ADD = 58;
 export const TDH_PHYMEM_PAMT_REMOVE = 59;
 /** TDCALL leaves (guest -> module). */
@@ -108,10 +108,11 @@ export function tdxStatusName(status: bigint): string {
  * kernel allocates them (tdx_alloc_control_page() for the TDR, TDH.MNG.ADDCX per TDCS page,
  * TDH.VP.CREATE / TDH.VP.ADDCX per vCPU):
  * - TDR: one page;
- * - TDCS: 4 pages in TDX 1.0; 6 in 1.5 without TD partitioning (tdx-module tdx_1.5
- *   MIN_NUM_TDCS_PAGES = 6; L2 VMs raise it, up to MAX_NUM_TDCS_PAGES = 9);
- * - TDVPS per vCPU: TDVPR + TDCX pages, 6 without L2 VMs (tdx-module tdx_tdvps.h: 1.0
- *   MAX_TDVPS_PAGES = 6, 1.5 MIN_TDVPS_PAGES = 6).
+ * - TDCS: 4 pages in TDX 1.0; 6 in 1.5 without TD partitioning (MIN_NUM_TDCS_PAGES = 6; L2 VMs
+ *   raise it, up to MAX_NUM_TDCS_PAGES = 9; [tdx-module:src/common/data_structures/td_control_structures.h]);
+ * - TDVPS per vCPU: TDVPR + TDCX pages, 6 without L2 VMs (1.0 MAX_TDVPS_PAGES = 6, 1.5
+ *   MIN_TDVPS_PAGES = 6; [tdx-module-1.0:src/common/data_structures/tdx_tdvps.h],
+ *   [tdx-module:src/common/data_structures/tdx_tdvps.h]).
  */
 export const TDR_PAGES = 1;
 export const TDCS_PAGES = { '1.0': 4, '1.5': 6 } as const;

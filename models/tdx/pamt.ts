@@ -5,7 +5,7 @@ import { OPERAND_ID_RCX, TDX_MISSING_PAMT_PAGE_PAIR, TDX_OPERAND_BUSY, withOpera
 
 /**
  * The PAMT (Physical Address Metadata Table) of one TDX module, per host
- * (tdx-module src/common/memory_handlers/pamt_manager.c; domain.md 1.4):
+ * ([tdx-module:src/common/memory_handlers/pamt_manager.c], [dpamt-v6-2026-05]):
  *
  * - Per TDMR a radix tree indexed by host physical address: a 1G entry per 1 GiB, a 2M entry per
  *   2 MiB, a 4K entry per 4 KiB, 16 bytes each (PAMT_ENTRY_SIZE). Each entry carries a
@@ -28,7 +28,7 @@ import { OPERAND_ID_RCX, TDX_MISSING_PAMT_PAGE_PAIR, TDX_OPERAND_BUSY, withOpera
 export const PAMT_MODES = ['static', 'dynamic'] as const;
 export type PamtMode = (typeof PAMT_MODES)[number];
 
-/** Bytes of one PAMT entry at any level (tdx-module PAMT_ENTRY_SIZE; domain.md "16 B per 4K"). */
+/** Bytes of one PAMT entry at any level (tdx-module PAMT_ENTRY_SIZE; "16 bytes per 4K", [dpamt-rfc-2025-05]). */
 export const PAMT_ENTRY_SIZE = 16;
 /** Pages of a DPAMT pair per 2M (v6: fixed at 2; 512 x 16 B = 8 KiB). */
 export const PAMT_PAIR_PAGES = 2;

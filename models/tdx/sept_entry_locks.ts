@@ -2,7 +2,7 @@ import { type TryLockAnswer } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 
 /**
- * The per-entry Secure-EPT locks of the TDX module (TDX 1.5, helpers/tdx_locks.h): a lock bit
+ * The per-entry Secure-EPT locks of the TDX module (TDX 1.5, [tdx-module:src/common/helpers/tdx_locks.h]): a lock bit
  * (TDEL) and a host-priority bit (TDHP) inside each S-EPT entry. sept_lock_acquire_host() that
  * finds the entry locked sets TDHP and answers TDX_OPERAND_BUSY; sept_lock_acquire_guest()
  * (TDG.MEM.PAGE.ACCEPT) answers TDX_OPERAND_BUSY if locked, and if it got the lock while TDHP is

@@ -1,57 +1,58 @@
 /**
  * Costs of the TDX module and of TD transitions, in ns (rates in bytes/s). Every default cites
- * its domain.md row. The one measured quantity, "TDX 4K accept, end-to-end ~2.5 us/page
- * (1 vCPU, quiet host)" (domain.md, derived from Kirill 2024-10-25), sits below the sum of the
- * ranges' midpoints, so the defaults take the low ends of the ESTIMATE ranges and the high end
- * of the zeroing rate; the resulting uncontended per-page cost is ~2.67 us (docs/calibration-host.md).
+ * its entry of docs/sources.md. The one measured quantity, ~2.5 us per 4K page end to end on one
+ * vCPU of a quiet host ([kirill-2024-10-accept-90g], [R2]), sits below the sum of the ranges'
+ * midpoints, so the defaults take the low ends of the ESTIMATE ranges (docs/sources.md section 8,
+ * e.g. [estimate:vm-exit-round-trip]) and the high end of the zeroing rate; the resulting uncontended per-page cost is ~2.67 us (docs/calibration-host.md).
  */
 export interface TdxCosts {
   /**
    * A TDCALL that the module completes without a VMM exit (TDG.MEM.PAGE.ACCEPT that succeeds,
    * or answers TDX_PAGE_SIZE_MISMATCH / TDX_OPERAND_INVALID), without the page zeroing.
-   * domain.md ("TDX in-module CPUID (no VMM exit)"): 0.65 us (1744 cycles).
+   * [cvm-eval-vmexit]: CPUID handled in the module without a VMM exit, 0.65 us (1744 cycles).
    */
   tdcallNs: number;
   /**
    * The module zeroing accepted memory with the TD key (zero_area_cacheline, MOVDIR64B), one CPU,
-   * bytes/s. domain.md ("TDX 2M accept" row): "module zero 2 MiB at 10-20 GB/s"; high end.
+   * bytes/s. ESTIMATE [estimate:tdx-2m-accept]: the module zeroes at 10-20 GB/s; high end.
    */
   zeroBytesPerSec: number;
   /**
    * TDCALL -> asynchronous TD exit (EPT violation, VMX_EEQ_ACCEPT) -> KVM's exit dispatch.
-   * domain.md ("normal-VM lightweight exit round trip", ESTIMATE 0.5-2 us): the 0.5 us low end
-   * split 200 ns exit / 150 ns KVM fault path (kvm_costs.ts) / 150 ns entry.
+   * ESTIMATE [estimate:vm-exit-round-trip] (0.5-2 us): the 0.5 us low end split 200 ns exit /
+   * 150 ns KVM fault path (kvm_costs.ts) / 150 ns entry.
    */
   tdExitNs: number;
   /** TDH.VP.ENTER back into the TD; see tdExitNs. */
   tdEntryNs: number;
   /**
    * SEAMCALL entry and exit transitions around a leaf's body.
-   * domain.md ("SEAMCALL basic transition", ESTIMATE 0.3-1 us + work): low end, 300 ns.
+   * ESTIMATE [estimate:seamcall-transition] (0.3-1 us + work): low end, 300 ns.
    */
   seamcallNs: number;
   /**
    * TDH.MEM.PAGE.AUG body: TDR/TDCS checks, S-EPT walk, entry lock, PAMT walk of the new page,
-   * leaf set PENDING. Held under the secure_ept_lock. domain.md ("TDH.MEM.PAGE.AUG", ESTIMATE
-   * 1-3 us, SEAMCALL + walks/locks, no zeroing): 1 us total = 300 ns transitions + 700 ns body.
+   * leaf set PENDING. Held under the secure_ept_lock. ESTIMATE [estimate:tdh-mem-page-aug]
+   * (1-3 us, SEAMCALL + walks/locks, no zeroing): 1 us total = 300 ns transitions + 700 ns body.
    */
   augBodyNs: number;
   /**
    * TDH.MEM.SEPT.ADD body, without filling the new S-EPT page (fill_area_cacheline of 4 KiB,
-   * charged at zeroBytesPerSec): walks and locks as AUG. Same domain.md row as augBodyNs.
+   * charged at zeroBytesPerSec): walks and locks as AUG. Same ESTIMATE as augBodyNs,
+   * [estimate:tdh-mem-page-aug].
    */
   septAddBodyNs: number;
   /**
    * TDH.VP.FLUSH of a vCPU on the host CPU it last ran on, when it is loaded on another one
    * (tdx_vcpu_load() -> tdx_flush_vp_on_cpu()): the SEAMCALL's transitions and the flush of the
-   * TD VMCS and the vCPU's TLB and cache state. ESTIMATE 1 us: domain.md ("SEAMCALL basic
-   * transition", 0.3-1 us + work) with ~0.7 us of VMCLEAR-like work, as augBodyNs.
+   * TD VMCS and the vCPU's TLB and cache state. ESTIMATE 1 us [estimate:tdh-vp-flush]: a
+   * SEAMCALL's transitions (0.3-1 us + work) with ~0.7 us of VMCLEAR-like work, as augBodyNs.
    */
   vpFlushNs: number;
   /**
    * TDH.PHYMEM.PAMT.ADD body: walk to the 2M entry (exclusive), check and set the two pages'
-   * PAMT_PAGE_BITMAP bits, zero the 2 x 4 KiB pair, make the entry a PT_PAMT node. ESTIMATE:
-   * domain.md ("TDH.PHYMEM.PAMT.ADD / REMOVE", ESTIMATE 2-5 us): low end, 2 us total = 300 ns
+   * PAMT_PAGE_BITMAP bits, zero the 2 x 4 KiB pair, make the entry a PT_PAMT node. ESTIMATE
+   * [estimate:tdh-phymem-pamt-add] (2-5 us): low end, 2 us total = 300 ns
    * transitions + 1.7 us body, held under the 2M entry's exclusive lock.
    */
   pamtAddBodyNs: number;

@@ -12,11 +12,14 @@ import { TDX_COSTS, type TdxCosts } from './tdx_costs.ts';
  * - '1.5' (intel/tdx-module, branch tdx_1.5, and later): TDH.MEM.PAGE.AUG and TDH.MEM.SEPT.ADD
  *   take the TD's secure_ept_lock SHARED (lock_sept_check_and_walk_private_gpa(...,
  *   TDX_LOCK_SHARED)) plus the target entry's host-side lock (sept_lock_acquire_host());
- *   TDG.MEM.PAGE.ACCEPT takes only the entry's guest-side lock (sept_lock_acquire_guest()).
- * - '1.0' (TDX 1.0 sources, mirrored as qizhangz/tdx-module): AUG and SEPT.ADD take the
- *   secure_ept_lock EXCLUSIVE, so one TD's AUGs are serialised; ACCEPT locks its entry with a
- *   guest-side CAS (no host-priority bit).
- * Upstream KVM requires a 1.5+ module (it sets TDX_CONFIG_FLAGS_NO_RBP_MOD in setup_tdparams()).
+ *   TDG.MEM.PAGE.ACCEPT takes only the entry's guest-side lock (sept_lock_acquire_guest())
+ *   ([tdx-module:src/vmm_dispatcher/api_calls/tdh_mem_page_aug.c],
+ *   [tdx-module:src/td_dispatcher/vm_exits/tdg_mem_page_accept.c]).
+ * - '1.0' (TDX 1.0 sources, [tdx-module-1.0:src/vmm_dispatcher/api_calls/tdh_mem_page_aug.c]): AUG
+ *   and SEPT.ADD take the secure_ept_lock EXCLUSIVE, so one TD's AUGs are serialised; ACCEPT locks
+ *   its entry with a guest-side CAS (no host-priority bit).
+ * Upstream KVM requires a 1.5+ module (it sets TDX_CONFIG_FLAGS_NO_RBP_MOD in setup_tdparams(),
+ * [linux:arch/x86/kvm/vmx/tdx.c]).
  */
 export const TDX_MODULE_VERSIONS = ['1.5', '1.0'] as const;
 export type TdxModuleVersion = (typeof TDX_MODULE_VERSIONS)[number];

@@ -22,7 +22,7 @@ export class SnpGuestAccept {
     readonly sim: Sim,
     readonly kvm: Kvm,
     readonly psc: PscProtocol,
-    /** Entries per PSC descriptor: Linux VMGEXIT_PSC_MAX_ENTRY (64), spec maximum 253. */
+    /** Entries per PSC descriptor: Linux VMGEXIT_PSC_MAX_ENTRY (64), spec maximum 253 ([amd-ghcb-spec]). */
     readonly maxEntries: number,
   ) {
     this.sev = sevOf(kvm);
@@ -32,7 +32,7 @@ export class SnpGuestAccept {
 type SnpAcceptSide = SnpGuestAccept;
 
 /**
- * snp_accept_memory(start, end) (arch/x86/coco/sev/core.c) on the calling vCPU: make the range
+ * snp_accept_memory(start, end) ([linux:arch/x86/coco/sev/core.c snp_accept_memory]) on the calling vCPU: make the range
  * private with the hypervisor, then PVALIDATE it. A PVALIDATE that fails (a page validated
  * twice) terminates the guest: an assertion naming the address.
  */

@@ -62,7 +62,7 @@ export class TdxGuestAccept {
 type TdxAcceptSide = TdxGuestAccept;
 
 /**
- * tdx_accept_memory(start, end) (arch/x86/coco/tdx/tdx-shared.c) on the calling vCPU: accept
+ * tdx_accept_memory(start, end) ([linux:arch/x86/coco/tdx/tdx-shared.c tdx_accept_memory]) on the calling vCPU: accept
  * [start, end) with the largest TDG.MEM.PAGE.ACCEPT that fits (1G, then 2M, then 4K); any 4K
  * failure makes arch_accept_memory() panic the guest (an assertion here).
  */

@@ -19,7 +19,7 @@ import { ACCEPT_FIDELITIES, type AcceptFidelity } from './fidelity.ts';
 import { PSC_PROTOCOLS, SnpGuestAccept, snp_accept_memory, type PscProtocol } from './snp_accept_memory.ts';
 import { TDX_ACCEPT_MODEL_METRICS, TdxGuestAccept, tdx_accept_memory } from './tdx_accept_memory.ts';
 
-/** guest_memfd folio size for SNP: upstream 4K, or 2M with the unmerged THP series. */
+/** guest_memfd folio size for SNP: upstream 4K, or 2M with the unmerged THP series ([roth-2024-12-gmem-thp]). */
 export const SNP_BACKINGS = ['4k', '2m'] as const;
 export type SnpBacking = (typeof SNP_BACKINGS)[number];
 

@@ -14,7 +14,7 @@ export const VMM_METRICS: MetricSpecs = {
  * per vCPU, each looping on ioctl(KVM_RUN). An exit KVM cannot finish in the kernel returns to
  * the VMM on that same thread, which handles it and calls back into KVM; so the VMM's work runs
  * on the host CPU the vCPU thread holds. What it handles today: KVM_HC_MAP_GPA_RANGE
- * (kvm_handle_hc_map_gpa_range() -> kvm_convert_memory(), accel/kvm/kvm-all.c), whose
+ * (kvm_handle_hc_map_gpa_range() -> kvm_convert_memory(), [qemu:accel/kvm/kvm-all.c kvm_convert_memory]), whose
  * KVM_SET_MEMORY_ATTRIBUTES finds acceptance's ranges already private. Its spans are the
  * `vmm` service. Not modelled yet: the main-loop and I/O threads (no device work is simulated)
  * and the shared backing's discard (conversions).

@@ -7,7 +7,7 @@ import { efiStub, firmware } from './boot.ts';
 
 /**
  * Acceptance throughput: how long `vcpus` CPUs take to accept all of a guest's unaccepted memory
- * (domain.md R2: 90 GiB in ~60 s on 1 vCPU, ~40 s on 4, no gain beyond). The guest is brought to
+ * ([R2]: 90 GiB in ~60 s on 1 vCPU, ~40 s on 4, no gain beyond). The guest is brought to
  * the point where every unaccepted MAX_ORDER block waits on zone->unaccepted_pages (firmware
  * pre-accept, the EFI stub, memblock_free_all, deferred init), then one kernel thread per vCPU
  * loops try_to_accept_memory_one() until nothing is left, as parallel eager acceptance does.
@@ -20,7 +20,7 @@ export interface AcceptAllResult {
   acceptedBytes: number;
 }
 
-/** ESTIMATE: where the kernel image sits (LOAD_PHYSICAL_ADDR) and its size, reserved before freeing. */
+/** ESTIMATE [estimate:kernel-image]: where the kernel image sits (LOAD_PHYSICAL_ADDR) and its size, reserved before freeing. */
 const KERNEL_START = 16 * SZ_1M;
 const KERNEL_END = 80 * SZ_1M;
 

@@ -10,7 +10,8 @@ import { applicationPhase, countPages, type ApplicationConfig, type ApplicationR
 
 /**
  * The boot of a confidential guest from VM start to a shell, then an optional application phase:
- * firmware (with its own pre-accept, in parallel over the vCPUs like TDVF's MpAccept), the EFI
+ * firmware (with its own pre-accept, in parallel over the vCPUs like TDVF's MpAccept,
+ * [edk2:MpAcceptMemoryResourceRange]), the EFI
  * stub's hand-off of the unaccepted-memory bitmap, the decompressor, start_kernel with its
  * memblock allocations, memblock_free_all, SMP bring-up (watermarks still zero), deferred
  * struct-page init, the initcalls (watermarks set by the postcore initcall), /sbin/init and
@@ -19,11 +20,11 @@ import { applicationPhase, countPages, type ApplicationConfig, type ApplicationR
 
 /** LOAD_PHYSICAL_ADDR: where the decompressor puts the kernel without KASLR (16 MiB). */
 const LOAD_PHYSICAL_ADDR = 16 * SZ_1M;
-/** ESTIMATE 256 KiB per CPU: "percpu: Embedded 64 pages/cpu" in distro kernels' boot logs. */
+/** ESTIMATE 256 KiB per CPU [estimate:percpu-area]: "percpu: Embedded 64 pages/cpu" in distro kernels' boot logs. */
 const PERCPU_UNIT_BYTES = 256 * 1024;
-/** ESTIMATE 16 MiB: early page tables, ACPI copies, the log buffer and e820 tables, in 4 allocations. */
+/** ESTIMATE 16 MiB [estimate:early-init]: early page tables, ACPI copies, the log buffer and e820 tables, in 4 allocations. */
 const MISC_MEMBLOCK_BYTES = 16 * SZ_1M;
-/** IO_TLB_DEFAULT_SIZE and the CVM rule: 6% of RAM clamped to [64 MiB, 1 GiB] (domain.md 1.2). */
+/** IO_TLB_DEFAULT_SIZE and the CVM rule: 6% of RAM clamped to [64 MiB, 1 GiB] ([linux:include/linux/swiotlb.h], [linux:arch/x86/mm/mem_encrypt.c mem_encrypt_setup_arch]). */
 const IO_TLB_DEFAULT_SIZE = 64 * SZ_1M;
 
 export interface BootOptions {
@@ -77,7 +78,8 @@ export function* bootWorkload(k: GuestKernel, options: BootOptions = {}): Proc<B
 
 /**
  * TDVF/OVMF: its own initialisation, then the accept of what it pre-accepts, split over all
- * vCPUs (MpAccept). `firmware=eager` (PcdLazyAcceptPartialMemorySize = 0) accepts everything.
+ * vCPUs (MpAccept). `firmware=eager` (PcdLazyAcceptPartialMemorySize = 0,
+ * [edk2:PcdLazyAcceptPartialMemorySize]) accepts everything.
  */
 export function* firmware(k: GuestKernel): Proc<void> {
   const sim = k.sim;

@@ -10,7 +10,7 @@ function memory(params: Partial<ReturnType<typeof defaultsOf<typeof pamtMemory.p
   return pamtMemory.run(p, new Sim({ seed: 1 })).metrics;
 }
 
-describe('pamt-memory: domain.md R9 (no TDs), exact where the formula is known', () => {
+describe('pamt-memory: R9 (no TDs), exact where the formula is known', () => {
   it.each([
     // host GiB, max_pfn, static PAMT bytes, Dynamic PAMT total bytes
     [256, 'ram_end', GiB + 2 * MiB + 4096, 2 * MiB + 4096 + 8 * MiB + 512 * 1024],
@@ -36,7 +36,7 @@ describe('pamt-memory: domain.md R9 (no TDs), exact where the formula is known',
   });
 });
 
-describe('pamt-memory: domain.md R8 (large TDs)', () => {
+describe('pamt-memory: R8 (large TDs)', () => {
   it('704 GiB TD, all private memory 4K: 8 KiB per guest 2 MiB plus its S-EPT and control pages (~3 GB)', () => {
     const m = memory({ host_memory_gib: 1024, tds: 1, td_gib: 704, placement: 'packed' });
     expect(m['dpamt_pairs']).toBe(704 * 512 + Math.ceil((704 * 512 + 704 + 2 + 1) / 512) + 1);

@@ -60,6 +60,35 @@ describe('cvmsim regress', () => {
     expect(bad.stderr).toContain(`${join(empty, 'mm-queue.json')} cases[0].params: servers: expected an integer in [1, 64] (servers), got 'many'`);
   });
 
+  it('a baseline with a declared metric deleted fails (it would no longer be checked), and --update puts it back', async () => {
+    const d = tempDir('deleted-metric');
+    const path = join(d, 'mm-queue.json');
+    expect((await cvmsim(['regress', '--update', '--baselines', d, 'mm-queue'])).code).toBe(0);
+    const b = JSON.parse(readFileSync(path, 'utf8'));
+    delete b.cases[0].metrics.p99_wait_ms;
+    writeFileSync(path, JSON.stringify(b));
+    const r = await cvmsim(['regress', '--baselines', d, 'mm-queue']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^mm-queue\s+seed 1\s+p99_wait_ms\s+missing\s+[\d.]+\s+not in the baseline \(regress --update adds it\)$/m);
+    expect(r.stdout).toContain('regress: FAILED: 1 case(s) of 1 experiment(s), 5 metric(s) compared, 1 outside tolerance');
+    expect((await cvmsim(['regress', '--update', '--baselines', d, 'mm-queue'])).code).toBe(0);
+    expect(JSON.parse(readFileSync(path, 'utf8')).cases[0].metrics.p99_wait_ms).toBeGreaterThan(0);
+    expect((await cvmsim(['regress', '--baselines', d, 'mm-queue'])).code).toBe(0);
+  });
+
+  it('"cases": [] is bad input (it would check nothing); --update fills in the default case', async () => {
+    const d = tempDir('no-cases');
+    const path = join(d, 'mm-queue.json');
+    writeFileSync(path, '{"experiment": "mm-queue", "cases": []}\n');
+    const r = await cvmsim(['regress', '--baselines', d, 'mm-queue']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`cvmsim regress: bad input: ${path}: expected at least one case, got "cases": [] (it would check nothing)`);
+    expect(r.stdout).toBe('');
+    const up = await cvmsim(['regress', '--update', '--baselines', d, 'mm-queue']);
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stdout).toContain(`updated ${path} (1 case(s))`);
+  });
+
   it('the committed accept-throughput baseline passes, and a temp copy with a changed value fails', async () => {
     const copy = tempDir('real-baselines');
     const path = join(copy, 'accept-throughput.json');

@@ -1,15 +1,17 @@
-import { existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findChromium, INSTALL_WITH_SUDO } from '../../tools/ensure_chromium.mjs';
 import { cvmsim, tempDir } from './cli_harness.ts';
 
 /**
- * report.html opened in a real browser: Debian's chromium (installed by .ci/run), driven by
- * playwright-core. A missing browser fails the test rather than skipping it.
+ * report.html opened in a real browser: Debian's chromium (installed by `npm test`'s pretest step,
+ * tools/ensure_chromium.mjs), driven by playwright-core. A missing browser fails the test rather
+ * than skipping it.
  */
-const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM = findChromium();
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
 interface DrawnChart {
@@ -27,13 +29,18 @@ interface DrawnChart {
 describe('report.html in headless Chromium', () => {
   let browser: Browser;
   const dir = tempDir('report');
+  const policies = tempDir('report-policies');
 
   beforeAll(async () => {
-    expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`).toBe(true);
+    expect(CHROMIUM, `chromium is missing (npm test installs it when it can): ${INSTALL_WITH_SUDO}`).not.toBeNull();
     const r = await cvmsim(['sweep', 'mm-queue', '--grid', 'servers=1,2,4', '--grid', 'arrival_per_ms=0.5,0.9', '--seeds', '2', '--set', 'customers=300', '--out', dir]);
     expect(r.code, r.stderr).toBe(0);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
-  });
+    // The three acceptance policies on a small guest: what the decision summary compares.
+    const p = await cvmsim(['sweep', 'accept-latency', '--grid', 'accept=eager,lazy,background', '--set', 'memory_gib=4', '--set', 'vcpus=2',
+      '--set', 'app_gib=1', '--set', 'app_threads=1', '--out', policies], { fixture: false });
+    expect(p.code, p.stderr).toBe(0);
+    browser = await chromium.launch({ executablePath: CHROMIUM!, args: FLAGS, headless: true });
+  }, 120_000);
 
   afterAll(async () => {
     await browser?.close();
@@ -80,22 +87,98 @@ describe('report.html in headless Chromium', () => {
     }
 
     const byServers = charts.find((c) => c.id === 'mm-queue.mean_wait_ms.vs.servers')!;
-    expect(byServers.axisLabels).toEqual(['servers (servers)', 'mean_wait_ms (ms)']);
+    expect(byServers.title).toBe('mean_wait_ms');
+    expect(byServers.axisLabels).toEqual(['servers (servers)', 'ms']);
     expect(byServers.legend).toEqual(['arrival_per_ms=0.5', 'arrival_per_ms=0.9']);
     expect(byServers.seriesPaths).toHaveLength(2);
     expect(byServers.points).toBe(6);
 
+    // Distributions as survival functions on log-log axes.
     const cdf = charts.find((c) => c.id === 'mm-queue.curve.wait_cdf')!;
-    expect(cdf.axisLabels).toEqual(['value (ms)', 'fraction of samples <= value']);
+    expect(cdf.axisLabels).toEqual(['value (ms) (log)', 'fraction of samples above (log)']);
     const lockWait = charts.find((c) => c.id === 'mm-queue.curve.lock_wait_cdf.servers')!;
-    expect(lockWait.axisLabels[0]).toMatch(/^wait for servers \(us\)/);
-    expect(lockWait.axisLabels[1]).toBe('fraction of acquisitions <= wait');
+    expect(lockWait.axisLabels[0]).toMatch(/^wait for servers \(us\) \(log\)$/);
+    expect(lockWait.axisLabels[1]).toBe('fraction of acquisitions above (log)');
     const queue = charts.find((c) => c.id === 'mm-queue.curve.queue_length')!;
     expect(queue.axisLabels).toEqual(['virtual time (ms)', 'customers']);
-    expect(cdf.legend).toHaveLength(12);
-    expect(cdf.legend[0]).toBe('servers=1, arrival_per_ms=0.5, seed 1');
+    // Twelve runs; runs whose curves coincide share one line whose label names each of them, and
+    // a run that never waited has no tail to draw on a log axis (a note says how many).
+    const named = cdf.legend.flatMap((l) => l.split(' = '));
+    expect(named.length).toBeLessThanOrEqual(12);
+    if (named.length < 12) expect(await page.textContent('body')).toContain(`${12 - named.length} run(s) have no sample above zero`);
+    expect(cdf.legend[0]).toMatch(/^servers=1, arrival_per_ms=0\.5, seed 1( = |$)/);
 
-    const tables = await page.$$eval('table', (ts) => ts.map((t) => t.querySelectorAll('tr').length));
-    expect(tables).toEqual([7]);
+    // Metrics as rows, parameter sets as columns: the table fits the page.
+    const tables = await page.$$eval('table.metrics', (ts) => ts.map((t) => ({ rows: t.querySelectorAll('tr').length, width: t.getBoundingClientRect().width })));
+    expect(tables.length).toBeGreaterThan(0);
+    for (const t of tables) expect(t.width).toBeLessThanOrEqual(1040);
+    // Small multiples: the metric charts sit side by side.
+    const multiples = await page.$$eval('.multiples svg.chart', (svgs) => svgs.map((s) => s.getBoundingClientRect().top));
+    expect(multiples.length).toBe(8);
+    expect(new Set(multiples).size).toBeLessThan(multiples.length);
+  });
+
+  it('opens with the decision summary: the first table compares the policies and names the best per metric', async () => {
+    const page = await browser.newPage();
+    await page.goto(pathToFileURL(join(policies, 'report.html')).href);
+    const first = await page.$eval('table', (t) => ({
+      cls: t.className,
+      header: [...t.querySelectorAll('tr:first-child th')].map((h) => h.textContent ?? ''),
+      rows: [...t.querySelectorAll('tr')].slice(1).map((r) => [...r.querySelectorAll('td')].map((c) => ({ text: c.textContent ?? '', best: c.classList.contains('best') }))),
+    }));
+    expect(first.cls).toBe('decision');
+    expect(first.header.slice(0, 4)).toEqual(['accept', 'boot to shell (s)', 'alloc p99 (us)', 'alloc p99.9 (us)']);
+    expect(first.rows.map((r) => r[0]!.text)).toEqual(['eager', 'lazy', 'background', 'best']);
+    const best = first.rows[3]!;
+    for (let c = 1; c < first.header.length; c++) {
+      const marked = first.rows.slice(0, 3).filter((r) => r[c]!.best).map((r) => r[0]!.text);
+      expect(marked.length, first.header[c]).toBeGreaterThan(0);
+      expect(best[c]!.text, first.header[c]).toBe(marked.length === 3 ? 'all equal' : marked.join(', '));
+      for (const r of first.rows.slice(0, 3)) expect(r[c]!.text.startsWith('★'), `${first.header[c]} ${r[0]!.text}`).toBe(r[c]!.best);
+    }
+    // Eager acceptance boots slowest: lazy or background holds the best boot time.
+    expect(best[1]!.text).not.toContain('eager');
+  });
+
+  it('draws the allocation latency tail as a survival function on log-log axes, and as bars per policy', async () => {
+    const page = await browser.newPage();
+    await page.goto(pathToFileURL(join(policies, 'report.html')).href);
+    const survival = await page.$eval('svg[id="accept-latency.curve.alloc_latency_cdf"]', (svg) => ({
+      labels: [...svg.querySelectorAll('.axis-label')].map((t) => t.textContent ?? ''),
+      yTicks: [...svg.querySelectorAll('.y-axis .tick')].map((t) => t.textContent ?? ''),
+    }));
+    expect(survival.labels).toEqual(['allocation latency (us) (log)', 'fraction of allocations above (log)']);
+    expect(survival.yTicks.length).toBeGreaterThanOrEqual(2);
+    for (const t of survival.yTicks) expect(Number(t), t).toSatisfy((v: number) => Math.abs(Math.log10(v) - Math.round(Math.log10(v))) < 1e-9 || [2, 5].some((m) => Math.abs(Math.log10(v / m) - Math.round(Math.log10(v / m))) < 1e-9));
+    const bars = await page.$eval('svg[id="accept-latency.tail_bars"]', (svg) => ({
+      label: svg.querySelectorAll('.axis-label')[1]?.textContent ?? '',
+      bars: svg.querySelectorAll('rect.bar').length,
+      legend: [...svg.querySelectorAll('.legend-entry text')].map((t) => t.textContent ?? ''),
+    }));
+    expect(bars.label).toBe('allocation latency (us) (log)');
+    expect(bars.legend).toEqual(['p99', 'p99.9', 'max']);
+    expect(bars.bars).toBe(9);
+  });
+
+  it('a hover shows a point\'s value and parameters; a legend click hides its series', async () => {
+    const page = await browser.newPage();
+    await page.goto(pathToFileURL(join(dir, 'report.html')).href);
+    const point = page.locator('svg[id="mm-queue.mean_wait_ms.vs.servers"] circle.point').first();
+    await point.hover({ force: true });
+    const tip = page.locator('#tip');
+    await expect.poll(async () => tip.isVisible()).toBe(true);
+    expect(await tip.textContent()).toMatch(/^arrival_per_ms=0\.5: servers \(servers\) 1 servers -> [\d.]+ ms \(95% CI /);
+    const group = page.locator('svg[id="mm-queue.mean_wait_ms.vs.servers"] .series-group[data-series="0"]');
+    expect(await group.isVisible()).toBe(true);
+    await page.locator('svg[id="mm-queue.mean_wait_ms.vs.servers"] .legend-entry[data-series="0"]').click();
+    expect(await group.isVisible()).toBe(false);
+  });
+
+  it('is one offline file, the same bytes when redrawn from the same results', async () => {
+    const before = readFileSync(join(policies, 'report.html'), 'utf8');
+    expect(before).not.toMatch(/<script[^>]+src=|<link[^>]+href=|(src|href)="https?:/);
+    const r = await cvmsim(['report', policies], { fixture: false });
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(policies, 'report.html'), 'utf8')).toBe(before);
   });
 });

@@ -114,7 +114,7 @@ describe('cvmsim sweep', () => {
     while (journalLines(dir).length < 2) await new Promise((r) => setTimeout(r, 50));
     child.kill('SIGINT');
     expect(await exited).toBe(130);
-    expect(stderr).toContain('interrupted: finished runs are kept in the journal');
+    expect(stderr).toContain(`interrupted by SIGINT: finished runs are kept in ${join(dir, 'journal.jsonl')}; run the same command again to resume`);
     const kept = journalLines(dir).length;
     expect(kept).toBeGreaterThanOrEqual(2);
     expect(kept).toBeLessThan(40);

@@ -90,7 +90,7 @@ describe('live export over OTLP/HTTP', () => {
     sim.spawn(worker(), { name: 'vcpu0', cpu, service: 'guest' });
     sim.run();
     const summary = await session.finish();
-    expect(summary.spans).toBe(5002);
+    expect(summary.spans).toBe(5003); // the root, the lane of vcpu0, the thread, 5000 ops
     expect(summary.otlp?.ok).toBe(true);
     expect(rx.received.length).toBe(3);
     const sent = rx.received.flatMap((r) => flattenOtlp(r.body).map((s) => s.spanId));

@@ -13,7 +13,7 @@ interface TraceEvent {
 }
 
 describe('.perfetto.json (Chrome trace events)', () => {
-  it('slices sorted by start, longest first; one named thread per actor inside its service; TDX-module ops run on the calling vCPU\'s thread', async () => {
+  it('slices sorted by start, longest first; one named track per CPU lane and per actor inside its service; TDX-module ops run on the calling vCPU\'s thread', async () => {
     const file = JSON.parse((await tracedContention(1, { level: 'lock' })).perfetto) as { traceEvents: TraceEvent[]; displayTimeUnit: string };
     expect(file.displayTimeUnit).toBe('ns');
     const events = file.traceEvents;
@@ -23,7 +23,9 @@ describe('.perfetto.json (Chrome trace events)', () => {
     const slices = events.filter((e) => e.ph === 'X');
     expect(slices.map((e) => `${laneOf(e)} ${e.cat} ${e.name} ${e.ts}+${e.dur}`)).toEqual([
       'cvmsim:contention cvmsim contention 0+12',
-      'guest:vcpu1 guest vcpu1 0+12',
+      'guest:vcpu1 guest vcpu1 0+12', // the lane of CPU vcpu1
+      'guest:vcpu1 guest vcpu1 0+12', // the thread vcpu1 on it
+      'guest:vcpu0 guest vcpu0 0+8',
       'guest:vcpu0 guest vcpu0 0+8',
       'guest:vcpu0 guest accept_memory 0+8',
       'guest:vcpu1 guest accept_memory 1+11',

@@ -22,7 +22,7 @@ function only(spans: FlatSpan[], predicate: (s: FlatSpan) => boolean): FlatSpan 
 }
 
 describe('span tree of two vCPUs contending on a spinlock, then a TDX try-lock', () => {
-  it('lock level: actors under the root, ops under their actor, the wait under the op, TDX-module ops under the caller', async () => {
+  it('lock level: a lane per CPU under the root, its threads under it, ops under their thread, the wait under the op, TDX-module ops under the caller', async () => {
     const { otlp } = await tracedContention(1, { level: 'lock' });
     expect(outline(flattenOtlp(otlp))).toEqual([
       'TDG.MEM.PAGE.ACCEPT@tdx-module [3000, 8000] under accept_memory',
@@ -31,17 +31,22 @@ describe('span tree of two vCPUs contending on a spinlock, then a TDX try-lock',
       'accept_memory@guest [0, 8000] under vcpu0',
       'accept_memory@guest [1000, 12000] under vcpu1',
       'contention@cvmsim [0, 12000] under -',
-      'vcpu0@guest [0, 8000] under contention',
+      'vcpu0@guest [0, 8000] under contention', // the lane of CPU vcpu0
+      'vcpu0@guest [0, 8000] under vcpu0', // the thread vcpu0 on it
       'vcpu1@guest [0, 12000] under contention',
+      'vcpu1@guest [0, 12000] under vcpu1',
       'wait zone->lock@guest [1000, 3000] under accept_memory',
     ]);
+    const lane = only(flattenOtlp(otlp), (s) => s.name === 'vcpu1' && s.attributes['cvmsim.lane'] === 'cpu');
+    expect(lane.attributes).toMatchObject({ 'cvmsim.cpu': 'vcpu1', 'cvmsim.threads': 'vcpu1' });
+    expect(lane.attributes['cvmsim.cpu.busy_ns']).toBeGreaterThan(0);
   });
 
   it('the lock wait names the lock, mode, holder and wait time', async () => {
     const spans = flattenOtlp((await tracedContention(1, { level: 'lock' })).otlp);
     const wait = only(spans, (s) => s.name === 'wait zone->lock');
     expect(wait.attributes).toEqual({
-      'lock.name': 'zone->lock', 'lock.kind': 'spinlock', 'lock.mode': 'exclusive', 'lock.holders': 'vcpu0',
+      'lock.name': 'zone->lock', 'lock.kind': 'spinlock', 'lock.mode': 'exclusive', 'lock.holders': 'vcpu0', 'lock.waiter': 'vcpu1',
       'lock.wait_ns': 2000, 'lock.outcome': 'acquired',
     });
   });
@@ -53,7 +58,7 @@ describe('span tree of two vCPUs contending on a spinlock, then a TDX try-lock',
     expect(refused.attributes['tdx.status.code']).toBe('0x8000020000000000');
     expect(refused.events).toEqual([{
       name: 'lock_busy', atNs: 6000,
-      attributes: { 'lock.name': 'sept_lock', 'lock.kind': 'trylock', 'lock.mode': 'exclusive', 'lock.holders': 'vcpu0', 'lock.answer': 'busy' },
+      attributes: { 'lock.name': 'sept_lock', 'lock.kind': 'trylock', 'lock.mode': 'exclusive', 'lock.holders': 'vcpu0', 'lock.waiter': 'vcpu1', 'lock.answer': 'busy' },
     }]);
     const caller = only(spans, (s) => s.name === 'accept_memory' && s.startNs === 1000);
     expect(caller.events).toEqual([{ name: 'retry', atNs: 6000, attributes: { attempt: 1, after: 'TDX_OPERAND_BUSY' } }]);
@@ -68,7 +73,7 @@ describe('span tree of two vCPUs contending on a spinlock, then a TDX try-lock',
       'cvmsim.experiment': 'contention', 'cvmsim.seed': 7, 'cvmsim.param.vcpus': 2, 'cvmsim.param.jitter': false,
       'cvmsim.virtual_end_ns': 12000,
     });
-    const vcpu1 = only(spans, (s) => s.name === 'vcpu1');
+    const vcpu1 = only(spans, (s) => s.attributes['thread.name'] === 'vcpu1');
     expect(vcpu1.attributes).toMatchObject({ 'thread.name': 'vcpu1', 'cvmsim.cpu': 'vcpu1', 'cvmsim.cpu_time_ns': 9000 });
   });
 
@@ -78,32 +83,47 @@ describe('span tree of two vCPUs contending on a spinlock, then a TDX try-lock',
     const caller = only(spans, (s) => s.name === 'accept_memory' && s.startNs === 1000);
     expect(caller.events[0]).toEqual({
       name: 'lock_contended', atNs: 3000,
-      attributes: { 'lock.name': 'zone->lock', 'lock.kind': 'spinlock', 'lock.mode': 'exclusive', 'lock.holders': 'vcpu0', 'lock.wait_ns': 2000 },
+      attributes: { 'lock.name': 'zone->lock', 'lock.kind': 'spinlock', 'lock.mode': 'exclusive', 'lock.holders': 'vcpu0', 'lock.waiter': 'vcpu1', 'lock.wait_ns': 2000 },
     });
   });
 
-  it('run level: the root and one span per actor; events land on the actor', async () => {
+  it('run level: the root, the lanes and one span per actor; events land on the actor', async () => {
     const spans = flattenOtlp((await tracedContention(1, { level: 'run' })).otlp);
     expect(outline(spans)).toEqual([
       'contention@cvmsim [0, 12000] under -',
       'vcpu0@guest [0, 8000] under contention',
+      'vcpu0@guest [0, 8000] under vcpu0',
       'vcpu1@guest [0, 12000] under contention',
+      'vcpu1@guest [0, 12000] under vcpu1',
     ]);
-    expect(only(spans, (s) => s.name === 'vcpu1').events.map((e) => e.name)).toEqual(['lock_busy', 'retry']);
+    expect(only(spans, (s) => s.attributes['thread.name'] === 'vcpu1').events.map((e) => e.name)).toEqual(['lock_busy', 'retry']);
   });
 
-  it('the span budget cuts spans and counts them on the parent and in the summary', async () => {
-    const { otlp, summary } = await tracedContention(1, { level: 'lock', maxSpans: 4 });
+  it('the budget keeps the structure, then the most notable op and a hashed sample; cuts are counted on the parent, the thread and in the summary', async () => {
+    // Structure: the root, two lanes, two threads (5 spans); room for 2 of the 6 ops.
+    const { otlp, summary } = await tracedContention(1, { level: 'lock', maxSpans: 7 });
     const spans = flattenOtlp(otlp);
-    expect(spans).toHaveLength(4);
-    expect(summary.spans).toBe(4);
-    // Kept in start order: root, vcpu0, vcpu1, vcpu0's accept_memory. Cut: vcpu0's TDX op (counted
-    // on its accept_memory), and vcpu1's accept_memory, wait and two TDX ops (all counted on vcpu1,
-    // the nearest kept ancestor once accept_memory is cut).
-    const counts = Object.fromEntries(spans.map((s) => [s.name, s.attributes['cvmsim.dropped_spans']]));
-    expect(counts).toEqual({ contention: undefined, vcpu0: undefined, vcpu1: 4, accept_memory: 1 });
-    expect(summary.droppedSpans).toBe(5);
-    expect(summary.warnings.join('\n')).toContain('5 spans over --trace-max-spans 4 were cut');
+    expect(spans).toHaveLength(7);
+    expect(summary.spans).toBe(7);
+    expect(summary.droppedSpans).toBe(4);
+    expect(summary.warnings.join('\n')).toContain('4 of 6 ops cut to fit --trace-max-spans 7');
+    // The most notable op: vcpu1's accept_memory, which waited for zone->lock and met a BUSY answer.
+    expect(spans.some((s) => s.name === 'accept_memory' && s.startNs === 1000)).toBe(true);
+    // Every kept span's parent is kept; the cut ones are counted on kept ancestors and on their threads.
+    const ids = new Set(spans.map((s) => s.spanId));
+    expect(spans.every((s) => s.parentSpanId === undefined || ids.has(s.parentSpanId))).toBe(true);
+    const counted = spans.reduce((n, s) => n + ((s.attributes['cvmsim.dropped_spans'] as number | undefined) ?? 0), 0);
+    expect(counted).toBe(4);
+    const tallied = spans.reduce((n, s) => n + ((s.attributes['cvmsim.cut_spans'] as number | undefined) ?? 0), 0);
+    expect(tallied).toBe(4);
+    const root = only(spans, (s) => s.parentSpanId === undefined);
+    expect(root.attributes).toMatchObject({ 'cvmsim.trace.ops_seen': 6, 'cvmsim.trace.dropped_spans_total': 4 });
+  });
+
+  it('a budget smaller than the structure still keeps the whole structure', async () => {
+    const { otlp, summary } = await tracedContention(1, { level: 'lock', maxSpans: 2 });
+    expect(outline(flattenOtlp(otlp))).toEqual(outline(flattenOtlp((await tracedContention(1, { level: 'run' })).otlp)));
+    expect(summary.droppedSpans).toBe(6);
   });
 });
 
@@ -190,7 +210,7 @@ describe('trace structure across actors', () => {
     const plain = await tracedContention(1, { level: 'lock' });
     Object.assign(process.env, OTEL_ENV);
     const withEnv = await tracedContention(1, { level: 'lock' });
-    expect(withEnv.summary.spans).toBe(9);
+    expect(withEnv.summary.spans).toBe(11);
     expect(withEnv.otlp.equals(plain.otlp)).toBe(true);
     expect(withEnv.jaeger).toBe(plain.jaeger);
   });

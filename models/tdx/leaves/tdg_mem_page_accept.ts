@@ -12,7 +12,7 @@ import { TD_EXIT_EPT_VIOLATION, levelBytes } from '../tdx_module.ts';
 
 /**
  * TDG.MEM.PAGE.ACCEPT(gpa | level), a guest TDCALL, on the calling vCPU
- * (tdx-module src/td_dispatcher/vm_calls/tdg_mem_page_accept.c). Returns the status, or
+ * ([tdx-module:src/td_dispatcher/vm_exits/tdg_mem_page_accept.c]). Returns the status, or
  * TD_EXIT_EPT_VIOLATION when the entry is not PENDING at the requested level (the TDCALL does not
  * complete; its cost is the exit's, charged by the exit path).
  */

@@ -14,7 +14,7 @@ const LEAF = 'TDH.MEM.PAGE.AUG';
 
 /**
  * TDH.MEM.PAGE.AUG(gpa | level, hpa): add a PENDING page at host physical address `hpa` to the
- * TD's Secure EPT (tdx-module src/vmm_dispatcher/api_calls/tdh_mem_page_aug.c). Called by KVM on
+ * TD's Secure EPT ([tdx-module:src/vmm_dispatcher/api_calls/tdh_mem_page_aug.c]). Called by KVM on
  * the stalled vCPU thread. Charges the entry transition and the body; the caller charges
  * seamcallHalfNs for the exit transition (merged with its next stall).
  */

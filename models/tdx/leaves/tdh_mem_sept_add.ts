@@ -14,7 +14,7 @@ const LEAF = 'TDH.MEM.SEPT.ADD';
  * 1 GiB, or the PDPT page of its 512 GiB); the module fills the new page (fill_area_cacheline,
  * 4 KiB). Locks: the new page's PAMT entry (pamt_walk, 4K leaf exclusive: TDX_OPERAND_BUSY, or
  * TDX_MISSING_PAMT_PAGE_PAIR with Dynamic PAMT and no pair), then the secure_ept_lock as AUG
- * (tdx-module src/vmm_dispatcher/api_calls/tdh_mem_sept_add.c).
+ * ([tdx-module:src/vmm_dispatcher/api_calls/tdh_mem_sept_add.c]).
  */
 export function* tdh_mem_sept_add(td: Td, region: number, kind: SeptPageKind, hpa: number, link: number): Proc<bigint> {
   const sim = td.sim;

@@ -39,7 +39,7 @@ function initcalls(overrides: Partial<GuestConfig>) {
   return out;
 }
 
-describe('THP: khugepaged raises min_free_kbytes at the subsys initcall (mm/khugepaged.c)', () => {
+describe('THP: khugepaged raises min_free_kbytes at the subsys initcall ([linux:mm/khugepaged.c set_recommended_min_free_kbytes])', () => {
   // The 4 GiB guest of guestContext: DMA 4000, DMA32 501632, Normal 524288 managed pages
   // (1029920 in all) once deferred init is done; Normal's unaccepted blocks are all on its list.
   const managed = { DMA: 4000, DMA32: 501632, Normal: 524288 };

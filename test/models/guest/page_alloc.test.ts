@@ -9,7 +9,7 @@ import { UNIT } from './context.ts';
 
 const zoneNamed = (k: ReturnType<typeof guestContext>['k'], name: string) => k.allocator.zones.find((z) => z.name === name)!;
 
-describe('page allocator and unaccepted memory (mm/page_alloc.c)', () => {
+describe('page allocator and unaccepted memory ([linux:mm/page_alloc.c])', () => {
   it('__free_pages_core: unaccepted MAX_ORDER blocks wait on unaccepted_pages, counted in NR_FREE_PAGES and NR_UNACCEPTED', () => {
     const { k, run } = guestContext();
     run(bringUpAllocator(k));

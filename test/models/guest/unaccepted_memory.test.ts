@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MS, S, type Proc } from '../../../sim/index.ts';
 import { acceptContext, UNIT } from './context.ts';
 
-describe('accept_memory (drivers/firmware/efi/unaccepted_memory.c)', () => {
+describe('accept_memory ([linux:drivers/firmware/efi/unaccepted_memory.c])', () => {
   it('accepts each run of set bits with one arch_accept_memory() and clears the bits', () => {
     const c = acceptContext({ units: 16 });
     c.table.bitmap_clear(2, 1); // unit 2 already accepted: two runs below
