@@ -152,7 +152,7 @@ interface Row {
  * second of the whole model against the reference loop's events per second.
  */
 interface ModelCase {
-  workload: 'accept_boot_1tib_64vcpu_eager' | 'accept_boot_64gib_lazy_app16' | 'multi_vm_boot_8x16vcpu_16gib';
+  workload: 'accept_boot_1tib_64vcpu_eager' | 'accept_boot_64gib_lazy_app16' | 'multi_vm_boot_8x16vcpu_16gib' | 'pamt_contention_10x4vcpu_16gib';
   experiment: string;
   params: Params;
   wall_budget_s: number;
@@ -163,6 +163,8 @@ const MODEL_CASES: ModelCase[] = [
   { workload: 'accept_boot_64gib_lazy_app16', experiment: 'accept-boot', params: { memory_gib: 64, app_gib: 16 }, wall_budget_s: 5 },
   // Host and VMs: 8 lazy TDs of 16 vCPUs and 16 GiB booting together on one host.
   { workload: 'multi_vm_boot_8x16vcpu_16gib', experiment: 'multi-vm-boot', params: { vms: 8, vcpus: 16, memory_gib: 16, accept: 'lazy' }, wall_budget_s: 10 },
+  // Dynamic PAMT (issue 12): 10 eager TDs of 4 vCPUs and 16 GiB booting at once, pamt=refcount.
+  { workload: 'pamt_contention_10x4vcpu_16gib', experiment: 'pamt-contention', params: { vms: 10, vcpus: 4, memory_gib: 16, pamt: 'refcount' }, wall_budget_s: 20 },
 ];
 
 async function measureModel(c: ModelCase, referenceEventsPerSec: number): Promise<Row> {

@@ -3,6 +3,8 @@ import { acceptBoot } from './accept_boot.ts';
 import { acceptThroughput } from './accept_throughput.ts';
 import { acceptLatency } from './accept_latency.ts';
 import { multiVmBoot } from './multi_vm_boot.ts';
+import { pamtMemory } from './pamt_memory.ts';
+import { pamtContention } from './pamt_contention.ts';
 
 /** Every registered experiment, in the order `cvmsim list` shows them. */
 export const experiments: Experiment[] = [
@@ -10,6 +12,8 @@ export const experiments: Experiment[] = [
   acceptThroughput,
   acceptLatency,
   multiVmBoot,
+  pamtMemory,
+  pamtContention,
 ];
 
 export function findExperiment(name: string): Experiment | undefined {

@@ -7,6 +7,7 @@ import { ACCEPT_LOCK_MODES } from '../models/guest/unaccepted_memory.ts';
 import { PlatformConfigError } from '../models/host/config_check.ts';
 import { HOST_METRICS, Host, TECHNOLOGIES, admissionRefusal, type HostConfig } from '../models/host/host.ts';
 import { SEPT_MAPPINGS } from '../models/kvm/tdx.ts';
+import { PAMT_POLICIES } from '../models/host/tdx_pamt.ts';
 import { TDX_MODULE_VERSIONS } from '../models/tdx/tdx_module.ts';
 import { ACCEPT_FIDELITIES } from '../models/vm/fidelity.ts';
 import { PSC_PROTOCOLS } from '../models/vm/snp_accept_memory.ts';
@@ -24,6 +25,7 @@ export const hostParams = {
   host_cpus: numberParam({ default: 0, unit: 'CPUs', description: 'host CPUs; 0: one per vCPU of every VM (nothing else competes for them)', min: 0, max: 65536, integer: true }),
   host_memory_gib: numberParam({ default: 0, unit: 'GiB', description: 'host RAM; 0: the VMs\' memory plus 25% and 2 GiB (enough for every page table, control page and firmware table)', min: 0, max: 65536, integer: true }),
   smt: booleanParam(false, 'SMT: host_cpus are hardware threads, two per core (a waking vCPU prefers a core whose sibling is idle)'),
+  pamt: enumParam(PAMT_POLICIES, 'static', 'TDX: the kernel\'s PAMT: static (all PAMT_4K at module init, upstream), refcount (Dynamic PAMT, v6: per-2M refcounts under a global pamt_lock) lazy (the abandoned scheme: PAMT.ADD after TDX_MISSING_PAMT_PAGE_PAIR) or hashed (refcount with 64 hashed per-2M spinlocks, a rejected alternative)'),
   sockets: numberParam({ default: 1, unit: 'sockets', description: 'host sockets: one NUMA node and one memory bandwidth each; VM n\'s memory is on node (n-1) mod sockets', min: 1, max: 8, integer: true }),
 };
 
@@ -101,6 +103,7 @@ function hostConfigFrom(p: HostParams, totalVcpus: number, totalMemoryBytes: num
     sockets: p.sockets,
     smt: p.smt,
     tdxModule: p.tdx_module,
+    pamt: p.pamt,
   };
 }
 

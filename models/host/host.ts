@@ -8,8 +8,10 @@ import { HostMemory, equalNodes, type OwnerId } from './host_memory.ts';
 import type { SnpCosts } from '../snp/snp_costs.ts';
 import { TDX_COSTS, type TdxCosts } from '../tdx/tdx_costs.ts';
 import { TDX_MODULE_METRICS, TdxModule, type TdxModuleVersion } from '../tdx/tdx_module.ts';
+import { tdmrsFor } from '../tdx/pamt.ts';
+import { PAMT_POLICIES, TDX_PAMT_KERNEL_METRICS, TdxPamtKernel, type PamtPolicy } from './tdx_pamt.ts';
 import { SNP_COSTS } from '../snp/snp_costs.ts';
-import { PlatformConfigError, costs, integerIn, positive } from './config_check.ts';
+import { PlatformConfigError, costs, integerIn, oneOf, positive } from './config_check.ts';
 
 /** The confidential-computing technology of a host: Intel TDX or AMD SEV-SNP. */
 export const TECHNOLOGIES = ['tdx', 'snp'] as const;
@@ -41,6 +43,11 @@ export interface HostConfig {
   /** TDX: the module whose locking is modelled. */
   tdxModule?: TdxModuleVersion;
   tdxCosts?: Partial<TdxCosts>;
+  /**
+   * TDX: how the kernel runs the module's PAMT: 'static' (default, upstream), 'refcount'
+   * (Dynamic PAMT, v6 series) or 'lazy' (the abandoned scheme); see models/host/tdx_pamt.ts.
+   */
+  pamt?: PamtPolicy;
   snpCosts?: Partial<SnpCosts>;
 }
 
@@ -93,6 +100,7 @@ export const HOST_METRICS: MetricSpecs = {
   'host.memory.by_kind.*.bytes': countMetric('bytes', 'host memory in use by kind (gmem, sept, tdx_control, pamt, rmp, vmm_shared, kernel)'),
   'host.memory.by_owner.*.bytes': countMetric('bytes', 'host memory in use by owner (each VM, the SNP firmware)'),
   ...prefixedMetrics('tdx', TDX_MODULE_METRICS),
+  ...prefixedMetrics('host.tdx_pamt', TDX_PAMT_KERNEL_METRICS),
 };
 
 /**
@@ -145,6 +153,8 @@ export class Host {
   readonly memory: HostMemory;
   readonly clearRate: WriteRate;
   readonly tdx: TdxModule | null;
+  /** TDX: the host kernel's side of the PAMT (its policy, refcounts, pamt_lock). */
+  readonly tdxPamt: TdxPamtKernel | null;
   readonly snp: SnpFirmware | null;
   /** SNP: the RMP, one entry per 4K of host memory, indexed by host physical address. */
   readonly rmp: Rmp | null;
@@ -169,9 +179,13 @@ export class Host {
     this.cpus = new HostCpus(sim, 'host_cpus', { cpus: config.cpus, threadsPerCore, sockets });
     const bandwidth = config.memoryBandwidthBytesPerSec ?? HOST_DEFAULTS.memoryBandwidthBytesPerSec;
     this.sockets = Array.from({ length: sockets }, (_, i) => ({ memory: new Bandwidth(sim, sockets === 1 ? 'host_memory' : `host_memory/socket${i}`, bandwidth) }));
-    this.memory = new HostMemory(sim, { nodes: equalNodes(config.memoryBytes, sockets) });
+    const pamt = oneOf('pamt', config.pamt, PAMT_POLICIES, 'static');
+    const nodes = equalNodes(config.memoryBytes, sockets);
+    this.memory = new HostMemory(sim, { nodes });
     this.clearRate = new WriteRate(config.clearBytesPerSec ?? HOST_DEFAULTS.clearBytesPerSec);
-    this.tdx = config.technology === 'tdx' ? new TdxModule(sim, config.tdxModule ?? '1.5', config.tdxCosts ?? {}) : null;
+    this.tdx = config.technology === 'tdx' ? new TdxModule(sim, config.tdxModule ?? '1.5', config.tdxCosts ?? {}, { mode: pamt === 'static' ? 'static' : 'dynamic', tdmrs: tdmrsFor(nodes) }) : null;
+    const maxPa = nodes[nodes.length - 1]!.start + nodes[nodes.length - 1]!.bytes;
+    this.tdxPamt = this.tdx === null ? null : new TdxPamtKernel(sim, pamt, this.tdx, this.memory, maxPa);
     this.snp = config.technology === 'snp' ? new SnpFirmware(config.snpCosts ?? {}) : null;
     this.rmp = config.technology === 'snp' ? this.reserveRmp(config.memoryBytes) : null;
   }
@@ -225,6 +239,7 @@ export class Host {
     out['host.vms'] = this.vms.length;
     this.memory.metrics('host.memory', out);
     this.tdx?.metrics('tdx', out);
+    if (this.tdxPamt !== null && this.tdxPamt.dynamic) this.tdxPamt.metrics('host.tdx_pamt', out);
   }
 
   /** No host CPU still held; CPU time balances; memory, the RMP and the module's TDs balance. */
@@ -236,5 +251,6 @@ export class Host {
     this.memory.checkInvariants();
     this.rmp?.checkInvariants();
     this.tdx?.checkInvariants();
+    this.tdxPamt?.checkInvariants();
   }
 }

@@ -1,6 +1,9 @@
+import type { Cpu, Proc } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
+import { hex } from '../arch/units.ts';
 import type { HostMemory, HostMemoryKind, OwnerId } from '../host/host_memory.ts';
-import { TDCS_PAGES, TDR_PAGES, TDVPS_PAGES } from '../tdx/arch.ts';
+import { TdxPamtKernel, type TdxPamtCache } from '../host/tdx_pamt.ts';
+import { TDCS_PAGES, TDR_PAGES, TDVPS_PAGES, TDX_SUCCESS, tdxStatusName } from '../tdx/arch.ts';
 import { SecureEpt, type SeptPageKind } from '../tdx/secure_ept.ts';
 import type { Td } from '../tdx/td.ts';
 import type { TdxModule } from '../tdx/tdx_module.ts';
@@ -22,6 +25,8 @@ export interface TdHostPages {
   memory: HostMemory;
   owner: OwnerId;
   node: number;
+  /** The host kernel's PAMT management (policy, refcounts); null: static, nothing to do. */
+  pamt?: TdxPamtKernel | null;
 }
 
 /**
@@ -34,10 +39,16 @@ export class KvmTdx {
   /** Host pages given to the module: S-EPT pages and control pages (TDR, TDCS, TDVPS). */
   septPages = 0;
   readonly controlPages: number;
+  /** The kernel's PAMT management; null when static (nothing to do around a SEAMCALL). */
+  readonly pamt: TdxPamtKernel | null;
+  /** Per-vCPU tdx_pamt_cache (reached through kvm_get_running_vcpu()). */
+  private readonly pamtCaches = new Map<Cpu, TdxPamtCache>();
 
   /**
    * tdx_td_init() / tdx_vcpu_create(): the TDR and TDCS pages and each vCPU's TDVPS pages, from
-   * host memory (tdx_alloc_control_page()); the SEAMCALLs that hand them over are not timed.
+   * host memory (tdx_alloc_control_page(): with Dynamic PAMT a tdx_pamt_get() first); the
+   * SEAMCALLs that hand them over (TDH.MNG.CREATE, TDH.MNG.ADDCX, TDH.VP.CREATE, TDH.VP.ADDCX)
+   * walk the PAMT of each page and are not timed.
    */
   constructor(
     readonly module: TdxModule,
@@ -46,23 +57,104 @@ export class KvmTdx {
     readonly pages: TdHostPages,
     vcpus: number,
   ) {
-    this.controlPages = TDR_PAGES + TDCS_PAGES[module.version] + vcpus * TDVPS_PAGES;
-    for (let i = 0; i < this.controlPages; i++) this.hostPage('tdx_control');
+    const kernel = pages.pamt ?? null;
+    this.pamt = kernel !== null && kernel.dynamic ? kernel : null;
+    const tdcs = TDCS_PAGES[module.version];
+    this.controlPages = TDR_PAGES + tdcs + vcpus * TDVPS_PAGES;
+    for (let i = 0; i < this.controlPages; i++) {
+      const leaf = i === 0 ? 'TDH.MNG.CREATE' : i <= tdcs ? 'TDH.MNG.ADDCX' : (i - 1 - tdcs) % TDVPS_PAGES === 0 ? 'TDH.VP.CREATE' : 'TDH.VP.ADDCX';
+      this.addControlPage(this.hostPage('tdx_control'), leaf);
+    }
+  }
+
+  /** One control page handed to the module at build, with the kernel's PAMT handling. */
+  private addControlPage(hpa: number, leaf: string): void {
+    const kernel = this.pamt;
+    if (kernel?.refcounted === true) kernel.getNow(hpa);
+    let status = this.module.addControlPage(hpa, leaf);
+    if (kernel?.policy === 'lazy' && TdxPamtKernel.missingPair(status)) {
+      kernel.lazyAddNow(hpa);
+      status = this.module.addControlPage(hpa, leaf);
+    }
+    if (status !== TDX_SUCCESS) assert(false, `KVM_BUG_ON: ${leaf} failed with ${tdxStatusName(status)}`, { td: this.td.name, hpa: hex(hpa) });
   }
 
   /**
-   * The host page for an S-EPT page TDH.MEM.SEPT.ADD has just linked (KVM takes it from the
-   * vCPU's MMU cache, topped up from the page allocator before mmu_lock: kvm_mmu_topup_memory_cache()).
+   * The host page for an S-EPT page TDH.MEM.SEPT.ADD is about to link (KVM takes it from the
+   * vCPU's MMU cache, topped up from the page allocator before mmu_lock:
+   * kvm_mmu_topup_memory_cache()). Returns its host physical address.
    */
+  allocSeptPage(): number {
+    return this.hostPage('sept');
+  }
+
+  /** TDH.MEM.SEPT.ADD linked the page: it stays the module's. */
   septPageAdded(): void {
-    this.hostPage('sept');
     this.septPages++;
   }
 
-  private hostPage(kind: HostMemoryKind): void {
+  /** TDH.MEM.SEPT.ADD failed: the page goes back (to the MMU cache; here, host memory). */
+  freeSeptPage(hpa: number): void {
+    this.pages.memory.freePage(hpa, this.pages.owner);
+  }
+
+  private hostPage(kind: HostMemoryKind): number {
     const { memory, owner, node } = this.pages;
-    if (memory.allocPage(owner, kind, node) === null) {
+    const hpa = memory.allocPage(owner, kind, node);
+    if (hpa === null) {
       throw new HostOutOfMemory(`host out of memory: no 4K page for a ${kind} page of ${this.td.name} (host memory ${memory.totalBytes() / 2 ** 30} GiB, ${memory.usedBytes() / 2 ** 30} GiB in use); give the host more memory (host_memory_gib)`);
+    }
+    return hpa;
+  }
+
+  // ---- Dynamic PAMT around the fault path's SEAMCALLs -----------------------------------------
+
+  /** The calling vCPU's tdx_pamt_cache (kvm_get_running_vcpu()). */
+  pamtCache(cpu: Cpu | null): TdxPamtCache | null {
+    const kernel = this.pamt;
+    if (kernel === null || cpu === null) return null;
+    let c = this.pamtCaches.get(cpu);
+    if (c === undefined) {
+      c = kernel.newCache();
+      this.pamtCaches.set(cpu, c);
+    }
+    return c;
+  }
+
+  /** mmu_topup_memory_caches() for the calling vCPU, before mmu_lock (no-op when static). */
+  pamtTopup(cpu: Cpu | null): void {
+    const c = this.pamtCache(cpu);
+    if (c !== null) this.pamt!.topup(c);
+  }
+
+  /**
+   * A fault-path SEAMCALL that hands the module the 4K page at `hpa` (`n` pages of one 2M range
+   * for an aggregated step), with the policy's PAMT handling around it:
+   * - static: the call alone;
+   * - refcount: tdx_pamt_get() before (pair from the vCPU's cache), tdx_pamt_put() if the call
+   *   fails;
+   * - lazy: the call; on TDX_MISSING_PAMT_PAGE_PAIR, PAMT.ADD and the call again (a BUSY
+   *   PAMT.ADD is retried, each answer counted).
+   * Returns the call's final status.
+   */
+  *withPamt(hpa: number, n: number, cpu: Cpu | null, call: () => Proc<bigint>): Proc<bigint> {
+    const kernel = this.pamt;
+    if (kernel === null) return yield* call();
+    const cache = this.pamtCache(cpu);
+    if (kernel.refcounted) {
+      yield* kernel.get(hpa, n, cache);
+      const status = yield* call();
+      if (status !== TDX_SUCCESS) yield* kernel.put(hpa, n);
+      return status;
+    }
+    for (;;) {
+      const status = yield* call();
+      if (!TdxPamtKernel.missingPair(status)) return status;
+      let added = yield* kernel.lazyAdd(hpa, cache);
+      while (added !== TDX_SUCCESS) {
+        yield this.module.sim.stallFor(this.module.seamcallHalfNs);
+        added = yield* kernel.lazyAdd(hpa, cache);
+      }
     }
   }
 

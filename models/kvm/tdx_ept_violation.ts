@@ -77,6 +77,8 @@ function* tdx_private_fault(kvm: Kvm, gpa: number, acceptLevel: TdxPageLevel): P
   const level = mappingLevel(tdx, region, acceptLevel);
   if (level === TDX_PS_4K) yield* kvm.gmem.kvm_gmem_get_pfn(page);
   else yield* kvm.gmem.getRange(region * PAGES_PER_2M, PAGES_PER_2M);
+  const cpu = sim.current?.cpu ?? null;
+  tdx.pamtTopup(cpu);
   yield kvm.mmuLock.acquire('shared');
   let status = TDX_SUCCESS;
   let outNs = 0;
@@ -89,16 +91,22 @@ function* tdx_private_fault(kvm: Kvm, gpa: number, acceptLevel: TdxPageLevel): P
       break;
     }
     tdx.freezeSeptPage(region, kind);
-    status = yield* tdh_mem_sept_add(td, region, kind, 0);
+    const hpa = tdx.allocSeptPage();
+    status = yield* tdx.withPamt(hpa, 1, cpu, () => tdh_mem_sept_add(td, region, kind, hpa, 0));
     tdx.thawSeptPage(region, kind);
     if (status === TDX_SUCCESS) tdx.septPageAdded();
+    else tdx.freeSeptPage(hpa);
     outNs = tdx.module.seamcallHalfNs;
     if (status !== TDX_SUCCESS) break;
   }
   if (status === TDX_SUCCESS) {
     if (outNs > 0) yield sim.stallFor(outNs);
     const leafGpa = level === TDX_PS_4K ? gpa : region * PAGES_PER_2M * 4096;
-    status = yield* tdh_mem_page_aug(td, leafGpa, level, 0);
+    const hpa = kvm.gmem.hostPage(leafGpa / 4096) * 4096;
+    // Only 4K mappings need a PAMT page pair; a 2M leaf keeps its PAMT in the 2M entry.
+    status = level === TDX_PS_4K
+      ? yield* tdx.withPamt(hpa, 1, cpu, () => tdh_mem_page_aug(td, leafGpa, hpa, level, 0))
+      : yield* tdh_mem_page_aug(td, leafGpa, hpa, level, 0);
   } else if (status === KVM_SPTE_FROZEN && outNs > 0) {
     yield sim.stallFor(outNs);
   }

@@ -17,6 +17,19 @@ export const TDX_EPT_ENTRY_NOT_FREE = 0xc0000b0200000000n;
 export const TDX_PAGE_ALREADY_ACCEPTED = 0x00000b0a00000000n;
 export const TDX_PAGE_SIZE_MISMATCH = 0xc0000b0b00000000n;
 export const TDX_EPT_ENTRY_STATE_INCORRECT = 0xc0000b0d00000000n;
+export const TDX_PAGE_METADATA_INCORRECT = 0xc000030000000000n;
+/** A page handed to the module is not free in the PAMT (PT_NDA), e.g. a PAMT.ADD page pair page. */
+export const TDX_PAGE_NOT_FREE = 0xc000030300000000n;
+/**
+ * Dynamic PAMT (tdx-module tdh_phymem_pamt_add.c / _remove.c, pamt_manager.c). TDX_HPA_RANGE_NOT_FREE
+ * is the kernel's value (tdx_errno.h of the DPAMT series). The other three are not in the error
+ * table of the module sources read (include/auto_gen/tdx_error_codes_defs.h predates DPAMT):
+ * ASSUMED values in the same class (0x03, page metadata), so traces show the names, not the bits.
+ */
+export const TDX_HPA_RANGE_NOT_FREE = 0xc000030400000000n;
+export const TDX_MISSING_PAMT_PAGE_PAIR = 0xc000030500000000n;
+export const TDX_NO_PAMT_PAGE_PAIR = 0xc000030600000000n;
+export const TDX_PAMT_PAGE_NOT_EMPTY = 0xc000030700000000n;
 
 /** The class of a status, without its operand id (KVM's TDX_SEAMCALL_STATUS_MASK). */
 export const TDX_SEAMCALL_STATUS_MASK = 0xffffffff00000000n;
@@ -34,6 +47,9 @@ export const OPERAND_ID_TD_EPOCH = 169n;
 export const TDH_VP_ENTER = 0;
 export const TDH_MEM_SEPT_ADD = 3;
 export const TDH_MEM_PAGE_AUG = 6;
+/** Dynamic PAMT leaves ([tdx-module:src/vmm_dispatcher/api_calls/tdh_phymem_pamt_add.c]: leaf 58 and 59). */
+export const TDH_PHYMEM_PAMT_ADD = 58;
+export const TDH_PHYMEM_PAMT_REMOVE = 59;
 /** TDCALL leaves (guest -> module). */
 export const TDG_MEM_PAGE_ACCEPT = 6;
 
@@ -72,6 +88,12 @@ const NAMES: ReadonlyArray<readonly [bigint, string]> = [
   [TDX_PAGE_ALREADY_ACCEPTED, 'TDX_PAGE_ALREADY_ACCEPTED'],
   [TDX_PAGE_SIZE_MISMATCH, 'TDX_PAGE_SIZE_MISMATCH'],
   [TDX_EPT_ENTRY_STATE_INCORRECT, 'TDX_EPT_ENTRY_STATE_INCORRECT'],
+  [TDX_PAGE_METADATA_INCORRECT, 'TDX_PAGE_METADATA_INCORRECT'],
+  [TDX_PAGE_NOT_FREE, 'TDX_PAGE_NOT_FREE'],
+  [TDX_HPA_RANGE_NOT_FREE, 'TDX_HPA_RANGE_NOT_FREE'],
+  [TDX_MISSING_PAMT_PAGE_PAIR, 'TDX_MISSING_PAMT_PAGE_PAIR'],
+  [TDX_NO_PAMT_PAGE_PAIR, 'TDX_NO_PAMT_PAGE_PAIR'],
+  [TDX_PAMT_PAGE_NOT_EMPTY, 'TDX_PAMT_PAGE_NOT_EMPTY'],
 ];
 
 /** The spec name of a status's class, e.g. 'TDX_OPERAND_BUSY'. */

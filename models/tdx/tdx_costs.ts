@@ -49,6 +49,15 @@ export interface TdxCosts {
    * SEAMCALL's transitions (0.3-1 us + work) with ~0.7 us of VMCLEAR-like work, as augBodyNs.
    */
   vpFlushNs: number;
+  /**
+   * TDH.PHYMEM.PAMT.ADD body: walk to the 2M entry (exclusive), check and set the two pages'
+   * PAMT_PAGE_BITMAP bits, zero the 2 x 4 KiB pair, make the entry a PT_PAMT node. ESTIMATE
+   * [estimate:tdh-phymem-pamt-add] (2-5 us): low end, 2 us total = 300 ns
+   * transitions + 1.7 us body, held under the 2M entry's exclusive lock.
+   */
+  pamtAddBodyNs: number;
+  /** TDH.PHYMEM.PAMT.REMOVE body: the 512-entry scan and the node's release; as pamtAddBodyNs. */
+  pamtRemoveBodyNs: number;
 }
 
 export const TDX_COSTS: TdxCosts = {
@@ -60,4 +69,6 @@ export const TDX_COSTS: TdxCosts = {
   augBodyNs: 700,
   septAddBodyNs: 700,
   vpFlushNs: 1_000,
+  pamtAddBodyNs: 1_700,
+  pamtRemoveBodyNs: 1_700,
 };

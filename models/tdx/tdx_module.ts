@@ -2,7 +2,8 @@ import { countMetric, type Bandwidth, type LockMode, type MetricSpecs, type Sim 
 import { assert } from '../../sim/assert.ts';
 import { WriteRate } from '../arch/write_rate.ts';
 import { SIZE_1G, SIZE_2M } from '../arch/units.ts';
-import { TDX_PS_2M, TDX_PS_4K, type TdxPageLevel } from './arch.ts';
+import { TDX_MISSING_PAMT_PAGE_PAIR, TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, tdxStatusName, type TdxPageLevel } from './arch.ts';
+import { PAMT_MODES, Pamt, type PamtMode, type Tdmr } from './pamt.ts';
 import { Td } from './td.ts';
 import { TDX_COSTS, type TdxCosts } from './tdx_costs.ts';
 
@@ -34,27 +35,54 @@ export const TDX_MODULE_METRICS: MetricSpecs = {
   tds: countMetric('TDs', 'TDs created in the module'),
   'busy.total': countMetric('answers', 'TDX_OPERAND_BUSY answers to every TD'),
   'aug.total': countMetric('SEAMCALLs', 'successful TDH.MEM.PAGE.AUG of every TD'),
+  'pamt.dynamic': countMetric('flag', '1 if the module runs Dynamic PAMT (PAMT_4K replaced by page pairs), 0 static'),
+  'pamt.static_bytes': countMetric('bytes', 'PAMT reserved at module initialisation: PAMT_1G + PAMT_2M + PAMT_4K (static) or the page bitmap (dynamic), per TDMR, 4K aligned'),
+  'pamt.dynamic_bytes': countMetric('bytes', 'DPAMT page pairs in use at the end of the run (8 KiB per 2M range with TD 4K pages)'),
+  'pamt.dynamic_bytes_peak': countMetric('bytes', 'the most DPAMT page-pair memory in use at any time'),
+  'pamt.pairs_added': countMetric('SEAMCALLs', 'successful TDH.PHYMEM.PAMT.ADD'),
+  'pamt.pairs_removed': countMetric('SEAMCALLs', 'successful TDH.PHYMEM.PAMT.REMOVE'),
+  'pamt.td_pages': countMetric('pages', 'PAMT 4K entries in use at the end (TD pages, S-EPT pages, TD control pages)'),
+  'pamt.walks': countMetric('walks', 'pamt_walk() calls by SEAMCALLs'),
+  'pamt.busy': countMetric('answers', 'TDX_OPERAND_BUSY from a PAMT entry lock, all leaves'),
+  'pamt.busy.*': countMetric('answers', 'TDX_OPERAND_BUSY from a PAMT entry lock, by leaf'),
+  'pamt.missing_pair': countMetric('answers', 'TDX_MISSING_PAMT_PAGE_PAIR answers, all leaves'),
+  'pamt.missing_pair.*': countMetric('answers', 'TDX_MISSING_PAMT_PAGE_PAIR answers, by leaf'),
 };
+
+/** The PAMT of a module: its mode and the TDMRs it covers. */
+export interface PamtConfig {
+  mode: PamtMode;
+  tdmrs: readonly Tdmr[];
+}
 
 /**
  * The TDX module of one host (SEAM firmware): its version and costs, and the TDs it runs, by
  * HKID. Every TD's state lives in its Td; the leaves (models/tdx/leaves/, one file per leaf, in
  * the module's check-lock / commit / release shape) run on the calling CPU: SEAMCALLs in host
  * context (the vCPU is stalled in an exit), TDCALLs in guest context. Expected outcomes (BUSY,
- * SIZE_MISMATCH, ...) are return values. PAMT and TDMRs arrive with the Dynamic PAMT work.
+ * SIZE_MISMATCH, ...) are return values. The PAMT of the host's TDMRs (pamt.ts, static or
+ * Dynamic PAMT) is walked by every SEAMCALL that takes a host physical address.
  */
 export class TdxModule {
   readonly costs: TdxCosts;
   readonly zeroRate: WriteRate;
   /** The mode AUG and SEPT.ADD take the secure_ept_lock in. */
   readonly treeLockMode: LockMode;
+  /** The PAMT of every TDMR of the host (pamt.ts). */
+  readonly pamt: Pamt;
+  /** PAMT answers (BUSY, MISSING_PAMT_PAGE_PAIR) by leaf, e.g. `busy.TDH_MEM_PAGE_AUG`. */
+  readonly pamtAnswers = new Map<string, number>();
   private readonly tds = new Map<number, Td>();
 
   constructor(
     readonly sim: Sim,
     readonly version: TdxModuleVersion,
     costs: Partial<TdxCosts> = {},
+    /** Default: static PAMT over one 64 GiB TDMR (tests that build a module alone). */
+    pamt: PamtConfig = { mode: 'static', tdmrs: [{ base: 0, size: 64 * SIZE_1G }] },
   ) {
+    assert((PAMT_MODES as readonly string[]).includes(pamt.mode), 'unknown PAMT mode', pamt.mode);
+    this.pamt = new Pamt(pamt.mode, pamt.tdmrs);
     this.costs = { ...TDX_COSTS, ...costs };
     this.zeroRate = new WriteRate(this.costs.zeroBytesPerSec);
     this.treeLockMode = version === '1.0' ? 'exclusive' : 'shared';
@@ -69,6 +97,37 @@ export class TdxModule {
     const td = new Td(this, this.sim, name, hkid, gpaBytes, memory);
     this.tds.set(hkid, td);
     return td;
+  }
+
+  /**
+   * A PAMT answer of `leaf` (TDX_OPERAND_BUSY from an entry lock, TDX_MISSING_PAMT_PAGE_PAIR):
+   * counted by leaf, and an event when traced. Returns the status.
+   */
+  countPamtAnswer(status: bigint, leaf: string, hpa: number): bigint {
+    const name = tdxStatusName(status);
+    // The leaf with underscores (TDH_MEM_PAGE_AUG): a metric family matches one dot-free name.
+    const key = `${name === 'TDX_MISSING_PAMT_PAGE_PAIR' ? 'missing_pair' : 'busy'}.${leaf.replaceAll('.', '_')}`;
+    this.pamtAnswers.set(key, (this.pamtAnswers.get(key) ?? 0) + 1);
+    const sim = this.sim;
+    if (sim.observer !== null) sim.instant(name, { status: `0x${status.toString(16).padStart(16, '0')}`, 'status.name': name, leaf, hpa: `0x${hpa.toString(16)}`, 'pamt.entry': 'PAMT' });
+    return status;
+  }
+
+  /**
+   * TDH.MNG.CREATE / TDH.MNG.ADDCX / TDH.VP.CREATE / TDH.VP.ADDCX of one control page at `hpa`
+   * (untimed, as the build SEAMCALLs are): the PAMT walk of the page and its commit as a TD
+   * page. TDX_MISSING_PAMT_PAGE_PAIR in dynamic mode without a pair; never BUSY (nothing runs
+   * at build time beside it).
+   */
+  addControlPage(hpa: number, leaf: string): bigint {
+    const w = this.pamt.walk4k(hpa, 'exclusive');
+    if (typeof w === 'bigint') {
+      assert(w === TDX_MISSING_PAMT_PAGE_PAIR, `${leaf} met a busy PAMT entry at build time`, tdxStatusName(w));
+      return this.countPamtAnswer(w, leaf, hpa);
+    }
+    this.pamt.setInUse(hpa);
+    this.pamt.unwalk(w);
+    return TDX_SUCCESS;
   }
 
   /** Half of a SEAMCALL's transitions: entry before the body, exit after it. */
@@ -87,10 +146,23 @@ export class TdxModule {
     out[`${prefix}.tds`] = this.tds.size;
     out[`${prefix}.busy.total`] = busy;
     out[`${prefix}.aug.total`] = augs;
+    const pamt = this.pamt;
+    out[`${prefix}.pamt.dynamic`] = pamt.mode === 'dynamic' ? 1 : 0;
+    out[`${prefix}.pamt.static_bytes`] = pamt.staticBytes;
+    out[`${prefix}.pamt.dynamic_bytes`] = pamt.dynamicBytes;
+    out[`${prefix}.pamt.dynamic_bytes_peak`] = pamt.counters.pairsPeak * 2 * 4096;
+    out[`${prefix}.pamt.pairs_added`] = pamt.counters.pairsAdded;
+    out[`${prefix}.pamt.pairs_removed`] = pamt.counters.pairsRemoved;
+    out[`${prefix}.pamt.td_pages`] = pamt.usedPages;
+    out[`${prefix}.pamt.walks`] = pamt.counters.walks;
+    out[`${prefix}.pamt.busy`] = pamt.counters.busy;
+    out[`${prefix}.pamt.missing_pair`] = pamt.counters.missingPair;
+    for (const [key, n] of [...this.pamtAnswers].sort(([a], [b]) => (a < b ? -1 : 1))) out[`${prefix}.pamt.${key}`] = n;
   }
 
   checkInvariants(): void {
     for (const td of this.tds.values()) td.checkInvariants();
+    this.pamt.checkInvariants();
   }
 }
 

@@ -5,7 +5,7 @@ import { PAGES_PER_2M, SIZE_1G, SIZE_2M, hex } from '../arch/units.ts';
 import type { Kvm } from '../kvm/kvm.ts';
 import type { KvmTdx } from '../kvm/tdx.ts';
 import { tdx_ept_violation_exit, tdxOf } from '../kvm/tdx_ept_violation.ts';
-import { TDX_PS_1G, TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, tdxStatusName, type TdxPageLevel } from '../tdx/arch.ts';
+import { TDX_MISSING_PAMT_PAGE_PAIR, TDX_PS_1G, TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, tdxStatusName, type TdxPageLevel } from '../tdx/arch.ts';
 import { tdg_mem_page_accept } from '../tdx/leaves/tdg_mem_page_accept.ts';
 import { Region, UPPER_SEPT_PAGES, type SeptPageKind } from '../tdx/secure_ept.ts';
 import { TDX_MODULE_SERVICE as MODULE, TD_EXIT_EPT_VIOLATION, levelBytes } from '../tdx/tdx_module.ts';
@@ -168,13 +168,26 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
   const traced = sim.observer !== null;
   const start = sim.now;
   let septAdds: SeptPageKind[] = [];
+  // Dynamic PAMT: the run's host pages are known before the step (guest_memfd allocates them
+  // first), so the pair of their 2M range is there before any AUG of the step commits.
+  const dynamic = side.tdx.pamt !== null;
+  const earlyClearBytes = dynamic && augs > 0 ? gmem.allocate(first, n) : 0;
+  const runHpa = dynamic && augs > 0 ? gmem.hostPage(first) * 4096 : 0;
   if (augs > 0) {
+    if (dynamic) yield* pamtBeforeRun(side, runHpa, augs);
     const claimed = claimUpperPages(side, region, exclusive);
     if (typeof claimed === 'string') {
       if (traced) sim.instant('cvmsim.aggregated.fallback', { reason: claimed, gpa: hex(from), size: n * 4096 });
+      if (dynamic && side.tdx.pamt!.refcounted) yield* side.tdx.pamt!.put(runHpa, augs);
+      // The folios allocated early for the pair are cleared now (the per-page path finds them allocated).
+      if (earlyClearBytes > 0) yield* gmem.clear(earlyClearBytes);
       return false;
     }
-    septAdds = claimed;
+    septAdds = claimed.kinds;
+    for (const hpa of claimed.hpas) {
+      if (dynamic) yield* pamtForSeptPage(side, hpa);
+      module.pamt.setInUse(hpa);
+    }
   } else if (sept.regionState(region) !== Region.PageTable) {
     assert(false, 'a run with nothing to AUG in a region without a PT page', hex(from));
   }
@@ -198,13 +211,14 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
     }
     // The host's clears and fills and the module's zeroing of this step as one memory stream
     // (two per step made the shared bandwidth the simulator's hot spot at 64 vCPUs).
-    const clearBytes = gmem.allocate(first, n);
+    const clearBytes = dynamic ? earlyClearBytes : gmem.allocate(first, n);
     const zeroBytes = (septAdds.length + n) * 4096;
     gmem.countCleared(clearBytes);
     td.countZeroed(zeroBytes);
     yield* writeMemory2(gmem.memory, clearBytes, gmem.clearRate, zeroBytes, module.zeroRate);
     kvm.mmuLock.release('shared');
     if (!exclusive) td.secureEptLock.release('shared');
+    commitPamtRun(side, first, n);
     td.commitAug4kRun(first, n, augs);
     const guestNs = n * module.zeroRate.nsPer4K + (exclusive ? tdcalls * c.tdcallNs : 0);
     kvm.exits.record('EPT_VIOLATION', sim.now - start - guestNs, augs);
@@ -265,9 +279,10 @@ type ClaimRefused = 'secure_ept_lock busy' | 'S-EPT page being added (frozen SPT
  * is adding one of them (a frozen SPTE) or someone holds the lock exclusive: the per-page path
  * then meets the real retry.
  */
-function claimUpperPages(side: TdxAcceptSide, region: number, exclusive: boolean): SeptPageKind[] | ClaimRefused {
+function claimUpperPages(side: TdxAcceptSide, region: number, exclusive: boolean): { kinds: SeptPageKind[]; hpas: number[] } | ClaimRefused {
   const { td } = side.tdx;
   const septAdds: SeptPageKind[] = [];
+  const hpas: number[] = [];
   // Read the upper S-EPT state after any wait: other vCPUs fault in the same 1 GiB.
   for (const kind of UPPER_SEPT_PAGES) {
     if (!td.sept.pageMissing(region, kind, TDX_PS_4K)) continue;
@@ -276,10 +291,59 @@ function claimUpperPages(side: TdxAcceptSide, region: number, exclusive: boolean
   }
   if (!exclusive && td.secureEptLock.tryAcquire('shared', 'host') !== 'acquired') return 'secure_ept_lock busy';
   for (const kind of septAdds) {
+    const hpa = side.tdx.allocSeptPage();
     td.commitSeptAdd(region, kind);
     side.tdx.septPageAdded();
+    hpas.push(hpa);
   }
-  return septAdds;
+  return { kinds: septAdds, hpas };
+}
+
+/**
+ * Dynamic PAMT before an aggregated step's AUGs of `augs` pages in the 2M host range of `hpa`:
+ * refcount: one tdx_pamt_get() for all of them (the slow path once, if the range had no users);
+ * lazy: the first AUG would fail with TDX_MISSING_PAMT_PAGE_PAIR, then PAMT.ADD (retried while
+ * BUSY); both with the vCPU's cache topped up first.
+ */
+function* pamtBeforeRun(side: TdxAcceptSide, hpa: number, augs: number): Proc<void> {
+  const kernel = side.tdx.pamt!;
+  const cpu = side.sim.current?.cpu ?? null;
+  side.tdx.pamtTopup(cpu);
+  if (kernel.refcounted) yield* kernel.get(hpa, augs, side.tdx.pamtCache(cpu));
+  else yield* lazyEnsurePair(side, hpa, 'TDH.MEM.PAGE.AUG');
+}
+
+/** Dynamic PAMT for an S-EPT page an aggregated step adds (its TDH.MEM.SEPT.ADD). */
+function* pamtForSeptPage(side: TdxAcceptSide, hpa: number): Proc<void> {
+  const kernel = side.tdx.pamt!;
+  const cpu = side.sim.current?.cpu ?? null;
+  if (kernel.refcounted) yield* kernel.get(hpa, 1, side.tdx.pamtCache(cpu));
+  else yield* lazyEnsurePair(side, hpa, 'TDH.MEM.SEPT.ADD');
+}
+
+/**
+ * The lazy scheme inside an aggregated step: while the range has no pair, the SEAMCALL that
+ * needs it fails (its transitions, and the TDX_MISSING_PAMT_PAGE_PAIR answer counted under
+ * `leaf`) and the kernel runs PAMT.ADD.
+ */
+function* lazyEnsurePair(side: TdxAcceptSide, hpa: number, leaf: string): Proc<void> {
+  const { module } = side.tdx;
+  const kernel = side.tdx.pamt!;
+  const cache = side.tdx.pamtCache(side.sim.current?.cpu ?? null);
+  while (!module.pamt.hasPair(hpa)) {
+    module.pamt.counters.missingPair++;
+    module.countPamtAnswer(TDX_MISSING_PAMT_PAGE_PAIR, leaf, hpa);
+    yield side.sim.stallFor(module.costs.seamcallNs);
+    // A BUSY PAMT.ADD (another CPU's ADD holds the 2M entry) is retried until it answers.
+    while ((yield* kernel.lazyAdd(hpa, cache)) !== TDX_SUCCESS) yield side.sim.stallFor(module.seamcallHalfNs);
+  }
+}
+
+/** The PAMT side of an aggregated step's AUGs: every page not yet AUGed becomes a TD page. */
+function commitPamtRun(side: TdxAcceptSide, first: number, n: number): void {
+  const { td, module } = side.tdx;
+  const gmem = side.kvm.gmem;
+  for (let p = first; p < first + n; p++) if (!td.sept.aug4k.test(p)) module.pamt.setInUse(gmem.hostPage(p) * 4096);
 }
 
 /**

@@ -12,6 +12,7 @@ import { KvmSev } from '../kvm/sev.ts';
 import { KvmTdx, SEPT_MAPPINGS, type SeptMapping } from '../kvm/tdx.ts';
 import { Region, type SecureEpt } from '../tdx/secure_ept.ts';
 import { TD_METRICS } from '../tdx/td.ts';
+import type { Pamt } from '../tdx/pamt.ts';
 import { VMGEXIT_PSC_MAX_COUNT, VMGEXIT_PSC_MAX_ENTRY } from '../snp/arch.ts';
 import { VMM_METRICS, Vmm } from '../vmm/vmm.ts';
 import { ACCEPT_FIDELITIES, type AcceptFidelity } from './fidelity.ts';
@@ -109,7 +110,7 @@ export class Vm implements GuestPlatform {
     this.kvm.userspace = this.vmm;
     if (host.tdx !== null) {
       const td = host.tdx.createTd(name, this.record.key, gpaBytes, host.sockets[node]!.memory);
-      this.kvm.tdx = new KvmTdx(host.tdx, td, sept, { memory: host.memory, owner, node }, vcpus);
+      this.kvm.tdx = new KvmTdx(host.tdx, td, sept, { memory: host.memory, owner, node, pamt: host.tdxPamt }, vcpus);
       this.tdxAccept = new TdxGuestAccept(sim, this.kvm, this.fidelity);
     } else {
       const snp = host.snp!;
@@ -205,6 +206,7 @@ export class Vm implements GuestPlatform {
     if (kvm.tdx !== null) {
       kvm.tdx.checkInvariants();
       checkTdBacking(this.name, kvm.tdx.td.sept, gmem);
+      checkTdPamt(this.name, kvm.tdx.td.sept, gmem, kvm.tdx.module.pamt);
     }
     if (kvm.sev !== null) checkSnpBacking(this.name, kvm.sev, gmem);
   }
@@ -224,6 +226,22 @@ function checkTdBacking(vm: string, sept: SecureEpt, gmem: GuestMemfd): void {
     const state = sept.regions[r] as Region;
     if (state !== Region.LeafPending && state !== Region.LeafMapped) continue;
     assert(gmem.allocated.countRange(r * PAGES_PER_2M, PAGES_PER_2M) === PAGES_PER_2M, 'a 2M leaf without its guest_memfd folio', { vm, region: r });
+  }
+}
+
+/**
+ * Every 4K page the TD has AUGed has PAMT backing: the host 2 MiB block behind each guest region
+ * holds only this TD's guest_memfd pages, so its PAMT 4K entries in use are exactly the region's
+ * 4K leaves (a 2M leaf keeps its PAMT at the 2M entry and has none).
+ */
+function checkTdPamt(vm: string, sept: SecureEpt, gmem: GuestMemfd, pamt: Pamt): void {
+  for (let r = 0; r < gmem.hostBlocks.length; r++) {
+    const block = gmem.hostBlocks[r]!;
+    if (block < 0) continue;
+    const leaves = sept.aug4k.countRange(r * PAGES_PER_2M, Math.min(PAGES_PER_2M, sept.pages - r * PAGES_PER_2M));
+    const inUse = pamt.countOf(block * PAGES_PER_2M * 4096);
+    if (leaves !== inUse) assert(false, 'a TD\'s 4K leaves and the PAMT 4K entries in use of their host block disagree', { vm, region: r, leaves, inUse });
+    if (leaves > 0 && !pamt.hasPair(block * PAGES_PER_2M * 4096)) assert(false, 'TD pages without PAMT backing', { vm, region: r });
   }
 }
 
