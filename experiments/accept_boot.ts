@@ -18,8 +18,9 @@ const times = measureMetric;
 const count = countMetric;
 
 export const acceptMetricSpecs: MetricSpecs = {
-  accept_cpu_s: times('s', 'vCPU time inside arch_accept_memory(), all vCPUs'),
-  accept_cpu_max_vcpu_s: times('s', 'the busiest vCPU\'s time inside arch_accept_memory()'),
+  accept_cpu_s: times('s', 'vCPU time inside the kernel\'s arch_accept_memory() (EFI stub, decompressor, memblock, page allocator, acceptor threads), all vCPUs; the firmware\'s pre-accept is firmware_accept_cpu_s'),
+  accept_cpu_max_vcpu_s: times('s', 'the busiest vCPU\'s time inside the kernel\'s arch_accept_memory()'),
+  firmware_accept_cpu_s: times('s', 'vCPU time the firmware (TDVF/OVMF) spent accepting before the kernel, all vCPUs'),
   accepted_gib: times('GiB', 'memory accepted by the end of the run (firmware included)'),
   accepting_list_waits: count('waits', 'accept_memory() callers that found an overlapping range on accepting_list'),
   accepting_list_wait_ms: times('ms', 'time those callers spun, interrupts off'),
@@ -42,6 +43,7 @@ export function acceptMetrics(sim: Sim, k: GuestKernel): Record<string, number> 
   return {
     accept_cpu_s: m.acceptNsTotal / 1e9,
     accept_cpu_max_vcpu_s: Math.max(...m.acceptNsPerVcpu) / 1e9,
+    firmware_accept_cpu_s: m.firmwareAcceptNsPerVcpu.reduce((a, b) => a + b, 0) / 1e9,
     accepted_gib: m.acceptedBytes / GiB,
     accepting_list_waits: m.acceptingListWaits,
     accepting_list_wait_ms: m.acceptingListWaitNs / 1e6,

@@ -59,6 +59,7 @@ code, pre { font-size: 12px; }
     if (s.fixed !== '') out.push(`<p>Parameters: <code>${esc(s.fixed)}</code></p>`);
     if (s.vertical) out.push(plainTable(s.table.header, s.table.rows, s.firstMetricColumn));
     else for (const m of metricMatrices(rs, s.experiment)) out.push(matrixHtml(m));
+    if (s.seedNote !== null) out.push(`<p class="note seeds">${esc(s.seedNote)}</p>`);
     if (s.failed.length > 0) {
       out.push(`<h3 class="failed">Failed runs (${s.failed.length})</h3>`, '<ul class="failed">');
       for (const f of s.failed) out.push(`<li>${esc(f.label)}<pre>${esc(f.error)}</pre></li>`);

@@ -25,6 +25,7 @@ export function renderSummaryMarkdown(rs: ResultSet): string {
     out.push('', `## ${s.experiment}`, '', `> ${s.question}`, '');
     if (s.fixed !== '') out.push(`Parameters: ${s.fixed}`, '');
     out.push(markdownTable(s.table));
+    if (s.seedNote !== null) out.push('', `*${s.seedNote}*`);
     if (s.failed.length > 0) {
       out.push('', `### Failed runs (${s.failed.length})`, '');
       for (const f of s.failed) out.push(`- ${f.label}: \`${f.error.split('\n')[0]}\``);

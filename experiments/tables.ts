@@ -26,6 +26,8 @@ export interface ExperimentSummary {
   vertical: boolean;
   /** Index of the first metric column (wide tables). */
   firstMetricColumn: number;
+  /** Said when several seeds ran and none changed any metric: the runs are deterministic. */
+  seedNote: string | null;
 }
 
 export function cell(m: MetricAggregate | undefined): string {
@@ -72,8 +74,20 @@ export function summarize(rs: ResultSet): ExperimentSummary[] {
       table,
       vertical: aggs.length === 1,
       firstMetricColumn: aggs.length === 1 ? 1 : varying.length + 1,
+      seedNote: seedNote(aggs),
     };
   });
+}
+
+/**
+ * Several seeds per parameter set, and every metric the same for all of them: a ± 0 is not a
+ * measured absence of spread but a configuration that nothing random touches, and the reader
+ * should know the extra seeds repeated the same run.
+ */
+function seedNote(aggs: readonly { seeds: readonly number[]; metrics: Record<string, MetricAggregate> }[]): string | null {
+  const multi = aggs.filter((a) => a.seeds.length >= 2);
+  if (multi.length === 0 || !multi.every((a) => Object.values(a.metrics).every((m) => m.sd === 0))) return null;
+  return 'Every seed gave the same results: these runs are deterministic (nothing in this configuration draws from the seed, e.g. variation=false, paced arrivals, no shared host CPUs); more seeds repeat the same run.';
 }
 
 function seedsText(n: number): string {

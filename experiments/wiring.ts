@@ -54,6 +54,8 @@ export const guestParams = {
   thp: enumParam(THP_MODES, 'madvise', 'transparent_hugepage/enabled (Ubuntu madvise, RHEL always): when enabled, khugepaged\'s start (subsys initcall) raises min_free_kbytes to 11 pageblocks per zone (max 5% of lowmem) and with it the promo watermark cond_accept_memory() fills to', '[distro-kernel-config] [linux:mm/khugepaged.c set_recommended_min_free_kbytes]'),
   hz: numberParam({ default: 1000, unit: 'Hz', description: 'CONFIG_HZ: idle vCPUs exit at each tick', min: 0, max: 10000, integer: true, source: '[distro-kernel-config]' }),
   nohz_idle: booleanParam(false, 'the tick stops on idle vCPUs (no idle exits)', '[slow-many-vcpu-td-boot] [distro-kernel-config]'),
+  skew_tick: booleanParam(false, 'skew_tick=1: each vCPU\'s tick offset by cpu x TICK_NSEC/2/nr_cpus; default all vCPUs tick at once', '[linux:kernel/time/tick-sched.c]'),
+  variation: booleanParam(true, 'seeds vary what real boots vary (the phase of the guest\'s tick grid); false: every seed gives the same run'),
   background_threads: numberParam({ default: 1, unit: 'threads', description: 'accept=background: acceptor threads', min: 1, max: 512, integer: true }),
   background_pace_us: numberParam({ default: 0, unit: 'us', description: 'accept=background: pause between two blocks', min: 0, max: 1e9 }),
 };
@@ -77,6 +79,8 @@ export function guestConfigFrom(p: GuestParams, overrides: Partial<GuestConfig> 
     thp: p.thp,
     hz: p.hz,
     nohzIdle: p.nohz_idle,
+    skewTick: p.skew_tick,
+    variation: p.variation,
     background: { threads: p.background_threads, paceNs: p.background_pace_us * US },
     ...overrides,
   });

@@ -42,7 +42,9 @@ export class ArchAccept {
     yield* this.platform.arch_accept_memory(vcpu, start, end, phase);
     this.ledger.complete(start, end);
     const m = this.metrics;
-    m.acceptNsPerVcpu[vcpu]! += sim.now - t0;
+    // The firmware's pre-accept runs before the kernel: counted apart, so the kernel's own
+    // acceptance time is not mixed with what TDVF/OVMF did before ExitBootServices.
+    (cause === 'firmware' ? m.firmwareAcceptNsPerVcpu : m.acceptNsPerVcpu)[vcpu]! += sim.now - t0;
     m.acceptComputeNsBy.set(cause, (m.acceptComputeNsBy.get(cause) ?? 0) + p.cpuTimeNs - cpu0);
     m.acceptCalls++;
     m.addAccepted(cause, end - start, sim.now - t0);

@@ -11,8 +11,34 @@ import type { GuestKernel } from './kernel.ts';
 export class IdleLoop {
   private readonly threads: { p: Process<void>; sleeping: boolean }[] = [];
   ticks = 0;
+  /** TICK_NSEC. */
+  private readonly periodNs: number;
+  /**
+   * Where the guest's tick grid lies (virtual ns): every CPU's tick fires at origin + n x period
+   * (+ its skew), as tick_sched timers are set on the jiffies grid and forwarded past overruns
+   * (hrtimer_forward): ticks are aligned across vCPUs, not counted from when each came online.
+   * The grid's phase against the boot's events is what differs from one real boot to the next:
+   * drawn from the VM's own stream, or 0 without variation.
+   */
+  private readonly originNs: number;
 
-  constructor(readonly kernel: GuestKernel) {}
+  constructor(readonly kernel: GuestKernel) {
+    const hz = kernel.config.hz;
+    this.periodNs = hz > 0 ? Math.round(1e9 / hz) : 0;
+    const phase = kernel.config.variation && this.periodNs > 0 ? Math.floor(kernel.rng('tick.phase').uniform(0, this.periodNs)) : 0;
+    this.originNs = kernel.sim.now + phase;
+  }
+
+  /** The first tick of vCPU `vcpu` strictly after now ([linux:kernel/time/tick-sched.c] tick_setup_sched_timer). */
+  nextTickNs(vcpu: number): number {
+    const period = this.periodNs;
+    const k = this.kernel;
+    const skew = k.config.skewTick ? Math.floor(((period / 2) / k.config.vcpus) * vcpu) : 0;
+    const base = this.originNs + skew;
+    const now = k.sim.now;
+    if (now < base) return base;
+    return base + (Math.floor((now - base) / period) + 1) * period;
+  }
 
   /** The vCPU came online: start its idle thread (none with NOHZ idle: no ticks while idle). */
   start(vcpu: number): void {
@@ -25,11 +51,10 @@ export class IdleLoop {
 
   private *loop(vcpu: number, state: { sleeping: boolean }): Proc<void> {
     const k = this.kernel;
-    const period = Math.round(1e9 / k.config.hz);
     try {
       while (!k.stopping) {
         state.sleeping = true;
-        yield k.sim.sleep(period);
+        yield k.sim.sleep(this.nextTickNs(vcpu) - k.sim.now);
         state.sleeping = false;
         if (k.stopping) break;
         // The tick runs on the vCPU (only when nothing else wants it), then HLT exits again.

@@ -57,6 +57,16 @@ export interface GuestConfig {
   hz: number;
   /** CONFIG_NO_HZ_IDLE with an idle tick stopped: idle vCPUs do not exit. */
   nohzIdle: boolean;
+  /**
+   * The `skew_tick=1` boot option: each CPU's tick is offset by cpu x (TICK_NSEC / 2) / nr_cpus
+   * instead of all CPUs ticking at the same instant ([linux:kernel/time/tick-sched.c]).
+   */
+  skewTick: boolean;
+  /**
+   * Seeds vary what a real boot varies (today: the phase of the guest's tick grid against the
+   * boot's events, drawn per VM). false: every seed gives the same run.
+   */
+  variation: boolean;
   background: BackgroundAcceptorConfig;
   costs: GuestCosts;
 }
@@ -78,6 +88,8 @@ export function defaultGuestConfig(overrides: Partial<GuestConfig> = {}): GuestC
     // [slow-many-vcpu-td-boot]: idle APs' HLT exits at a 1 kHz tick load the host; [distro-kernel-config].
     hz: 1000,
     nohzIdle: false,
+    skewTick: false,
+    variation: true,
     background: { threads: 1, paceNs: 0 },
     costs: defaultGuestCosts,
     ...overrides,

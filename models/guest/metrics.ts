@@ -20,8 +20,10 @@ export const SPIKE_NS = 1 * MS;
  * accepted-bytes curve is sampled at each completed arch_accept_memory().
  */
 export class GuestMetrics {
-  /** Time each vCPU spent inside arch_accept_memory() (the vCPU is held throughout). */
+  /** Time each vCPU spent inside the kernel's arch_accept_memory() (the vCPU is held throughout). */
   readonly acceptNsPerVcpu: number[];
+  /** Time each vCPU spent accepting in the firmware, before the kernel (cause 'firmware'). */
+  readonly firmwareAcceptNsPerVcpu: number[];
   acceptCalls = 0;
   /** Bytes whose arch_accept_memory() has completed. */
   acceptedBytes = 0;
@@ -52,6 +54,7 @@ export class GuestMetrics {
 
   constructor(vcpus: number) {
     this.acceptNsPerVcpu = new Array<number>(vcpus).fill(0);
+    this.firmwareAcceptNsPerVcpu = new Array<number>(vcpus).fill(0);
   }
 
   addAccepted(cause: AcceptCause, bytes: number, ns: number): void {

@@ -60,8 +60,8 @@ describe('accept-* experiments through their run() functions', () => {
     expect(boot.check?.(params(boot, { accept: 'lazy', allocator: 'seed' }))).toBeUndefined();
   });
 
-  it('accept-latency: Poisson allocation arrivals make the seed matter; paced arrivals do not', () => {
-    const small = { memory_gib: 4, app_gib: 0.25, app_rate_gib_s: 0.5 };
+  it('accept-latency: Poisson allocation arrivals make the seed matter; paced arrivals without variation do not', () => {
+    const small = { memory_gib: 4, app_gib: 0.25, app_rate_gib_s: 0.5, variation: false };
     const a = run(acceptLatency, small, 1);
     const b = run(acceptLatency, small, 2);
     expect(b.sim.fingerprint.hex()).not.toBe(a.sim.fingerprint.hex());
@@ -69,6 +69,19 @@ describe('accept-* experiments through their run() functions', () => {
     const c = run(acceptLatency, { ...small, app_arrivals: 'paced' }, 1);
     const d = run(acceptLatency, { ...small, app_arrivals: 'paced' }, 2);
     expect(d.metrics).toEqual(c.metrics);
+  });
+
+  it('accept-boot: the tick grid\'s phase makes seeds give different boots; variation=false makes them equal', () => {
+    // Idle vCPUs' ticks take host CPUs from the booting ones only when they share them.
+    const small = { platform: 'snp', memory_gib: 2, vcpus: 4, host_cpus: 2, accept: 'lazy' };
+    const a = run(acceptBoot, small, 1);
+    const b = run(acceptBoot, small, 2);
+    expect(b.sim.fingerprint.hex()).not.toBe(a.sim.fingerprint.hex());
+    expect(b.metrics['boot_to_userspace_s']).not.toBe(a.metrics['boot_to_userspace_s']);
+    const c = run(acceptBoot, { ...small, variation: false }, 1);
+    const d = run(acceptBoot, { ...small, variation: false }, 2);
+    expect(d.metrics).toEqual(c.metrics);
+    expect(d.sim.fingerprint.hex()).toBe(c.sim.fingerprint.hex());
   });
 
   it('accept-boot: runs the same for a seed', () => {

@@ -44,6 +44,15 @@ describe('cvmsim sweep', () => {
     expect(read(one, 'summary.md')).toMatch(/\| servers \| arrival_per_ms \| seeds \| customers_served \(customers\) \|/);
   });
 
+  it('says so when more seeds repeated the same run (a deterministic configuration), and not when seeds vary it', async () => {
+    const still = join(base, 'deterministic');
+    const r = await cvmsim(['sweep', 'accept-throughput', '--grid', 'vcpus=1,2', '--seeds', '2', '--set', 'memory_gib=1', '--jobs', '1', '--out', still], { fixture: false });
+    expect(r.code, r.stderr).toBe(0);
+    expect(read(still, 'summary.md')).toContain('Every seed gave the same results');
+    expect(read(still, 'report.html')).toContain('Every seed gave the same results');
+    expect(read(one, 'summary.md')).not.toContain('Every seed gave the same results'); // mm-queue's arrivals are random
+  }, 60_000);
+
   it('gives the same bytes with --jobs 2', async () => {
     const two = join(base, 'jobs2');
     const r = await cvmsim([...SWEEP, '--jobs', '2', '--out', two]);
