@@ -32,7 +32,7 @@ export const acceptMetricSpecs: MetricSpecs = {
   wmark_zero_blocks: count('blocks', 'MAX_ORDER blocks accepted while watermarks were zero'),
   background_accept_s: times('s', 'accept=background: vCPU time the acceptor threads spent accepting'),
   background_cpu_s: times('s', 'accept=background: compute time of the acceptor threads outside arch_accept_memory()'),
-  idle_ticks: count('ticks', 'timer ticks taken by idle vCPUs (each an exit to the host)'),
+  idle_ticks: count('ticks', 'timer ticks taken by idle vCPUs (each a HLT exit to the host, and with tick_rearm_exit a TSC-deadline exit before it)'),
   ...ownerMetricSpecs,
 };
 

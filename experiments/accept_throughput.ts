@@ -34,7 +34,7 @@ export const acceptThroughput: Experiment<typeof acceptThroughputParams> = {
       ...p, accept: 'lazy', allocator: 'upstream', firmware: 'lazy', deferred_struct_page_init: true, wmark_zero_fix: true,
       // No initcalls run (the threads accept everything right after deferred init), so THP's
       // watermark change never happens here: the parameter is fixed, not exposed.
-      thp: 'madvise', hz: 0, nohz_idle: true, skew_tick: false, variation: false, background_threads: 1, background_pace_us: 0,
+      thp: 'madvise', hz: 0, nohz_idle: true, skew_tick: false, variation: false, tick_rearm_exit: false, background_threads: 1, background_pace_us: 0,
     });
     const k = vm.guest;
     const r = runAcceptAll(sim, k);

@@ -49,6 +49,11 @@ export interface GuestCosts {
    * scheduler tick, back to HLT), before the exit the platform models.
    */
   idleTickNs: number;
+  /**
+   * The guest's #VE (TDX) or #VC (SEV-ES/SNP) handler for a WRMSR the hardware does not
+   * virtualise: exception entry, instruction decode, the TDCALL or GHCB set-up, return.
+   */
+  msrExceptionNs: number;
   /** cond_resched(): the need_resched check at a voluntary preemption point. */
   condReschedNs: number;
   /** Bookkeeping inside unaccepted_memory_lock: walking accepting_list, scanning the bitmap. */
@@ -99,6 +104,9 @@ export const defaultGuestCosts: GuestCosts = {
   faultNs: 1 * US,
   // 12.9 GB/s: per-CPU page clearing rate, the baseline of [arora-2025-10-clear-pages] (AMD Milan).
   clearPageBytesPerSec: 12.9e9,
+  // ESTIMATE 2.5 us [estimate:ve-msr-guest]: [cvm-eval-vmexit]'s 3.85 us for a #VE-driven CPUID
+  // through KVM, minus the host's part (TD exit 200 ns, KVM ~1 us, entry 150 ns).
+  msrExceptionNs: 2_500,
   // ESTIMATE 2 us [estimate:idle-tick-guest]: an idle tick's interrupt entry, tick_sched_timer(), RCU and scheduler tick.
   idleTickNs: 2 * US,
   // ESTIMATE 20 ns [estimate:cond-resched]: reading the thread flags (and, if set, the switch the scheduler accounts).

@@ -11,6 +11,8 @@ import type { GuestKernel } from './kernel.ts';
 export class IdleLoop {
   private readonly threads: { p: Process<void>; sleeping: boolean }[] = [];
   ticks = 0;
+  /** Ticks that re-armed the TSC deadline with an exit (tick_rearm_exit). */
+  rearmExits = 0;
   /** TICK_NSEC. */
   private readonly periodNs: number;
   /**
@@ -40,10 +42,23 @@ export class IdleLoop {
     return base + (Math.floor((now - base) / period) + 1) * period;
   }
 
-  /** The vCPU came online: start its idle thread (none with NOHZ idle: no ticks while idle). */
+  /**
+   * The tick is periodic until the clocksource is rated good enough for high-resolution and
+   * one-shot mode (clocksource_done_booting(), an fs_initcall): each CPU then switches at its
+   * next tick (tick_check_oneshot_change() -> tick_nohz_switch_to_nohz() / hrtimer_switch_to_hres()
+   * [linux:kernel/time/tick-sched.c]), and with NOHZ idle the tick stops while the CPU idles.
+   */
+  private oneshot = false;
+
+  /** clocksource_done_booting(): from now on a NOHZ-idle vCPU stops its tick after the next one. */
+  clocksourceDoneBooting(): void {
+    this.oneshot = true;
+  }
+
+  /** The vCPU came online: start its idle thread (none once NOHZ idle has stopped the tick). */
   start(vcpu: number): void {
     const k = this.kernel;
-    if (k.config.nohzIdle || k.config.hz <= 0) return;
+    if ((k.config.nohzIdle && this.oneshot) || k.config.hz <= 0) return;
     const state = { p: null as unknown as Process<void>, sleeping: false };
     state.p = k.spawn(this.loop(vcpu, state), `swapper/${vcpu}`, vcpu, { priority: Priority.Idle, daemon: true });
     this.threads.push(state);
@@ -57,10 +72,18 @@ export class IdleLoop {
         yield k.sim.sleep(this.nextTickNs(vcpu) - k.sim.now);
         state.sleeping = false;
         if (k.stopping) break;
-        // The tick runs on the vCPU (only when nothing else wants it), then HLT exits again.
+        // The tick runs on the vCPU (only when nothing else wants it), re-arms the TSC deadline
+        // (an exit of its own on TDX and SNP), then HLT exits again.
         yield k.sim.compute(k.costs.idleTickNs);
+        if (k.config.tickRearmExit) {
+          yield k.sim.compute(k.costs.msrExceptionNs);
+          yield* k.platform.tsc_deadline_exit(vcpu);
+          this.rearmExits++;
+        }
         yield* k.platform.idle_tick_exit(vcpu);
         this.ticks++;
+        // This tick switched the CPU to one-shot mode: idle with NOHZ, it ticks no more.
+        if (k.config.nohzIdle && this.oneshot) break;
       }
     } catch (e) {
       if (!(e instanceof Interrupt)) throw e;

@@ -55,8 +55,13 @@ export interface GuestConfig {
   preempt: 'voluntary' | 'full';
   /** CONFIG_HZ: timer ticks per second; an idle vCPU exits at each tick. */
   hz: number;
-  /** CONFIG_NO_HZ_IDLE with an idle tick stopped: idle vCPUs do not exit. */
+  /**
+   * CONFIG_NO_HZ_IDLE: once the tick has switched to one-shot mode (clocksource_done_booting(),
+   * an fs_initcall), idle vCPUs stop their tick and no longer exit; before that they tick.
+   */
   nohzIdle: boolean;
+  /** Each tick re-arms IA32_TSC_DEADLINE, an exit to KVM on TDX and SNP (false: a free re-arm). */
+  tickRearmExit: boolean;
   /**
    * The `skew_tick=1` boot option: each CPU's tick is offset by cpu x (TICK_NSEC / 2) / nr_cpus
    * instead of all CPUs ticking at the same instant ([linux:kernel/time/tick-sched.c]).
@@ -88,6 +93,7 @@ export function defaultGuestConfig(overrides: Partial<GuestConfig> = {}): GuestC
     // [slow-many-vcpu-td-boot]: idle APs' HLT exits at a 1 kHz tick load the host; [distro-kernel-config].
     hz: 1000,
     nohzIdle: false,
+    tickRearmExit: true,
     skewTick: false,
     variation: true,
     background: { threads: 1, paceNs: 0 },

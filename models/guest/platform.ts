@@ -21,6 +21,13 @@ export interface GuestPlatform {
   /** A timer tick on an idle (HLT) vCPU: the exit to the host and the re-entry. */
   idle_tick_exit(vcpu: number): Proc<void>;
   /**
+   * The tick re-arming the local APIC timer: WRMSR IA32_TSC_DEADLINE, which the TDX module and
+   * SEV-ES/SNP hardware do not virtualise, so the guest's #VE / #VC handler turns it into an exit
+   * to KVM (TDVMCALL<WRMSR>, or a GHCB MSR VMGEXIT). The host's part only: the guest's handler
+   * is the guest's cost.
+   */
+  tsc_deadline_exit(vcpu: number): Proc<void>;
+  /**
    * The memory bandwidth of the socket the guest's memory is on (shared with the host's clears
    * and zeroing), for the guest's own memory writes. Optional: a test double may leave it out.
    */

@@ -21,6 +21,12 @@ export interface KvmCosts {
    */
   hltNs: number;
   /**
+   * KVM's emulation of a guest WRMSR to IA32_TSC_DEADLINE (kvm_set_lapic_tscdeadline_msr():
+   * cancel and restart the vCPU's APIC-timer hrtimer), without the exit/entry transitions.
+   * ESTIMATE 1 us [estimate:tsc-deadline-msr].
+   */
+  msrNs: number;
+  /**
    * An exit to the VMM in userspace (KVM_EXIT_HYPERCALL with KVM_HC_MAP_GPA_RANGE and the
    * ioctl return). ESTIMATE [estimate:userspace-exit] (5-20 us): low end, 5 us.
    */
@@ -47,6 +53,7 @@ export interface KvmCosts {
 export const KVM_COSTS: KvmCosts = {
   faultNs: 150,
   hltNs: 1_000,
+  msrNs: 1_000,
   userspaceExitNs: 5_000,
   setMemoryAttributesNs: 1_000,
   ipiNs: 2_000,

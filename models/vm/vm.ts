@@ -167,6 +167,21 @@ export class Vm implements GuestPlatform {
     }
   }
 
+  *tsc_deadline_exit(vcpu: number): Proc<void> {
+    this.checkVcpu(vcpu);
+    const kvm = this.kvm;
+    // KVM emulates IA32_TSC_DEADLINE for a TD (tdx_has_emulated_msr() [linux:arch/x86/kvm/vmx/tdx.c])
+    // and for an SEV-ES/SNP guest's GHCB MSR request: kvm_set_lapic_tscdeadline_msr() restarts
+    // the vCPU's hrtimer.
+    if (kvm.tdx !== null) {
+      const c = kvm.tdx.module.costs;
+      yield* kvm.fixedExit('TDVMCALL_WRMSR', c.tdExitNs + kvm.costs.msrNs + c.tdEntryNs);
+    } else {
+      const c = kvm.sev!.costs;
+      yield* kvm.fixedExit('VMGEXIT_MSR', c.vmExitNs + kvm.costs.msrNs + c.vmEntryNs);
+    }
+  }
+
   /** arch_accept_memory() and the idle tick run on the calling vCPU's own thread. */
   private checkVcpu(vcpu: number): void {
     assert(vcpu >= 0 && vcpu < this.vcpus.length, 'no such vCPU', { vm: this.name, vcpu });

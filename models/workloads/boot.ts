@@ -200,6 +200,9 @@ function* doBasicSetup(k: GuestKernel, held: Extents): Proc<void> {
   k.acceptor?.start();
   yield* hugepage_init(k.allocator, k.config.thp);
   milestone(k, 'subsys_initcall');
+  // fs_initcall clocksource_done_booting(): the tick may now go one-shot (and stop when idle).
+  k.idle.clocksourceDoneBooting();
+  milestone(k, 'clocksource_done_booting');
   const steps = 16;
   const pages = Math.floor(k.costs.lateKernelBytes / PAGE_SIZE / steps);
   const vcpu = k.currentVcpu();

@@ -21,6 +21,7 @@ export class FixedCostPlatform implements GuestPlatform {
   readonly kind = 'tdx' as const;
   readonly calls: AcceptCall[] = [];
   idleExits = 0;
+  rearmExits = 0;
 
   constructor(
     readonly sim: Sim,
@@ -41,6 +42,12 @@ export class FixedCostPlatform implements GuestPlatform {
   *idle_tick_exit(vcpu: number): Proc<void> {
     assert(this.sim.running().cpu === this.config.vcpus[vcpu], 'idle exit on a thread not on its vCPU', vcpu);
     this.idleExits++;
+    yield this.sim.compute(this.idleExitNs);
+  }
+
+  *tsc_deadline_exit(vcpu: number): Proc<void> {
+    assert(this.sim.running().cpu === this.config.vcpus[vcpu], 'MSR exit on a thread not on its vCPU', vcpu);
+    this.rearmExits++;
     yield this.sim.compute(this.idleExitNs);
   }
 

@@ -88,6 +88,9 @@ export class TestVm implements GuestPlatform {
   idle_tick_exit(vcpu: number): Proc<void> {
     return this.vm.idle_tick_exit(vcpu);
   }
+  tsc_deadline_exit(vcpu: number): Proc<void> {
+    return this.vm.tsc_deadline_exit(vcpu);
+  }
   checkInvariants(): void {
     this.vm.checkInvariants();
     this.host.checkInvariants();
