@@ -89,6 +89,27 @@ export class PageBitmap {
     return -1;
   }
 
+  /** Clears only the set pages of [first, first + n); returns how many it cleared. */
+  clearRange(first: number, n: number): number {
+    let cleared = 0;
+    const end = first + n;
+    for (let p = first; p < end; p++) {
+      if ((p & 31) === 0 && p + 32 <= end) {
+        const w = p >>> 5;
+        const c = popcount(this.words[w]!);
+        this.words[w] = 0;
+        cleared += c;
+        p += 31;
+        continue;
+      }
+      const w = p >>> 5;
+      const bit = 1 << (p & 31);
+      if ((this.words[w]! & bit) !== 0) this.words[w] = this.words[w]! & ~bit, cleared++;
+    }
+    this.count -= cleared;
+    return cleared;
+  }
+
   /** Counts the bits from scratch (for invariant checks). */
   recount(): number {
     let c = 0;

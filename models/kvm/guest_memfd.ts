@@ -12,6 +12,7 @@ export type FolioBytes = 4096 | 2097152;
 export const GUEST_MEMFD_METRICS: MetricSpecs = {
   folios: countMetric('folios', 'guest_memfd folios allocated'),
   bytes_cleared: countMetric('bytes', 'bytes of folios cleared on first use (clear_highpage)'),
+  folios_freed: countMetric('folios', 'folios truncated by fallocate(PUNCH_HOLE) (conversions to shared)'),
 };
 
 /** The host could not give guest_memfd a page: the fault fails with -ENOMEM and the VM stops. */
@@ -37,6 +38,8 @@ export class GuestMemfd {
   readonly allocated: PageBitmap;
   readonly folioPages: number;
   folios = 0;
+  /** Folios truncated by fallocate(PUNCH_HOLE) (kvm_gmem_punch_hole()), 4K each. */
+  foliosFreed = 0;
   /** Bytes cleared on first use. */
   bytesCleared = 0;
 
@@ -125,6 +128,28 @@ export class GuestMemfd {
     return bytes;
   }
 
+  /**
+   * The truncate of kvm_gmem_punch_hole() over [first, first + n) (inside one 2 MiB region):
+   * the 4K folios there leave the file and their host pages are freed; the region's host block
+   * returns to the host when its last page goes. 2 MiB folios are truncated only whole (a
+   * partial punch keeps the folio: the unmerged series split them, not modelled). Returns the
+   * host pages (numbers) freed, for the caller's RMP/PAMT work.
+   */
+  punchHole(first: number, n: number): number[] {
+    const region = Math.floor(first / PAGES_PER_2M);
+    if (Math.floor((first + n - 1) / PAGES_PER_2M) !== region) assert(false, 'guest_memfd punch inside one 2 MiB region', { first, n });
+    if (this.folioPages !== 1 && !(n === PAGES_PER_2M && first % PAGES_PER_2M === 0)) return [];
+    const block = this.hostBlocks[region]!;
+    const freed: number[] = [];
+    if (block < 0) return freed;
+    for (let p = first; p < first + n; p++) if (this.allocated.test(p)) freed.push(block * PAGES_PER_2M + (p % PAGES_PER_2M));
+    if (freed.length === 0) return freed;
+    this.allocated.clearRange(first, n);
+    this.foliosFreed += freed.length / this.folioPages;
+    if (this.hostMemory.unusePages(block * SIZE_2M, freed.length, this.owner)) this.hostBlocks[region] = -1;
+    return freed;
+  }
+
   /** Bytes of folios cleared by a caller's own memory stream (the aggregated accept step). */
   countCleared(bytes: number): void {
     this.bytesCleared += bytes;
@@ -133,6 +158,7 @@ export class GuestMemfd {
   metrics(prefix: string, out: Record<string, number>): void {
     out[`${prefix}.folios`] = this.folios;
     out[`${prefix}.bytes_cleared`] = this.bytesCleared;
+    if (this.foliosFreed > 0) out[`${prefix}.folios_freed`] = this.foliosFreed;
   }
 
   /**

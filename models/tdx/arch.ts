@@ -94,6 +94,9 @@ const NAMES: ReadonlyArray<readonly [bigint, string]> = [
   [TDX_MISSING_PAMT_PAGE_PAIR, 'TDX_MISSING_PAMT_PAGE_PAIR'],
   [TDX_NO_PAMT_PAGE_PAIR, 'TDX_NO_PAMT_PAGE_PAIR'],
   [TDX_PAMT_PAGE_NOT_EMPTY, 'TDX_PAMT_PAGE_NOT_EMPTY'],
+  [0xc0000b0600000000n, 'TDX_GPA_RANGE_NOT_BLOCKED'],
+  [0x00000b0700000000n, 'TDX_GPA_RANGE_ALREADY_BLOCKED'],
+  [0xc0000b0800000000n, 'TDX_TLB_TRACKING_NOT_DONE'],
 ];
 
 /** The spec name of a status's class, e.g. 'TDX_OPERAND_BUSY'. */
@@ -117,3 +120,14 @@ export function tdxStatusName(status: bigint): string {
 export const TDR_PAGES = 1;
 export const TDCS_PAGES = { '1.0': 4, '1.5': 6 } as const;
 export const TDVPS_PAGES = 6;
+
+// ---- Private page removal (conversion to shared, punch hole) --------------------------------
+/** Leaves ([linux:arch/x86/virt/vmx/tdx/tdx.h]). */
+export const TDH_MEM_RANGE_BLOCK = 7;
+export const TDH_MEM_PAGE_REMOVE = 29;
+export const TDH_MEM_TRACK = 38;
+export const TDH_PHYMEM_PAGE_WBINVD = 41;
+/** [tdx-module:include/auto_gen/tdx_error_codes_defs.h] */
+export const TDX_GPA_RANGE_NOT_BLOCKED = 0xc0000b0600000000n;
+export const TDX_GPA_RANGE_ALREADY_BLOCKED = 0x00000b0700000000n;
+export const TDX_TLB_TRACKING_NOT_DONE = 0xc0000b0800000000n;

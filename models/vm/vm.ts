@@ -273,7 +273,7 @@ function checkSnpBacking(vm: string, sev: KvmSev, gmem: GuestMemfd): void {
       assert(a === PAGES_PER_2M, 'a 2M RMP entry over pages not all assigned', { vm, region: r });
     }
   }
-  assert(counters.rmpupdate2m === entries2m, 'RMPUPDATE(2M) count and 2M RMP entries disagree', { vm, updates: counters.rmpupdate2m, entries: entries2m });
-  assert(counters.rmpupdate4k + PAGES_PER_2M * counters.rmpupdate2m === assigned, 'RMPUPDATE counts and assigned pages disagree', { vm, u4k: counters.rmpupdate4k, u2m: counters.rmpupdate2m, assigned });
+  assert(counters.rmpupdate2m - counters.psmash === entries2m, 'RMPUPDATE(2M) count and 2M RMP entries disagree', { vm, updates: counters.rmpupdate2m, entries: entries2m });
+  assert(counters.rmpupdate4k + PAGES_PER_2M * counters.rmpupdate2m - counters.rmpupdateShared === assigned, 'RMPUPDATE counts and assigned pages disagree', { vm, u4k: counters.rmpupdate4k, u2m: counters.rmpupdate2m, assigned });
   assert(sev.validatedPages() === validated, 'PVALIDATE counts and validated pages disagree', { vm, counted: sev.validatedPages(), validated });
 }
