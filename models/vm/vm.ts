@@ -1,8 +1,12 @@
-import { Cpu, measureMetric, prefixedMetrics, type Bandwidth, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
+import { Cpu, countMetric, measureMetric, prefixedMetrics, type Bandwidth, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 import { PAGES_PER_2M } from '../arch/units.ts';
 import { GuestKernel, guestPhysBytes, type GuestConfig } from '../guest/kernel.ts';
-import type { AcceptPhase, GuestPlatform } from '../guest/platform.ts';
+import type { AcceptPhase, GuestConversionPlatform, GuestPlatform } from '../guest/platform.ts';
+import { KvmMemoryAttributes } from '../kvm/memory_attributes.ts';
+import type { ConversionCosts } from '../kvm/conversion_costs.ts';
+import { SharedBacking, type SharedBackingKind } from '../vmm/shared_backing.ts';
+import { perRegion, snp_set_memory_private, snp_set_memory_shared, tdx_enc_status_changed, type EncStatusCounters } from './enc_status.ts';
 import { PlatformConfigError, costs, integerIn, oneOf } from '../host/config_check.ts';
 import type { Host, HostVmRecord } from '../host/host.ts';
 import { GuestMemfd } from '../kvm/guest_memfd.ts';
@@ -58,6 +62,8 @@ export const VM_METRICS: MetricSpecs = {
   ...prefixedMetrics('vmm', VMM_METRICS),
   ...prefixedMetrics('tdx', TD_METRICS),
   ...prefixedMetrics('model', TDX_ACCEPT_MODEL_METRICS),
+  'guest.map_gpa.calls': countMetric('TDVMCALLs', 'TDG.VP.VMCALL<MapGPA> the guest issued'),
+  'guest.map_gpa.retries': countMetric('answers', 'MapGPA answered TDVMCALL_STATUS_RETRY (an interrupt pending between 2 MiB chunks)'),
 };
 
 /**
@@ -67,7 +73,7 @@ export const VM_METRICS: MetricSpecs = {
  * its vCPUs with itself as the guest's platform (arch_accept_memory, the idle tick). The host
  * keeps what is shared: CPUs, memory bandwidth, the TDX module or SNP firmware.
  */
-export class Vm implements GuestPlatform {
+export class Vm implements GuestPlatform, GuestConversionPlatform {
   readonly kind: 'tdx' | 'snp';
   readonly record: HostVmRecord;
   readonly vcpus: Cpu[];
@@ -128,6 +134,66 @@ export class Vm implements GuestPlatform {
     });
   }
 
+  /** What the guest's conversions did through this VM (MapGPA calls and RETRYs). */
+  readonly enc: EncStatusCounters = { mapGpaCalls: 0, mapGpaRetries: 0 };
+
+  /**
+   * Turns on private/shared conversions (models/kvm/memory_attributes.ts): KVM's per-page
+   * attributes (all private, as QEMU sets them at start), the VMM's shared backing of `kind`,
+   * and the guest timer whose interrupts stop a MapGPA between chunks.
+   */
+  enableConversions(kind: SharedBackingKind, timerPeriodNs: number, costs: Partial<ConversionCosts> = {}): void {
+    const kvm = this.kvm;
+    assert(kvm.attrs === null, 'conversions enabled twice', this.name);
+    const pages = kvm.gmem.allocated.pages;
+    const attrs = new KvmMemoryAttributes(kvm, this.vcpus, pages, costs);
+    attrs.timerPeriodNs = timerPeriodNs;
+    const { owner, node } = this.record;
+    const shared = new SharedBacking(kind, pages, this.host.memory, owner, node, this.memoryBandwidth, this.host.clearRate, attrs.costs, kvm.gmem);
+    attrs.source = shared;
+    kvm.attrs = attrs;
+    this.vmm.shared = shared;
+  }
+
+  *enc_status_change(vcpu: number, start: number, end: number, enc: boolean): Proc<boolean> {
+    this.checkVcpu(vcpu);
+    const attrs = this.kvm.attrs;
+    if (attrs === null) return assert(false, 'a conversion on a VM without conversions enabled', this.name) as never;
+    yield* attrs.payKicks(vcpu);
+    if (this.tdxAccept !== null) return yield* tdx_enc_status_changed(this.kvm, this.tdxAccept, this.enc, start, end, enc, attrs.timerPeriodNs);
+    return enc ? yield* snp_set_memory_private(this.snpAccept!, start, end) : yield* snp_set_memory_shared(this.kvm, this.snpAccept!, start, end);
+  }
+
+  *touch(vcpu: number, start: number, end: number, shared: boolean): Proc<void> {
+    this.checkVcpu(vcpu);
+    const attrs = this.kvm.attrs!;
+    yield* attrs.payKicks(vcpu);
+    yield* perRegion(start, end, function* (first, n) {
+      if (shared) yield* attrs.sharedAccess(first, n);
+      attrs.checkAccess(first, n, !shared);
+    });
+  }
+
+  *pay_kicks(vcpu: number): Proc<void> {
+    yield* this.kvm.attrs!.payKicks(vcpu);
+  }
+
+  /** Host bytes behind this VM's guest memory now: private (guest_memfd), shared (the VMM's backing), and both at once. */
+  conversionFootprint(): { privateBytes: number; sharedBytes: number; doubleBytes: number } {
+    const gmem = this.kvm.gmem;
+    const shared = this.vmm.shared;
+    let both = 0;
+    if (shared !== null && shared.kind !== 'in_place') {
+      const a = gmem.allocated.words;
+      const b = shared.populated.words;
+      for (let i = 0; i < a.length; i++) {
+        const w = a[i]! & b[i]!;
+        if (w !== 0) both += popcount32(w);
+      }
+    }
+    return { privateBytes: gmem.allocated.count * 4096, sharedBytes: shared?.bytes() ?? 0, doubleBytes: both * 4096 };
+  }
+
   /** The guest kernel of a VM that has one. */
   get guest(): GuestKernel {
     const k = this.kernel;
@@ -168,7 +234,7 @@ export class Vm implements GuestPlatform {
   }
 
   /** arch_accept_memory() and the idle tick run on the calling vCPU's own thread. */
-  private checkVcpu(vcpu: number): void {
+  checkVcpu(vcpu: number): void {
     assert(vcpu >= 0 && vcpu < this.vcpus.length, 'no such vCPU', { vm: this.name, vcpu });
     const p = this.sim.current;
     assert(p !== null && p.cpu === this.vcpus[vcpu], 'arch_accept_memory must run on its vCPU', { vm: this.name, vcpu });
@@ -190,6 +256,10 @@ export class Vm implements GuestPlatform {
     this.vmm.metrics(`${prefix}.vmm`, out);
     this.kvm.tdx?.td.metrics(`${prefix}.tdx`, out);
     this.tdxAccept?.metrics(`${prefix}.model`, out);
+    if (this.kvm.attrs !== null && this.kind === 'tdx') {
+      out[`${prefix}.guest.map_gpa.calls`] = this.enc.mapGpaCalls;
+      out[`${prefix}.guest.map_gpa.retries`] = this.enc.mapGpaRetries;
+    }
   }
 
   /**
@@ -209,6 +279,8 @@ export class Vm implements GuestPlatform {
       checkTdPamt(this.name, kvm.tdx.td.sept, gmem, kvm.tdx.module.pamt);
     }
     if (kvm.sev !== null) checkSnpBacking(this.name, kvm.sev, gmem);
+    kvm.attrs?.checkInvariants();
+    this.vmm.shared?.checkInvariants();
   }
 }
 
@@ -276,4 +348,10 @@ function checkSnpBacking(vm: string, sev: KvmSev, gmem: GuestMemfd): void {
   assert(counters.rmpupdate2m - counters.psmash === entries2m, 'RMPUPDATE(2M) count and 2M RMP entries disagree', { vm, updates: counters.rmpupdate2m, entries: entries2m });
   assert(counters.rmpupdate4k + PAGES_PER_2M * counters.rmpupdate2m - counters.rmpupdateShared === assigned, 'RMPUPDATE counts and assigned pages disagree', { vm, u4k: counters.rmpupdate4k, u2m: counters.rmpupdate2m, assigned });
   assert(sev.validatedPages() === validated, 'PVALIDATE counts and validated pages disagree', { vm, counted: sev.validatedPages(), validated });
+}
+
+function popcount32(x: number): number {
+  let v = x - ((x >>> 1) & 0x55555555);
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return (((v + (v >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 }
