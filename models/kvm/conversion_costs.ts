@@ -1,6 +1,7 @@
 /**
  * KVM's and the VMM's costs on the conversion path, in ns. No source publishes them: each is
- * an ESTIMATE with its row in docs/sources.md section 8.
+ * an ESTIMATE with its row in docs/sources.md section 8 ([estimate:set-memory-attributes-conversion],
+ * [estimate:tdp-zap-leaf], [estimate:gmem-punch-hole], [estimate:host-page-fault]).
  */
 export interface ConversionCosts {
   /**
