@@ -293,7 +293,7 @@ function claimUpperPages(side: TdxAcceptSide, region: number, exclusive: boolean
   for (const kind of septAdds) {
     const hpa = side.tdx.allocSeptPage();
     td.commitSeptAdd(region, kind);
-    side.tdx.septPageAdded();
+    side.tdx.septPageAdded(hpa);
     hpas.push(hpa);
   }
   return { kinds: septAdds, hpas };
