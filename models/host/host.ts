@@ -186,6 +186,7 @@ export class Host {
     this.memory = new HostMemory(sim, { nodes });
     this.clearRate = new WriteRate(config.clearBytesPerSec ?? HOST_DEFAULTS.clearBytesPerSec);
     this.tdx = config.technology === 'tdx' ? new TdxModule(sim, config.tdxModule ?? '1.5', config.tdxCosts ?? {}, { mode: pamt === 'static' ? 'static' : 'dynamic', tdmrs: tdmrsFor(nodes) }) : null;
+    if (this.tdx !== null) this.tdx.packages = sockets;
     const maxPa = nodes[nodes.length - 1]!.start + nodes[nodes.length - 1]!.bytes;
     this.tdxPamt = this.tdx === null ? null : new TdxPamtKernel(sim, pamt, this.tdx, this.memory, maxPa);
     this.snp = config.technology === 'snp' ? new SnpFirmware(config.snpCosts ?? {}) : null;

@@ -34,6 +34,11 @@ export const PAMT_HASHED_LOCKS = 64;
 /** Bytes of one kernel refcount (atomic_t) per 2 MiB. */
 export const PAMT_REFCOUNT_BYTES = 4;
 
+/** alloc_page() for a PAMT page pair failed: the SEAMCALL's caller gets -ENOMEM and the VM stops. */
+export class PamtOutOfMemory extends Error {
+  override name = 'PamtOutOfMemory';
+}
+
 /** struct tdx_pamt_cache: pages set aside (here: per vCPU) for the pairs of the fault path. */
 export class TdxPamtCache {
   readonly pages: number[] = [];
@@ -134,7 +139,7 @@ export class TdxPamtKernel {
 
   private allocPage(): number {
     const hpa = this.memory.allocPage(this.owner, 'pamt');
-    if (hpa === null) throw new Error(`host out of memory: no 4K page for a PAMT page pair (host memory ${this.memory.totalBytes() / 2 ** 30} GiB, ${this.memory.usedBytes() / 2 ** 30} GiB in use)`);
+    if (hpa === null) throw new PamtOutOfMemory(`host out of memory: no 4K page for a PAMT page pair (host memory ${this.memory.totalBytes() / 2 ** 30} GiB, ${this.memory.usedBytes() / 2 ** 30} GiB in use)`);
     return hpa;
   }
 
