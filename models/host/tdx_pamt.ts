@@ -72,6 +72,7 @@ export const TDX_PAMT_KERNEL_METRICS: MetricSpecs = {
   lazy_remove_not_empty: countMetric('answers', 'policy=lazy: PAMT.REMOVE on a hint answered TDX_PAMT_PAGE_NOT_EMPTY (the range was reused before the REMOVE: the pair stays, in use)'),
   lazy_remove_no_pair: countMetric('answers', 'policy=lazy: PAMT.REMOVE on a hint answered TDX_NO_PAMT_PAGE_PAIR (another REMOVE took it first)'),
   lazy_remove_busy: countMetric('answers', 'policy=lazy: PAMT.REMOVE on a hint answered TDX_OPERAND_BUSY (a SEAMCALL of a new TD walked the range) and was retried'),
+  lazy_pair_lost: countMetric('races', 'policy=lazy: a hint\'s PAMT.REMOVE took the pair of a range a new TD was adding pages to (its AUG met TDX_MISSING_PAMT_PAGE_PAIR and the pair was added again)'),
   idle_pairs: countMetric('pairs', 'pairs at the end of the run under which no page is in use: leaks under lazy (a lost hint) or refcount\'s WARN path; 0 is the balance'),
 };
 
@@ -90,7 +91,7 @@ export class TdxPamtKernel {
   readonly counters = {
     gets: 0, getsFast: 0, getsSlow: 0, getsRecheck: 0, puts: 0, putsToZero: 0, removeFailed: 0, leakedPairs: 0,
     cacheEmpty: 0, lazyAdds: 0, lazyRangeNotFree: 0, lazyBusyRetries: 0,
-    teardowns: 0, lazyHints: 0, lazyRemoves: 0, lazyRemoveNotEmpty: 0, lazyRemoveNoPair: 0, lazyRemoveBusy: 0,
+    teardowns: 0, lazyHints: 0, lazyRemoves: 0, lazyRemoveNotEmpty: 0, lazyRemoveNoPair: 0, lazyRemoveBusy: 0, lazyPairLost: 0,
   };
   private readonly caches: TdxPamtCache[] = [];
 
@@ -388,6 +389,7 @@ export class TdxPamtKernel {
       out[`${prefix}.lazy_remove_not_empty`] = c.lazyRemoveNotEmpty;
       out[`${prefix}.lazy_remove_no_pair`] = c.lazyRemoveNoPair;
       out[`${prefix}.lazy_remove_busy`] = c.lazyRemoveBusy;
+      out[`${prefix}.lazy_pair_lost`] = c.lazyPairLost;
       out[`${prefix}.idle_pairs`] = this.idlePairs();
     }
   }
