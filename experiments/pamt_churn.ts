@@ -31,6 +31,7 @@ export const PAMT_CHURN_WORKLOADS = ['churn', 'shutdown_storm', 'fill'] as const
 const pamtChurnParams = {
   ...platformParams,
   ...guestParams,
+  platform: enumParam(['tdx'] as const, 'tdx', 'TDX only: the PAMT is the TDX module\'s'),
   pamt: { ...platformParams.pamt, default: 'refcount' as const },
   accept: { ...guestParams.accept, default: 'eager' as const },
   memory_gib: { ...guestParams.memory_gib, default: 1, description: 'RAM of each TD' },
@@ -63,7 +64,6 @@ export const pamtChurn: Experiment<typeof pamtChurnParams> = {
     ...ownerMetricSpecs,
   },
   check(p) {
-    if (p.platform !== 'tdx') return 'pamt-churn needs platform=tdx';
     const vm = { vcpus: p.vcpus, memoryBytes: p.memory_gib * GiB };
     const concurrent = p.workload === 'churn' ? 1 : p.vms;
     return checkGuestParams(p) ?? checkHostParams(fillHost(p), Array.from({ length: concurrent }, () => vm));
