@@ -6,6 +6,7 @@ import { multiVmBoot } from './multi_vm_boot.ts';
 import { pamtMemory } from './pamt_memory.ts';
 import { pamtContention } from './pamt_contention.ts';
 import { convert } from './convert.ts';
+import { pamtChurn } from './pamt_churn.ts';
 
 /** Every registered experiment, in the order `cvmsim list` shows them. */
 export const experiments: Experiment[] = [
@@ -16,6 +17,7 @@ export const experiments: Experiment[] = [
   pamtMemory,
   pamtContention,
   convert,
+  pamtChurn,
 ];
 
 export function findExperiment(name: string): Experiment | undefined {

@@ -27,6 +27,12 @@ export class PageBitmap {
     this.count++;
   }
 
+  /** Clears every page (a file truncated whole). */
+  clearAll(): void {
+    this.words.fill(0);
+    this.count = 0;
+  }
+
   /** Pages set in [first, first + n). */
   countRange(first: number, n: number): number {
     let c = 0;

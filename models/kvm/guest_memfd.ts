@@ -150,6 +150,28 @@ export class GuestMemfd {
     return freed;
   }
 
+  /**
+   * The file's last reference is dropped (kvm_gmem_release() and the truncation of its
+   * folios): every host block goes back to host memory. Returns the blocks freed. The bitmap
+   * is emptied; the counters of what was allocated and cleared stay.
+   */
+  release(): number {
+    let blocks = 0;
+    for (let r = 0; r < this.hostBlocks.length; r++) {
+      const block = this.hostBlocks[r]!;
+      if (block < 0) continue;
+      this.hostMemory.freeRegionBlock(block * SIZE_2M, this.owner);
+      this.hostBlocks[r] = -1;
+      blocks++;
+    }
+    this.allocated.clearAll();
+    this.released = true;
+    return blocks;
+  }
+
+  /** release() ran: the file holds no memory. */
+  released = false;
+
   /** Bytes of folios cleared by a caller's own memory stream (the aggregated accept step). */
   countCleared(bytes: number): void {
     this.bytesCleared += bytes;
@@ -178,6 +200,7 @@ export class GuestMemfd {
       if (this.hostMemory.usedPagesOf(hpa) !== pages) assert(false, 'host pages in use and guest_memfd folios of a region disagree', { region: hex(r * SIZE_2M), used: this.hostMemory.usedPagesOf(hpa), pages });
     }
     assert(this.allocated.recount() === this.allocated.count, 'guest_memfd bitmap and its count disagree', this.allocated.count);
+    if (this.released) return;
     assert(this.bytesCleared === this.folios * this.folioPages * 4096, 'bytes cleared and guest_memfd folios disagree', { cleared: this.bytesCleared, folios: this.folios });
   }
 }

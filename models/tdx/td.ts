@@ -7,6 +7,13 @@ import { Region, SecureEpt, type SeptPageKind } from './secure_ept.ts';
 import { SeptEntryLocks } from './sept_entry_locks.ts';
 import type { TdxModule } from './tdx_module.ts';
 
+/**
+ * TDR.LIFECYCLE_STATE from the kernel's view of teardown: keys configured while the TD runs,
+ * TD_BLOCKED after TDH.MNG.VPFLUSHDONE, TD_TEARDOWN after TDH.MNG.KEY.FREEID (only then may
+ * TDH.PHYMEM.PAGE.RECLAIM take its pages back), 'reclaimed' once its TDR is reclaimed.
+ */
+export type TdLifecycle = 'keys_configured' | 'blocked' | 'teardown' | 'reclaimed';
+
 /** What a TD's leaves have done, for metrics and the end-of-run balance. */
 export interface TdCounters {
   augs4k: number;
@@ -68,6 +75,12 @@ export class Td {
   readonly blockedEpoch = new Map<number, number>();
   /** The op id of the last TDG.MEM.PAGE.ACCEPT span (0 untraced): the exit it causes links to it. */
   lastAcceptOp = 0;
+  /** TDR.LIFECYCLE_STATE (teardown, models/tdx/leaves/tdh_mng_vpflushdone.ts and after). */
+  lifecycle: TdLifecycle = 'keys_configured';
+  /** Control pages besides the TDR added by TDH.MNG.ADDCX, TDH.VP.CREATE, TDH.VP.ADDCX. */
+  controlChildren = 0;
+  /** TD pages taken back by TDH.PHYMEM.PAGE.RECLAIM (4K units), the TDR excluded. */
+  reclaimedChildren = 0;
 
   constructor(
     readonly module: TdxModule,
@@ -82,6 +95,15 @@ export class Td {
     this.sept = new SecureEpt(gpaBytes);
     this.secureEptLock = new TryLock(sim, `${name}/secure_ept_lock`, false);
     this.entryLocks = new SeptEntryLocks(module.version === '1.5');
+  }
+
+  /**
+   * TDR.CHLDCNT: 4K pages the TD holds besides its TDR (control pages, S-EPT pages, private
+   * pages; a 2M leaf counts 512), less those reclaimed.
+   */
+  get childPages(): number {
+    const c = this.counters;
+    return this.controlChildren + c.septAdds + c.augs4k + 512 * c.augs2m - this.reclaimedChildren;
   }
 
   /** A TDCALL completed in the module: its cost on the calling vCPU. */

@@ -14,6 +14,7 @@ import { KVM_METRICS, KVM_RETRIES, Kvm, type KvmRetry } from '../kvm/kvm.ts';
 import { KVM_COSTS, type KvmCosts } from '../kvm/kvm_costs.ts';
 import { KvmSev } from '../kvm/sev.ts';
 import { KvmTdx, SEPT_MAPPINGS, type SeptMapping } from '../kvm/tdx.ts';
+import { tdx_vm_destroy, type TdxTeardownResult } from '../kvm/tdx_teardown.ts';
 import { Region, type SecureEpt } from '../tdx/secure_ept.ts';
 import { TD_METRICS } from '../tdx/td.ts';
 import type { Pamt } from '../tdx/pamt.ts';
@@ -240,6 +241,18 @@ export class Vm implements GuestPlatform, GuestConversionPlatform {
     assert(p !== null && p.cpu === this.vcpus[vcpu], 'arch_accept_memory must run on its vCPU', { vm: this.name, vcpu });
   }
 
+  /**
+   * The VM stops (its VMM closes the VM fd after the guest shut down): KVM tears the TD down on
+   * the calling thread (models/kvm/tdx_teardown.ts: HKID released, every page reclaimed and put,
+   * guest_memfd released), then the host's record of the VM ends. TDX only.
+   */
+  *shutdown(): Proc<TdxTeardownResult> {
+    assert(this.kvm.tdx !== null, 'VM shutdown is modelled for TDs only', this.name);
+    const result = yield* tdx_vm_destroy(this.kvm, this.vcpus.length, this.fidelity === 'per-page');
+    this.host.release(this.record);
+    return result;
+  }
+
   /** This VM's host-side metrics under `prefix` (e.g. `vm1`): its vCPUs' time, KVM, the VMM, its TD, the model. */
   metrics(prefix: string, out: Record<string, number>): void {
     const t = { busyNs: 0, spinNs: 0, stallNs: 0, idleNs: 0, stealNs: 0 };
@@ -273,6 +286,10 @@ export class Vm implements GuestPlatform, GuestConversionPlatform {
     const gmem = kvm.gmem;
     gmem.checkInvariants();
     assert(!kvm.locksHeld, 'KVM locks still held at the end of the run', `${kvm.mmuLock.describe()}; ${kvm.slotsLock.describe()}`);
+    if (kvm.tdx?.tornDown === true) {
+      checkTornDown(this.name, kvm.tdx, this.host, this.record);
+      return;
+    }
     if (kvm.tdx !== null) {
       kvm.tdx.checkInvariants();
       checkTdBacking(this.name, kvm.tdx.td.sept, gmem);
@@ -282,6 +299,21 @@ export class Vm implements GuestPlatform, GuestConversionPlatform {
     kvm.attrs?.checkInvariants();
     this.vmm.shared?.checkInvariants();
   }
+}
+
+/**
+ * A torn-down TD left nothing behind: the module has no Td for its HKID and the HKID is free in
+ * the KOT, no page of its control, S-EPT or private memory is a TD page in the PAMT (so the
+ * kernel's refcounts of its ranges fell back, checked by the host), its owner holds no host
+ * memory and the host's record of it ended.
+ */
+function checkTornDown(vm: string, tdx: KvmTdx, host: Host, record: HostVmRecord): void {
+  const { module, td } = tdx;
+  assert(module.tdOf(td.hkid) !== td, 'a torn-down TD is still in the module', vm);
+  assert(module.kot.get(td.hkid)?.state === 'free', 'a torn-down TD\'s HKID is not free in the KOT', { vm, hkid: td.hkid });
+  assert(td.childPages === 0 && td.lifecycle === 'reclaimed', 'a torn-down TD still has pages in the module', { vm, children: td.childPages, lifecycle: td.lifecycle });
+  for (const hpa of [...tdx.controlHpas, ...tdx.septHpas]) if (module.pamt.inUse(hpa)) assert(false, 'a page of a torn-down TD is still a TD page in the PAMT', { vm, hpa });
+  assert(host.memory.usedBytesBy(record.owner) === 0 && host.hasEnded(record), 'a torn-down TD still holds host memory or runs on the host', { vm, bytes: host.memory.usedBytesBy(record.owner) });
 }
 
 /**
