@@ -5,6 +5,8 @@ import { acceptLatency } from './accept_latency.ts';
 import { multiVmBoot } from './multi_vm_boot.ts';
 import { pamtMemory } from './pamt_memory.ts';
 import { pamtContention } from './pamt_contention.ts';
+import { convert } from './convert.ts';
+import { pamtChurn } from './pamt_churn.ts';
 
 /** Every registered experiment, in the order `cvmsim list` shows them. */
 export const experiments: Experiment[] = [
@@ -14,6 +16,8 @@ export const experiments: Experiment[] = [
   multiVmBoot,
   pamtMemory,
   pamtContention,
+  convert,
+  pamtChurn,
 ];
 
 export function findExperiment(name: string): Experiment | undefined {

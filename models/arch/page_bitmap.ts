@@ -27,6 +27,12 @@ export class PageBitmap {
     this.count++;
   }
 
+  /** Clears every page (a file truncated whole). */
+  clearAll(): void {
+    this.words.fill(0);
+    this.count = 0;
+  }
+
   /** Pages set in [first, first + n). */
   countRange(first: number, n: number): number {
     let c = 0;
@@ -87,6 +93,27 @@ export class PageBitmap {
       if (this.test(p)) return p;
     }
     return -1;
+  }
+
+  /** Clears only the set pages of [first, first + n); returns how many it cleared. */
+  clearRange(first: number, n: number): number {
+    let cleared = 0;
+    const end = first + n;
+    for (let p = first; p < end; p++) {
+      if ((p & 31) === 0 && p + 32 <= end) {
+        const w = p >>> 5;
+        const c = popcount(this.words[w]!);
+        this.words[w] = 0;
+        cleared += c;
+        p += 31;
+        continue;
+      }
+      const w = p >>> 5;
+      const bit = 1 << (p & 31);
+      if ((this.words[w]! & bit) !== 0) this.words[w] = this.words[w]! & ~bit, cleared++;
+    }
+    this.count -= cleared;
+    return cleared;
   }
 
   /** Counts the bits from scratch (for invariant checks). */

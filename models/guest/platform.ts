@@ -33,3 +33,20 @@ export interface GuestPlatform {
    */
   readonly memoryBandwidth?: Bandwidth;
 }
+
+/**
+ * What a guest that converts memory between private and shared needs from below it (optional:
+ * a VM provides it once conversions are enabled, models/vm/vm.ts).
+ */
+export interface GuestConversionPlatform {
+  /**
+   * x86_platform.guest.enc_status_change_prepare/finish for [start, end) (bytes, 4K aligned) on
+   * the calling vCPU: TDX MapGPA (and, to private, the re-accept); SNP PVALIDATE rescind + PSC
+   * to shared, PSC + PVALIDATE to private. Returns false when the hypervisor refused.
+   */
+  enc_status_change(vcpu: number, start: number, end: number, enc: boolean): Proc<boolean>;
+  /** The guest touches [start, end) as private or shared: shared pages fault into the EPT/NPT; every layer is checked. */
+  touch(vcpu: number, start: number, end: number, shared: boolean): Proc<void>;
+  /** The calling vCPU pays the time host kicks (remote TLB flushes, TDH.MEM.TRACK) took from it. */
+  pay_kicks(vcpu: number): Proc<void>;
+}

@@ -159,6 +159,8 @@ export class Host {
   /** SNP: the RMP, one entry per 4K of host memory, indexed by host physical address. */
   readonly rmp: Rmp | null;
   private readonly vms: HostVmRecord[] = [];
+  /** Ids of VMs that stopped (release()): their memory is back, admission no longer counts them. */
+  private readonly ended = new Set<number>();
 
   constructor(
     readonly sim: Sim,
@@ -184,6 +186,7 @@ export class Host {
     this.memory = new HostMemory(sim, { nodes });
     this.clearRate = new WriteRate(config.clearBytesPerSec ?? HOST_DEFAULTS.clearBytesPerSec);
     this.tdx = config.technology === 'tdx' ? new TdxModule(sim, config.tdxModule ?? '1.5', config.tdxCosts ?? {}, { mode: pamt === 'static' ? 'static' : 'dynamic', tdmrs: tdmrsFor(nodes) }) : null;
+    if (this.tdx !== null) this.tdx.packages = sockets;
     const maxPa = nodes[nodes.length - 1]!.start + nodes[nodes.length - 1]!.bytes;
     this.tdxPamt = this.tdx === null ? null : new TdxPamtKernel(sim, pamt, this.tdx, this.memory, maxPa);
     this.snp = config.technology === 'snp' ? new SnpFirmware(config.snpCosts ?? {}) : null;
@@ -209,7 +212,7 @@ export class Host {
    * num_present_cpus())): bad input, naming both numbers. The key is the next HKID / ASID.
    */
   admit(vcpus: number, memoryBytes: number): HostVmRecord {
-    const refused = admissionRefusal(this.config, [...this.vms, { vcpus, memoryBytes }]);
+    const refused = admissionRefusal(this.config, [...this.vms.filter((v) => !this.ended.has(v.id)), { vcpus, memoryBytes }]);
     if (refused !== undefined) throw new PlatformConfigError(refused);
     const id = this.vms.length + 1;
     const name = `vm${id}`;
@@ -219,6 +222,21 @@ export class Host {
     return record;
   }
 
+  /**
+   * A VM stopped and KVM tore it down: its record ends. Every page its owner held must be back
+   * in host memory (guest_memfd, S-EPT and control pages).
+   */
+  release(record: HostVmRecord): void {
+    assert(this.vms[record.id - 1] === record && !this.ended.has(record.id), 'host: release of a VM that is not running', record.name);
+    const left = this.memory.usedBytesBy(record.owner);
+    if (left !== 0) assert(false, 'host: a stopped VM still holds host memory', { vm: record.name, bytes: left });
+    this.ended.add(record.id);
+  }
+
+  /** Has the VM of `record` stopped? */
+  hasEnded(record: HostVmRecord): boolean {
+    return this.ended.has(record.id);
+  }
 
   /** The host's own metrics under `prefix` (e.g. `host`), and the TDX module's under `tdx`. */
   metrics(out: Record<string, number>): void {

@@ -1,7 +1,7 @@
 import { Spinlock, countMetric, measureMetric, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 import { PAGE_SIZE, SIZE_2M, hex } from '../arch/units.ts';
-import { TDX_HPA_RANGE_NOT_FREE, TDX_MISSING_PAMT_PAGE_PAIR, TDX_SUCCESS, statusClass, tdxOperandBusy, tdxStatusName } from '../tdx/arch.ts';
+import { TDX_HPA_RANGE_NOT_FREE, TDX_MISSING_PAMT_PAGE_PAIR, TDX_NO_PAMT_PAGE_PAIR, TDX_PAMT_PAGE_NOT_EMPTY, TDX_SUCCESS, statusClass, tdxOperandBusy, tdxStatusName } from '../tdx/arch.ts';
 import { tdh_phymem_pamt_add, tdh_phymem_pamt_add_now } from '../tdx/leaves/tdh_phymem_pamt_add.ts';
 import { tdh_phymem_pamt_remove } from '../tdx/leaves/tdh_phymem_pamt_remove.ts';
 import type { TdxModule } from '../tdx/tdx_module.ts';
@@ -34,6 +34,11 @@ export const PAMT_HASHED_LOCKS = 64;
 /** Bytes of one kernel refcount (atomic_t) per 2 MiB. */
 export const PAMT_REFCOUNT_BYTES = 4;
 
+/** alloc_page() for a PAMT page pair failed: the SEAMCALL's caller gets -ENOMEM and the VM stops. */
+export class PamtOutOfMemory extends Error {
+  override name = 'PamtOutOfMemory';
+}
+
 /** struct tdx_pamt_cache: pages set aside (here: per vCPU) for the pairs of the fault path. */
 export class TdxPamtCache {
   readonly pages: number[] = [];
@@ -60,6 +65,15 @@ export const TDX_PAMT_KERNEL_METRICS: MetricSpecs = {
   lazy_adds: countMetric('SEAMCALLs', 'policy=lazy: PAMT.ADD after a TDX_MISSING_PAMT_PAGE_PAIR'),
   lazy_range_not_free: countMetric('answers', 'policy=lazy: PAMT.ADD answered TDX_HPA_RANGE_NOT_FREE (another CPU added the pair first; pages freed)'),
   lazy_busy_retries: countMetric('answers', 'policy=lazy: PAMT.ADD answered TDX_OPERAND_BUSY (the 2M entry held by a racing SEAMCALL) and was retried'),
+  // Runs that stop TDs only (pamt-churn):
+  teardowns: countMetric('TDs', 'TD teardowns the kernel ran (PAMT puts of their pages)'),
+  lazy_hints: countMetric('hints', 'policy=lazy: "can remove" hints from TDH.PHYMEM.PAGE.RECLAIM (a 2M node\'s count reached 0)'),
+  lazy_removes: countMetric('SEAMCALLs', 'policy=lazy: PAMT.REMOVE on a hint that took the pair back'),
+  lazy_remove_not_empty: countMetric('answers', 'policy=lazy: PAMT.REMOVE on a hint answered TDX_PAMT_PAGE_NOT_EMPTY (the range was reused before the REMOVE: the pair stays, in use)'),
+  lazy_remove_no_pair: countMetric('answers', 'policy=lazy: PAMT.REMOVE on a hint answered TDX_NO_PAMT_PAGE_PAIR (another REMOVE took it first)'),
+  lazy_remove_busy: countMetric('answers', 'policy=lazy: PAMT.REMOVE on a hint answered TDX_OPERAND_BUSY (a SEAMCALL of a new TD walked the range) and was retried'),
+  lazy_pair_lost: countMetric('races', 'policy=lazy: a hint\'s PAMT.REMOVE took the pair of a range a new TD was adding pages to (its AUG met TDX_MISSING_PAMT_PAGE_PAIR and the pair was added again)'),
+  idle_pairs: countMetric('pairs', 'pairs at the end of the run under which no page is in use: leaks under lazy (a lost hint) or refcount\'s WARN path; 0 is the balance'),
 };
 
 /**
@@ -77,6 +91,7 @@ export class TdxPamtKernel {
   readonly counters = {
     gets: 0, getsFast: 0, getsSlow: 0, getsRecheck: 0, puts: 0, putsToZero: 0, removeFailed: 0, leakedPairs: 0,
     cacheEmpty: 0, lazyAdds: 0, lazyRangeNotFree: 0, lazyBusyRetries: 0,
+    teardowns: 0, lazyHints: 0, lazyRemoves: 0, lazyRemoveNotEmpty: 0, lazyRemoveNoPair: 0, lazyRemoveBusy: 0, lazyPairLost: 0,
   };
   private readonly caches: TdxPamtCache[] = [];
 
@@ -125,7 +140,7 @@ export class TdxPamtKernel {
 
   private allocPage(): number {
     const hpa = this.memory.allocPage(this.owner, 'pamt');
-    if (hpa === null) throw new Error(`host out of memory: no 4K page for a PAMT page pair (host memory ${this.memory.totalBytes() / 2 ** 30} GiB, ${this.memory.usedBytes() / 2 ** 30} GiB in use)`);
+    if (hpa === null) throw new PamtOutOfMemory(`host out of memory: no 4K page for a PAMT page pair (host memory ${this.memory.totalBytes() / 2 ** 30} GiB, ${this.memory.usedBytes() / 2 ** 30} GiB in use)`);
     return hpa;
   }
 
@@ -239,6 +254,51 @@ export class TdxPamtKernel {
   // ---- policy=lazy ----------------------------------------------------------------------------
 
   /**
+   * The lazy scheme's answer to RECLAIM's "can remove" hint for the 2M range of `hpa`:
+   * TDH.PHYMEM.PAMT.REMOVE with no lock and no refcount. It runs after the reclaimed pages went
+   * back to host memory (nothing holds the range for the kernel), so a new TD may have taken the
+   * block meanwhile: TDX_PAMT_PAGE_NOT_EMPTY (its AUG found the pair: it stays, in use),
+   * TDX_NO_PAMT_PAGE_PAIR (nothing to remove), TDX_OPERAND_BUSY (a racing SEAMCALL holds an
+   * entry: retried). Each answer counted.
+   */
+  *lazyRemoveOnHint(hpa: number): Proc<void> {
+    assert(this.policy === 'lazy', 'lazyRemoveOnHint() under another policy', this.policy);
+    this.counters.lazyHints++;
+    for (;;) {
+      const { status, pages } = yield* tdh_phymem_pamt_remove(this.module, this.region(hpa) * SIZE_2M, 0);
+      if (status === TDX_SUCCESS) {
+        this.counters.lazyRemoves++;
+        this.freePage(pages![0]);
+        this.freePage(pages![1]);
+        return;
+      }
+      if (tdxOperandBusy(status)) {
+        this.counters.lazyRemoveBusy++;
+        yield this.sim.stallFor(this.module.seamcallHalfNs);
+        continue;
+      }
+      const c = statusClass(status);
+      if (c === TDX_PAMT_PAGE_NOT_EMPTY) this.counters.lazyRemoveNotEmpty++;
+      else if (c === TDX_NO_PAMT_PAGE_PAIR) this.counters.lazyRemoveNoPair++;
+      else assert(false, `lazy PAMT.REMOVE failed: ${tdxStatusName(status)}`, hex(hpa));
+      return;
+    }
+  }
+
+  /** A TD teardown starts (counted; its puts and hints follow). */
+  noteTeardown(): void {
+    this.counters.teardowns++;
+  }
+
+  /** Pairs in the module under which no page is in use (leaks at the end of a run). */
+  idlePairs(): number {
+    const pamt = this.module.pamt;
+    let n = 0;
+    for (let r = 0; r * SIZE_2M < pamt.end; r++) if (pamt.hasPair(r * SIZE_2M) && pamt.countOf(r * SIZE_2M) === 0) n++;
+    return n;
+  }
+
+  /**
    * The lazy scheme's answer to TDX_MISSING_PAMT_PAGE_PAIR for `hpa`: take a pair, PAMT.ADD,
    * no lock. TDX_HPA_RANGE_NOT_FREE (another CPU won the race) frees the pages and counts as
    * done; TDX_OPERAND_BUSY (a racing SEAMCALL holds the 2M entry) frees them and is returned for
@@ -322,6 +382,16 @@ export class TdxPamtKernel {
     out[`${prefix}.lazy_adds`] = c.lazyAdds;
     out[`${prefix}.lazy_range_not_free`] = c.lazyRangeNotFree;
     out[`${prefix}.lazy_busy_retries`] = c.lazyBusyRetries;
+    if (c.teardowns > 0) {
+      out[`${prefix}.teardowns`] = c.teardowns;
+      out[`${prefix}.lazy_hints`] = c.lazyHints;
+      out[`${prefix}.lazy_removes`] = c.lazyRemoves;
+      out[`${prefix}.lazy_remove_not_empty`] = c.lazyRemoveNotEmpty;
+      out[`${prefix}.lazy_remove_no_pair`] = c.lazyRemoveNoPair;
+      out[`${prefix}.lazy_remove_busy`] = c.lazyRemoveBusy;
+      out[`${prefix}.lazy_pair_lost`] = c.lazyPairLost;
+      out[`${prefix}.idle_pairs`] = this.idlePairs();
+    }
   }
 
   /**

@@ -12,6 +12,7 @@ export type FolioBytes = 4096 | 2097152;
 export const GUEST_MEMFD_METRICS: MetricSpecs = {
   folios: countMetric('folios', 'guest_memfd folios allocated'),
   bytes_cleared: countMetric('bytes', 'bytes of folios cleared on first use (clear_highpage)'),
+  folios_freed: countMetric('folios', 'folios truncated by fallocate(PUNCH_HOLE) (conversions to shared)'),
 };
 
 /** The host could not give guest_memfd a page: the fault fails with -ENOMEM and the VM stops. */
@@ -37,6 +38,8 @@ export class GuestMemfd {
   readonly allocated: PageBitmap;
   readonly folioPages: number;
   folios = 0;
+  /** Folios truncated by fallocate(PUNCH_HOLE) (kvm_gmem_punch_hole()), 4K each. */
+  foliosFreed = 0;
   /** Bytes cleared on first use. */
   bytesCleared = 0;
 
@@ -125,6 +128,50 @@ export class GuestMemfd {
     return bytes;
   }
 
+  /**
+   * The truncate of kvm_gmem_punch_hole() over [first, first + n) (inside one 2 MiB region):
+   * the 4K folios there leave the file and their host pages are freed; the region's host block
+   * returns to the host when its last page goes. 2 MiB folios are truncated only whole (a
+   * partial punch keeps the folio: the unmerged series split them, not modelled). Returns the
+   * host pages (numbers) freed, for the caller's RMP/PAMT work.
+   */
+  punchHole(first: number, n: number): number[] {
+    const region = Math.floor(first / PAGES_PER_2M);
+    if (Math.floor((first + n - 1) / PAGES_PER_2M) !== region) assert(false, 'guest_memfd punch inside one 2 MiB region', { first, n });
+    if (this.folioPages !== 1 && !(n === PAGES_PER_2M && first % PAGES_PER_2M === 0)) return [];
+    const block = this.hostBlocks[region]!;
+    const freed: number[] = [];
+    if (block < 0) return freed;
+    for (let p = first; p < first + n; p++) if (this.allocated.test(p)) freed.push(block * PAGES_PER_2M + (p % PAGES_PER_2M));
+    if (freed.length === 0) return freed;
+    this.allocated.clearRange(first, n);
+    this.foliosFreed += freed.length / this.folioPages;
+    if (this.hostMemory.unusePages(block * SIZE_2M, freed.length, this.owner)) this.hostBlocks[region] = -1;
+    return freed;
+  }
+
+  /**
+   * The file's last reference is dropped (kvm_gmem_release() and the truncation of its
+   * folios): every host block goes back to host memory. Returns the blocks freed. The bitmap
+   * is emptied; the counters of what was allocated and cleared stay.
+   */
+  release(): number {
+    let blocks = 0;
+    for (let r = 0; r < this.hostBlocks.length; r++) {
+      const block = this.hostBlocks[r]!;
+      if (block < 0) continue;
+      this.hostMemory.freeRegionBlock(block * SIZE_2M, this.owner);
+      this.hostBlocks[r] = -1;
+      blocks++;
+    }
+    this.allocated.clearAll();
+    this.released = true;
+    return blocks;
+  }
+
+  /** release() ran: the file holds no memory. */
+  released = false;
+
   /** Bytes of folios cleared by a caller's own memory stream (the aggregated accept step). */
   countCleared(bytes: number): void {
     this.bytesCleared += bytes;
@@ -133,6 +180,7 @@ export class GuestMemfd {
   metrics(prefix: string, out: Record<string, number>): void {
     out[`${prefix}.folios`] = this.folios;
     out[`${prefix}.bytes_cleared`] = this.bytesCleared;
+    if (this.foliosFreed > 0) out[`${prefix}.folios_freed`] = this.foliosFreed;
   }
 
   /**
@@ -152,6 +200,7 @@ export class GuestMemfd {
       if (this.hostMemory.usedPagesOf(hpa) !== pages) assert(false, 'host pages in use and guest_memfd folios of a region disagree', { region: hex(r * SIZE_2M), used: this.hostMemory.usedPagesOf(hpa), pages });
     }
     assert(this.allocated.recount() === this.allocated.count, 'guest_memfd bitmap and its count disagree', this.allocated.count);
+    if (this.released) return;
     assert(this.bytesCleared === this.folios * this.folioPages * 4096, 'bytes cleared and guest_memfd folios disagree', { cleared: this.bytesCleared, folios: this.folios });
   }
 }

@@ -2,6 +2,7 @@ import { Mutex, RwLock, countMetric, measureMetric, prefixedMetrics, type Metric
 import { ExitStats } from './exit_stats.ts';
 import { GUEST_MEMFD_METRICS, type GuestMemfd } from './guest_memfd.ts';
 import { KVM_COSTS, type KvmCosts } from './kvm_costs.ts';
+import { KVM_ATTRIBUTE_METRICS, type KvmMemoryAttributes } from './memory_attributes.ts';
 import { KVM_SEV_METRICS, type KvmSev } from './sev.ts';
 import type { KvmTdx } from './tdx.ts';
 import type { KvmUserspace } from './userspace.ts';
@@ -37,6 +38,7 @@ export const KVM_METRICS: MetricSpecs = {
   vcpu_migration_ns: measureMetric('ns', 'what those cost the vCPUs (TDX: IPI + TDH.VP.FLUSH on the old CPU)'),
   ...prefixedMetrics('gmem', GUEST_MEMFD_METRICS),
   ...prefixedMetrics('sev', KVM_SEV_METRICS),
+  ...prefixedMetrics('attr', KVM_ATTRIBUTE_METRICS),
 };
 
 /**
@@ -69,6 +71,8 @@ export class Kvm {
   /** struct kvm_tdx (a TD) or struct kvm_sev_info (an SNP guest); exactly one is set. */
   tdx: KvmTdx | null = null;
   sev: KvmSev | null = null;
+  /** Memory attributes and their conversions (memory_attributes.ts); null when the run converts nothing. */
+  attrs: KvmMemoryAttributes | null = null;
   /** The VMM process this VM's exits to userspace go to. */
   userspace: KvmUserspace | null = null;
 
@@ -140,5 +144,6 @@ export class Kvm {
     out[`${prefix}.vcpu_migration_ns`] = this.vcpuMigrationNs;
     this.gmem.metrics(`${prefix}.gmem`, out);
     this.sev?.metrics(`${prefix}.sev`, out);
+    this.attrs?.metrics(`${prefix}.attr`, out);
   }
 }

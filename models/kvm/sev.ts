@@ -14,6 +14,10 @@ export interface SnpCounters {
   pvalidate4k: number;
   pvalidate2m: number;
   pvalidateSizeMismatch: number;
+  /** Conversions to shared: 4K RMP entries made shared again (rmp_make_shared()), 2M entries smashed, pages the guest rescinded. */
+  rmpupdateShared: number;
+  psmash: number;
+  pvalidateRescinded: number;
 }
 
 /** What KvmSev.metrics() writes (`vm1.kvm.sev`). */
@@ -28,6 +32,9 @@ export const KVM_SEV_METRICS: MetricSpecs = {
   'pvalidate.2m': countMetric('PVALIDATEs', 'PVALIDATE of 2M pages'),
   'pvalidate.size_mismatch': countMetric('answers', '2M PVALIDATEs answered PVALIDATE_FAIL_SIZEMISMATCH'),
   validated_pages: countMetric('pages', '4K pages the guest validated'),
+  'rmpupdate.shared': countMetric('RMPUPDATEs', '4K RMP entries made shared again (conversions to shared)'),
+  psmash: countMetric('PSMASHes', '2M RMP entries smashed before a partial conversion'),
+  'pvalidate.rescinded': countMetric('pages', '4K pages the guest rescinded (PVALIDATE validate=0) before conversion to shared'),
 };
 
 /**
@@ -38,6 +45,7 @@ export class KvmSev {
   readonly counters: SnpCounters = {
     pscRequests: 0, pscEntries4k: 0, pscEntries2m: 0, userspaceExits: 0,
     rmpupdate4k: 0, rmpupdate2m: 0, pvalidate4k: 0, pvalidate2m: 0, pvalidateSizeMismatch: 0,
+    rmpupdateShared: 0, psmash: 0, pvalidateRescinded: 0,
   };
 
   constructor(
@@ -51,7 +59,7 @@ export class KvmSev {
   /** 4K pages this guest validated (a 2M PVALIDATE that answered SIZEMISMATCH counts by its 4K fallback). */
   validatedPages(): number {
     const c = this.counters;
-    return c.pvalidate4k + PAGES_PER_2M * (c.pvalidate2m - c.pvalidateSizeMismatch);
+    return c.pvalidate4k + PAGES_PER_2M * (c.pvalidate2m - c.pvalidateSizeMismatch) - c.pvalidateRescinded;
   }
 
   metrics(prefix: string, out: Record<string, number>): void {
@@ -66,5 +74,10 @@ export class KvmSev {
     out[`${prefix}.pvalidate.2m`] = c.pvalidate2m;
     out[`${prefix}.pvalidate.size_mismatch`] = c.pvalidateSizeMismatch;
     out[`${prefix}.validated_pages`] = this.validatedPages();
+    if (c.rmpupdateShared + c.pvalidateRescinded > 0) {
+      out[`${prefix}.rmpupdate.shared`] = c.rmpupdateShared;
+      out[`${prefix}.psmash`] = c.psmash;
+      out[`${prefix}.pvalidate.rescinded`] = c.pvalidateRescinded;
+    }
   }
 }

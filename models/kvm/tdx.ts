@@ -43,6 +43,15 @@ export class KvmTdx {
   readonly pamt: TdxPamtKernel | null;
   /** Per-vCPU tdx_pamt_cache (reached through kvm_get_running_vcpu()). */
   private readonly pamtCaches = new Map<Cpu, TdxPamtCache>();
+  /**
+   * Host addresses of the control pages (kvm_tdx->td.tdr_page, tdcs_pages[], each vCPU's
+   * tdvpr_page and tdcx_pages[]): TDR, TDCS..., then per vCPU TDVPR and its TDCX pages.
+   */
+  readonly controlHpas: number[] = [];
+  /** Host addresses of the S-EPT pages TDH.MEM.SEPT.ADD linked, in order (reclaimed at teardown). */
+  readonly septHpas: number[] = [];
+  /** The TD was torn down (models/kvm/tdx_teardown.ts): every page back, the HKID free. */
+  tornDown = false;
 
   /**
    * tdx_td_init() / tdx_vcpu_create(): the TDR and TDCS pages and each vCPU's TDVPS pages, from
@@ -63,7 +72,9 @@ export class KvmTdx {
     this.controlPages = TDR_PAGES + tdcs + vcpus * TDVPS_PAGES;
     for (let i = 0; i < this.controlPages; i++) {
       const leaf = i === 0 ? 'TDH.MNG.CREATE' : i <= tdcs ? 'TDH.MNG.ADDCX' : (i - 1 - tdcs) % TDVPS_PAGES === 0 ? 'TDH.VP.CREATE' : 'TDH.VP.ADDCX';
-      this.addControlPage(this.hostPage('tdx_control'), leaf);
+      const hpa = this.hostPage('tdx_control');
+      this.controlHpas.push(hpa);
+      this.addControlPage(hpa, leaf);
     }
   }
 
@@ -71,10 +82,10 @@ export class KvmTdx {
   private addControlPage(hpa: number, leaf: string): void {
     const kernel = this.pamt;
     if (kernel?.refcounted === true) kernel.getNow(hpa);
-    let status = this.module.addControlPage(hpa, leaf);
+    let status = this.module.addControlPage(hpa, leaf, this.td);
     if (kernel?.policy === 'lazy' && TdxPamtKernel.missingPair(status)) {
       kernel.lazyAddNow(hpa);
-      status = this.module.addControlPage(hpa, leaf);
+      status = this.module.addControlPage(hpa, leaf, this.td);
     }
     if (status !== TDX_SUCCESS) assert(false, `KVM_BUG_ON: ${leaf} failed with ${tdxStatusName(status)}`, { td: this.td.name, hpa: hex(hpa) });
   }
@@ -88,9 +99,10 @@ export class KvmTdx {
     return this.hostPage('sept');
   }
 
-  /** TDH.MEM.SEPT.ADD linked the page: it stays the module's. */
-  septPageAdded(): void {
+  /** TDH.MEM.SEPT.ADD linked the page at `hpa`: it stays the module's until teardown. */
+  septPageAdded(hpa: number): void {
     this.septPages++;
+    this.septHpas.push(hpa);
   }
 
   /** TDH.MEM.SEPT.ADD failed: the page goes back (to the MMU cache; here, host memory). */
@@ -161,6 +173,7 @@ export class KvmTdx {
   /** KVM's host pages of the TD agree with what the module holds: one per S-EPT page added. */
   checkInvariants(): void {
     const adds = this.td.counters.septAdds;
+    if (this.septHpas.length !== adds) assert(false, 'S-EPT page addresses KVM kept and TDH.MEM.SEPT.ADD count disagree', { td: this.td.name, kept: this.septHpas.length, adds });
     if (this.septPages !== adds) assert(false, 'S-EPT pages from host memory and TDH.MEM.SEPT.ADD count disagree', { td: this.td.name, pages: this.septPages, adds });
     if (this.frozen.size !== 0) assert(false, 'mirror SPTEs still frozen at the end of the run', { td: this.td.name, frozen: this.frozen.size });
   }

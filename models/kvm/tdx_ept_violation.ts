@@ -94,7 +94,7 @@ function* tdx_private_fault(kvm: Kvm, gpa: number, acceptLevel: TdxPageLevel): P
     const hpa = tdx.allocSeptPage();
     status = yield* tdx.withPamt(hpa, 1, cpu, () => tdh_mem_sept_add(td, region, kind, hpa, 0));
     tdx.thawSeptPage(region, kind);
-    if (status === TDX_SUCCESS) tdx.septPageAdded();
+    if (status === TDX_SUCCESS) tdx.septPageAdded(hpa);
     else tdx.freeSeptPage(hpa);
     outNs = tdx.module.seamcallHalfNs;
     if (status !== TDX_SUCCESS) break;

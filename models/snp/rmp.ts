@@ -54,6 +54,35 @@ export class Rmp {
     this.validated.setRange(first, n);
   }
 
+  /**
+   * RMPUPDATE back to hypervisor-owned (rmp_make_shared(), from guest_memfd's invalidation when a
+   * folio leaves the file): the host pages [first, first + n) of one 2 MiB region become
+   * unassigned. A 2M entry must have been smashed (PSMASH) first; a validated page means the guest
+   * did not rescind it (PVALIDATE) before asking for shared: the security bug the guest's order
+   * of operations prevents. Returns how many pages it unassigned.
+   */
+  makeShared(first: number, n: number): number {
+    const region = Math.floor(first / PAGES_PER_2M);
+    assert(Math.floor((first + n - 1) / PAGES_PER_2M) === region, 'an RMPUPDATE run stays inside one 2 MiB region', hex(first * 4096));
+    assert(this.size2m[region] === 0, 'RMPUPDATE to shared of 4K entries under a 2M RMP entry (PSMASH first)', hex(first * 4096));
+    const v = this.validated.firstSet(first, n);
+    if (v >= 0) assert(false, 'a validated page made shared: the guest did not PVALIDATE-rescind it first', hex(v * 4096));
+    const cleared = this.assigned.clearRange(first, n);
+    if (this.assigned.countRange(region * PAGES_PER_2M, PAGES_PER_2M) === 0) this.asid[region] = 0;
+    return cleared;
+  }
+
+  /** PSMASH: a 2M RMP entry becomes 512 4K entries with the same state. */
+  psmash(region: number): void {
+    assert(this.size2m[region] === 1, 'PSMASH of a region that is not a 2M RMP entry', region);
+    this.size2m[region] = 0;
+  }
+
+  /** PVALIDATE(rescind) of the host pages [first, first + n): they are no longer validated. */
+  rescind(first: number, n: number): number {
+    return this.validated.clearRange(first, n);
+  }
+
   /** The bitmaps agree with their counts, and nothing is validated that is not assigned. */
   checkInvariants(): void {
     assert(this.assigned.recount() === this.assigned.count, 'RMP assigned bitmap and its count disagree', this.assigned.count);

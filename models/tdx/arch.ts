@@ -31,6 +31,17 @@ export const TDX_MISSING_PAMT_PAGE_PAIR = 0xc000030500000000n;
 export const TDX_NO_PAMT_PAGE_PAIR = 0xc000030600000000n;
 export const TDX_PAMT_PAGE_NOT_EMPTY = 0xc000030700000000n;
 
+/**
+ * TD teardown ([tdx-module:src/vmm_dispatcher/api_calls/tdh_phymem_page_reclaim.c],
+ * tdh_mng_vpflushdone.c, tdh_mng_key_freeid.c, tdh_phymem_cache_wb.c): values of the module's
+ * error table.
+ */
+export const TDX_TD_ASSOCIATED_PAGES_EXIST = 0xc000040000000000n;
+export const TDX_LIFECYCLE_STATE_INCORRECT = 0xc000060700000000n;
+export const TDX_FLUSHVP_NOT_DONE = 0x8000082400000000n;
+export const TDX_WBCACHE_NOT_COMPLETE = 0x8000081700000000n;
+export const TDX_NO_HKID_READY_TO_WBCACHE = 0x0000082100000000n;
+
 /** The class of a status, without its operand id (KVM's TDX_SEAMCALL_STATUS_MASK). */
 export const TDX_SEAMCALL_STATUS_MASK = 0xffffffff00000000n;
 
@@ -94,6 +105,14 @@ const NAMES: ReadonlyArray<readonly [bigint, string]> = [
   [TDX_MISSING_PAMT_PAGE_PAIR, 'TDX_MISSING_PAMT_PAGE_PAIR'],
   [TDX_NO_PAMT_PAGE_PAIR, 'TDX_NO_PAMT_PAGE_PAIR'],
   [TDX_PAMT_PAGE_NOT_EMPTY, 'TDX_PAMT_PAGE_NOT_EMPTY'],
+  [0xc0000b0600000000n, 'TDX_GPA_RANGE_NOT_BLOCKED'],
+  [0x00000b0700000000n, 'TDX_GPA_RANGE_ALREADY_BLOCKED'],
+  [0xc0000b0800000000n, 'TDX_TLB_TRACKING_NOT_DONE'],
+  [TDX_TD_ASSOCIATED_PAGES_EXIST, 'TDX_TD_ASSOCIATED_PAGES_EXIST'],
+  [TDX_LIFECYCLE_STATE_INCORRECT, 'TDX_LIFECYCLE_STATE_INCORRECT'],
+  [TDX_FLUSHVP_NOT_DONE, 'TDX_FLUSHVP_NOT_DONE'],
+  [TDX_WBCACHE_NOT_COMPLETE, 'TDX_WBCACHE_NOT_COMPLETE'],
+  [TDX_NO_HKID_READY_TO_WBCACHE, 'TDX_NO_HKID_READY_TO_WBCACHE'],
 ];
 
 /** The spec name of a status's class, e.g. 'TDX_OPERAND_BUSY'. */
@@ -117,3 +136,14 @@ export function tdxStatusName(status: bigint): string {
 export const TDR_PAGES = 1;
 export const TDCS_PAGES = { '1.0': 4, '1.5': 6 } as const;
 export const TDVPS_PAGES = 6;
+
+// ---- Private page removal (conversion to shared, punch hole) --------------------------------
+/** Leaves ([linux:arch/x86/virt/vmx/tdx/tdx.h]). */
+export const TDH_MEM_RANGE_BLOCK = 7;
+export const TDH_MEM_PAGE_REMOVE = 29;
+export const TDH_MEM_TRACK = 38;
+export const TDH_PHYMEM_PAGE_WBINVD = 41;
+/** [tdx-module:include/auto_gen/tdx_error_codes_defs.h] */
+export const TDX_GPA_RANGE_NOT_BLOCKED = 0xc0000b0600000000n;
+export const TDX_GPA_RANGE_ALREADY_BLOCKED = 0x00000b0700000000n;
+export const TDX_TLB_TRACKING_NOT_DONE = 0xc0000b0800000000n;

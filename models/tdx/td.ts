@@ -7,6 +7,13 @@ import { Region, SecureEpt, type SeptPageKind } from './secure_ept.ts';
 import { SeptEntryLocks } from './sept_entry_locks.ts';
 import type { TdxModule } from './tdx_module.ts';
 
+/**
+ * TDR.LIFECYCLE_STATE from the kernel's view of teardown: keys configured while the TD runs,
+ * TD_BLOCKED after TDH.MNG.VPFLUSHDONE, TD_TEARDOWN after TDH.MNG.KEY.FREEID (only then may
+ * TDH.PHYMEM.PAGE.RECLAIM take its pages back), 'reclaimed' once its TDR is reclaimed.
+ */
+export type TdLifecycle = 'keys_configured' | 'blocked' | 'teardown' | 'reclaimed';
+
 /** What a TD's leaves have done, for metrics and the end-of-run balance. */
 export interface TdCounters {
   augs4k: number;
@@ -35,6 +42,7 @@ export const TD_METRICS: MetricSpecs = {
   'secure_ept_lock.acquisitions': countMetric('acquisitions', 'secure_ept_lock acquisitions'),
   'secure_ept_lock.busy': countMetric('answers', 'secure_ept_lock acquisitions refused'),
   bytes_zeroed: countMetric('bytes', 'bytes the module zeroed with the TD key (accepted pages, new S-EPT pages)'),
+  'remove.*': countMetric('SEAMCALLs', 'private page removal: TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK, TDH.MEM.PAGE.REMOVE, TDH.PHYMEM.PAGE.WBINVD'),
 };
 
 /**
@@ -58,8 +66,21 @@ export class Td {
   };
   /** BUSY answers by status name, e.g. TDX_OPERAND_BUSY. */
   readonly busy = new Map<string, number>();
+  /**
+   * Private page removal (TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK, TDH.MEM.PAGE.REMOVE,
+   * TDH.PHYMEM.PAGE.WBINVD; models/tdx/leaves/): the TD epoch TRACK advances, the epoch whose
+   * vCPUs have all left the guest since (KVM's kick), each blocked 4K leaf's BEPOCH, and counts.
+   */
+  readonly removal = { epoch: 0, drainedEpoch: 0, blocks: 0, tracks: 0, removed4k: 0, removedAccepted4k: 0, wbinvd: 0 };
+  readonly blockedEpoch = new Map<number, number>();
   /** The op id of the last TDG.MEM.PAGE.ACCEPT span (0 untraced): the exit it causes links to it. */
   lastAcceptOp = 0;
+  /** TDR.LIFECYCLE_STATE (teardown, models/tdx/leaves/tdh_mng_vpflushdone.ts and after). */
+  lifecycle: TdLifecycle = 'keys_configured';
+  /** Control pages besides the TDR added by TDH.MNG.ADDCX, TDH.VP.CREATE, TDH.VP.ADDCX. */
+  controlChildren = 0;
+  /** TD pages taken back by TDH.PHYMEM.PAGE.RECLAIM (4K units), the TDR excluded. */
+  reclaimedChildren = 0;
 
   constructor(
     readonly module: TdxModule,
@@ -74,6 +95,15 @@ export class Td {
     this.sept = new SecureEpt(gpaBytes);
     this.secureEptLock = new TryLock(sim, `${name}/secure_ept_lock`, false);
     this.entryLocks = new SeptEntryLocks(module.version === '1.5');
+  }
+
+  /**
+   * TDR.CHLDCNT: 4K pages the TD holds besides its TDR (control pages, S-EPT pages, private
+   * pages; a 2M leaf counts 512), less those reclaimed.
+   */
+  get childPages(): number {
+    const c = this.counters;
+    return this.controlChildren + c.septAdds + c.augs4k + 512 * c.augs2m - this.reclaimedChildren;
   }
 
   /** A TDCALL completed in the module: its cost on the calling vCPU. */
@@ -151,6 +181,13 @@ export class Td {
     out[`${prefix}.secure_ept_lock.acquisitions`] = this.secureEptLock.stats.acquisitions;
     out[`${prefix}.secure_ept_lock.busy`] = this.secureEptLock.stats.busy;
     out[`${prefix}.bytes_zeroed`] = c.bytesZeroed;
+    const rm = this.removal;
+    if (rm.blocks > 0) {
+      out[`${prefix}.remove.block`] = rm.blocks;
+      out[`${prefix}.remove.track`] = rm.tracks;
+      out[`${prefix}.remove.page_remove`] = rm.removed4k;
+      out[`${prefix}.remove.wbinvd`] = rm.wbinvd;
+    }
   }
 
   /**
@@ -180,9 +217,11 @@ export class Td {
       if (state === Region.LeafMapped) mapped++;
       if (state === Region.Free) assert(sept.aug4k.countRange(r * PAGES_PER_2M, PAGES_PER_2M) === 0, 'a 4K leaf in a region with no PT page', { td: this.name, region: r });
     }
-    assert(c.augs4k === sept.aug4k.count, 'TDH.MEM.PAGE.AUG(4K) count and S-EPT 4K leaves disagree', { td: this.name, augs: c.augs4k, leaves: sept.aug4k.count });
+    const rm = this.removal;
+    assert(this.blockedEpoch.size === 0, 'S-EPT leaves still BLOCKED at the end of the run', { td: this.name, blocked: this.blockedEpoch.size });
+    assert(c.augs4k - rm.removed4k === sept.aug4k.count, 'TDH.MEM.PAGE.AUG(4K) count and S-EPT 4K leaves disagree', { td: this.name, augs: c.augs4k, leaves: sept.aug4k.count });
     assert(c.augs2m === leaves && sept.leaves2m === leaves, 'TDH.MEM.PAGE.AUG(2M) count and S-EPT 2M leaves disagree', { td: this.name, augs: c.augs2m, leaves });
-    assert(c.accepted4k === sept.accepted4k.count, '4K accepts and MAPPED 4K leaves disagree', { td: this.name, accepts: c.accepted4k, mapped: sept.accepted4k.count });
+    assert(c.accepted4k - rm.removedAccepted4k === sept.accepted4k.count, '4K accepts and MAPPED 4K leaves disagree', { td: this.name, accepts: c.accepted4k, mapped: sept.accepted4k.count });
     assert(c.accepted2m === mapped && sept.accepted2m === mapped, '2M accepts and MAPPED 2M leaves disagree', { td: this.name, accepts: c.accepted2m, mapped });
     let upper = 0;
     for (const v of sept.pdPresent) upper += v;

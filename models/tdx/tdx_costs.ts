@@ -58,6 +58,30 @@ export interface TdxCosts {
   pamtAddBodyNs: number;
   /** TDH.PHYMEM.PAMT.REMOVE body: the 512-entry scan and the node's release; as pamtAddBodyNs. */
   pamtRemoveBodyNs: number;
+  /**
+   * TDH.PHYMEM.PAGE.RECLAIM body (TD teardown): walk to the page's PAMT entry (exclusive), the
+   * TDR shared, the lifecycle check, TDR.CHLDCNT decremented, the entry set PT_NDA with the
+   * node's count and its "can remove" hint; no data touched. ESTIMATE
+   * [estimate:tdh-phymem-page-reclaim]: as an AUG body, 700 ns (1 us with the transitions).
+   */
+  reclaimBodyNs: number;
+  /**
+   * TDH.MNG.VPFLUSHDONE and TDH.MNG.KEY.FREEID bodies: the TDR exclusive, the KOT lock, a state
+   * change. ESTIMATE [estimate:tdh-mng-key-teardown]: as an AUG body, 700 ns.
+   */
+  mngTeardownBodyNs: number;
+  /**
+   * TDH.PHYMEM.CACHE.WB on one package: WBNOINVD of every cache sub-block (the whole LLC written
+   * back, not only the TD's lines). ESTIMATE [estimate:tdh-phymem-cache-wb]: 500 us.
+   */
+  cacheWbNs: number;
+  /**
+   * TDH.PHYMEM.PAGE.WBINVD of the TDR page after its reclaim (tdh_phymem_page_wbinvd_tdr(),
+   * [linux:arch/x86/kvm/vmx/tdx.c]): one 4 KiB written back and invalidated with its key, charged
+   * inside the TDR's reclaim (the leaf is another change's). ESTIMATE
+   * [estimate:tdh-phymem-page-wbinvd]: 700 ns body, as an AUG body.
+   */
+  pageWbinvdBodyNs: number;
 }
 
 export const TDX_COSTS: TdxCosts = {
@@ -71,4 +95,8 @@ export const TDX_COSTS: TdxCosts = {
   vpFlushNs: 1_000,
   pamtAddBodyNs: 1_700,
   pamtRemoveBodyNs: 1_700,
+  reclaimBodyNs: 700,
+  mngTeardownBodyNs: 700,
+  cacheWbNs: 500_000,
+  pageWbinvdBodyNs: 700,
 };

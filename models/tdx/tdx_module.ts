@@ -47,6 +47,7 @@ export const TDX_MODULE_METRICS: MetricSpecs = {
   'pamt.busy.*': countMetric('answers', 'TDX_OPERAND_BUSY from a PAMT entry lock, by leaf'),
   'pamt.missing_pair': countMetric('answers', 'TDX_MISSING_PAMT_PAGE_PAIR answers, all leaves'),
   'pamt.missing_pair.*': countMetric('answers', 'TDX_MISSING_PAMT_PAGE_PAIR answers, by leaf'),
+  tds_torn_down: countMetric('TDs', 'TDs whose TDR was reclaimed (they left the module); only in runs that stop TDs'),
 };
 
 /** The PAMT of a module: its mode and the TDMRs it covers. */
@@ -73,6 +74,16 @@ export class TdxModule {
   /** PAMT answers (BUSY, MISSING_PAMT_PAGE_PAIR) by leaf, e.g. `busy.TDH_MEM_PAGE_AUG`. */
   readonly pamtAnswers = new Map<string, number>();
   private readonly tds = new Map<number, Td>();
+  /**
+   * The KOT (key ownership table): the state of each HKID a TD was created with ('assigned',
+   * 'flushed' after TDH.MNG.VPFLUSHDONE, 'free' after TDH.MNG.KEY.FREEID) and, while flushed, the
+   * packages whose caches TDH.PHYMEM.CACHE.WB has still to write back (a bitmap).
+   */
+  readonly kot = new Map<number, { state: 'assigned' | 'flushed' | 'free'; wbinvd: number }>();
+  /** CPU packages (sockets) whose caches CACHE.WB writes back; the host sets it. */
+  packages = 1;
+  /** TDs whose TDR was reclaimed (their Td left the module). */
+  tdsTornDown = 0;
 
   constructor(
     readonly sim: Sim,
@@ -94,9 +105,24 @@ export class TdxModule {
    */
   createTd(name: string, hkid: number, gpaBytes: number, memory: Bandwidth): Td {
     assert(!this.tds.has(hkid), 'TDH.MNG.CREATE with an HKID already in use', { hkid, name });
+    const kot = this.kot.get(hkid);
+    assert(kot === undefined || kot.state === 'free', 'TDH.MNG.CREATE with an HKID not free in the KOT', { hkid, name, state: kot?.state });
     const td = new Td(this, this.sim, name, hkid, gpaBytes, memory);
     this.tds.set(hkid, td);
+    this.kot.set(hkid, { state: 'assigned', wbinvd: 0 });
     return td;
+  }
+
+  /** The TD with key `hkid`, if it is still in the module. */
+  tdOf(hkid: number): Td | undefined {
+    return this.tds.get(hkid);
+  }
+
+  /** TDH.PHYMEM.PAGE.RECLAIM of the TDR took the last page: the TD leaves the module. */
+  removeTd(td: Td): void {
+    assert(this.tds.get(td.hkid) === td && td.lifecycle === 'reclaimed' && td.childPages === 0, 'a TD left the module before its TDR was reclaimed', { td: td.name, lifecycle: td.lifecycle, children: td.childPages });
+    this.tds.delete(td.hkid);
+    this.tdsTornDown++;
   }
 
   /**
@@ -119,7 +145,7 @@ export class TdxModule {
    * page. TDX_MISSING_PAMT_PAGE_PAIR in dynamic mode without a pair; never BUSY (nothing runs
    * at build time beside it).
    */
-  addControlPage(hpa: number, leaf: string): bigint {
+  addControlPage(hpa: number, leaf: string, td?: Td): bigint {
     const w = this.pamt.walk4k(hpa, 'exclusive');
     if (typeof w === 'bigint') {
       assert(w === TDX_MISSING_PAMT_PAGE_PAIR, `${leaf} met a busy PAMT entry at build time`, tdxStatusName(w));
@@ -127,6 +153,7 @@ export class TdxModule {
     }
     this.pamt.setInUse(hpa);
     this.pamt.unwalk(w);
+    if (td !== undefined && leaf !== 'TDH.MNG.CREATE') td.controlChildren++;
     return TDX_SUCCESS;
   }
 
@@ -143,7 +170,7 @@ export class TdxModule {
       busy += td.busyTotal();
       augs += td.counters.augs4k + td.counters.augs2m;
     }
-    out[`${prefix}.tds`] = this.tds.size;
+    out[`${prefix}.tds`] = this.tds.size + this.tdsTornDown;
     out[`${prefix}.busy.total`] = busy;
     out[`${prefix}.aug.total`] = augs;
     const pamt = this.pamt;
@@ -158,10 +185,17 @@ export class TdxModule {
     out[`${prefix}.pamt.busy`] = pamt.counters.busy;
     out[`${prefix}.pamt.missing_pair`] = pamt.counters.missingPair;
     for (const [key, n] of [...this.pamtAnswers].sort(([a], [b]) => (a < b ? -1 : 1))) out[`${prefix}.pamt.${key}`] = n;
+    // Runs that tear TDs down (pamt-churn); absent otherwise, as their family is.
+    if (this.tdsTornDown > 0) out[`${prefix}.tds_torn_down`] = this.tdsTornDown;
   }
 
   checkInvariants(): void {
     for (const td of this.tds.values()) td.checkInvariants();
+    for (const [hkid, k] of this.kot) {
+      const td = this.tds.get(hkid);
+      if (k.state === 'free' && td !== undefined && td.lifecycle === 'keys_configured') assert(false, 'a running TD whose HKID is free in the KOT', { hkid, td: td.name });
+      if (k.state !== 'free' && td === undefined) assert(false, 'an HKID held in the KOT by no TD', { hkid, state: k.state });
+    }
     this.pamt.checkInvariants();
   }
 }

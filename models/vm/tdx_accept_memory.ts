@@ -218,6 +218,7 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
     yield* writeMemory2(gmem.memory, clearBytes, gmem.clearRate, zeroBytes, module.zeroRate);
     kvm.mmuLock.release('shared');
     if (!exclusive) td.secureEptLock.release('shared');
+    if (dynamic) yield* lazyPairLost(side, gmem.hostPage(first) * 4096);
     commitPamtRun(side, first, n);
     td.commitAug4kRun(first, n, augs);
     const guestNs = n * module.zeroRate.nsPer4K + (exclusive ? tdcalls * c.tdcallNs : 0);
@@ -293,7 +294,7 @@ function claimUpperPages(side: TdxAcceptSide, region: number, exclusive: boolean
   for (const kind of septAdds) {
     const hpa = side.tdx.allocSeptPage();
     td.commitSeptAdd(region, kind);
-    side.tdx.septPageAdded();
+    side.tdx.septPageAdded(hpa);
     hpas.push(hpa);
   }
   return { kinds: septAdds, hpas };
@@ -337,6 +338,19 @@ function* lazyEnsurePair(side: TdxAcceptSide, hpa: number, leaf: string): Proc<v
     // A BUSY PAMT.ADD (another CPU's ADD holds the 2M entry) is retried until it answers.
     while ((yield* kernel.lazyAdd(hpa, cache)) !== TDX_SUCCESS) yield side.sim.stallFor(module.seamcallHalfNs);
   }
+}
+
+/**
+ * policy=lazy: a "can remove" hint of a stopped TD's teardown removed the pair of this range
+ * while the step's AUGs were in flight (the range's block was freed and taken by this TD before
+ * the REMOVE). Per page, the step's first AUG would have met TDX_MISSING_PAMT_PAGE_PAIR and the
+ * kernel added a pair again: the same here, counted as a race (`lazy_pair_lost`).
+ */
+function* lazyPairLost(side: TdxAcceptSide, hpa: number): Proc<void> {
+  const kernel = side.tdx.pamt;
+  if (kernel === null || kernel.policy !== 'lazy' || side.tdx.module.pamt.hasPair(hpa)) return;
+  kernel.counters.lazyPairLost++;
+  yield* lazyEnsurePair(side, hpa, 'TDH.MEM.PAGE.AUG');
 }
 
 /** The PAMT side of an aggregated step's AUGs: every page not yet AUGed becomes a TD page. */

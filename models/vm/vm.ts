@@ -1,8 +1,12 @@
-import { Cpu, measureMetric, prefixedMetrics, type Bandwidth, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
+import { Cpu, countMetric, measureMetric, prefixedMetrics, type Bandwidth, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 import { PAGES_PER_2M } from '../arch/units.ts';
 import { GuestKernel, guestPhysBytes, type GuestConfig } from '../guest/kernel.ts';
-import type { AcceptPhase, GuestPlatform } from '../guest/platform.ts';
+import type { AcceptPhase, GuestConversionPlatform, GuestPlatform } from '../guest/platform.ts';
+import { KvmMemoryAttributes } from '../kvm/memory_attributes.ts';
+import type { ConversionCosts } from '../kvm/conversion_costs.ts';
+import { SharedBacking, type SharedBackingKind } from '../vmm/shared_backing.ts';
+import { perRegion, snp_set_memory_private, snp_set_memory_shared, tdx_enc_status_changed, type EncStatusCounters } from './enc_status.ts';
 import { PlatformConfigError, costs, integerIn, oneOf } from '../host/config_check.ts';
 import type { Host, HostVmRecord } from '../host/host.ts';
 import { GuestMemfd } from '../kvm/guest_memfd.ts';
@@ -10,6 +14,7 @@ import { KVM_METRICS, KVM_RETRIES, Kvm, type KvmRetry } from '../kvm/kvm.ts';
 import { KVM_COSTS, type KvmCosts } from '../kvm/kvm_costs.ts';
 import { KvmSev } from '../kvm/sev.ts';
 import { KvmTdx, SEPT_MAPPINGS, type SeptMapping } from '../kvm/tdx.ts';
+import { tdx_vm_destroy, type TdxTeardownResult } from '../kvm/tdx_teardown.ts';
 import { Region, type SecureEpt } from '../tdx/secure_ept.ts';
 import { TD_METRICS } from '../tdx/td.ts';
 import type { Pamt } from '../tdx/pamt.ts';
@@ -58,6 +63,8 @@ export const VM_METRICS: MetricSpecs = {
   ...prefixedMetrics('vmm', VMM_METRICS),
   ...prefixedMetrics('tdx', TD_METRICS),
   ...prefixedMetrics('model', TDX_ACCEPT_MODEL_METRICS),
+  'guest.map_gpa.calls': countMetric('TDVMCALLs', 'TDG.VP.VMCALL<MapGPA> the guest issued'),
+  'guest.map_gpa.retries': countMetric('answers', 'MapGPA answered TDVMCALL_STATUS_RETRY (an interrupt pending between 2 MiB chunks)'),
 };
 
 /**
@@ -67,7 +74,7 @@ export const VM_METRICS: MetricSpecs = {
  * its vCPUs with itself as the guest's platform (arch_accept_memory, the idle tick). The host
  * keeps what is shared: CPUs, memory bandwidth, the TDX module or SNP firmware.
  */
-export class Vm implements GuestPlatform {
+export class Vm implements GuestPlatform, GuestConversionPlatform {
   readonly kind: 'tdx' | 'snp';
   readonly record: HostVmRecord;
   readonly vcpus: Cpu[];
@@ -128,6 +135,66 @@ export class Vm implements GuestPlatform {
     });
   }
 
+  /** What the guest's conversions did through this VM (MapGPA calls and RETRYs). */
+  readonly enc: EncStatusCounters = { mapGpaCalls: 0, mapGpaRetries: 0 };
+
+  /**
+   * Turns on private/shared conversions (models/kvm/memory_attributes.ts): KVM's per-page
+   * attributes (all private, as QEMU sets them at start), the VMM's shared backing of `kind`,
+   * and the guest timer whose interrupts stop a MapGPA between chunks.
+   */
+  enableConversions(kind: SharedBackingKind, timerPeriodNs: number, costs: Partial<ConversionCosts> = {}): void {
+    const kvm = this.kvm;
+    assert(kvm.attrs === null, 'conversions enabled twice', this.name);
+    const pages = kvm.gmem.allocated.pages;
+    const attrs = new KvmMemoryAttributes(kvm, this.vcpus, pages, costs);
+    attrs.timerPeriodNs = timerPeriodNs;
+    const { owner, node } = this.record;
+    const shared = new SharedBacking(kind, pages, this.host.memory, owner, node, this.memoryBandwidth, this.host.clearRate, attrs.costs, kvm.gmem);
+    attrs.source = shared;
+    kvm.attrs = attrs;
+    this.vmm.shared = shared;
+  }
+
+  *enc_status_change(vcpu: number, start: number, end: number, enc: boolean): Proc<boolean> {
+    this.checkVcpu(vcpu);
+    const attrs = this.kvm.attrs;
+    if (attrs === null) return assert(false, 'a conversion on a VM without conversions enabled', this.name) as never;
+    yield* attrs.payKicks(vcpu);
+    if (this.tdxAccept !== null) return yield* tdx_enc_status_changed(this.kvm, this.tdxAccept, this.enc, start, end, enc, attrs.timerPeriodNs);
+    return enc ? yield* snp_set_memory_private(this.snpAccept!, start, end) : yield* snp_set_memory_shared(this.kvm, this.snpAccept!, start, end);
+  }
+
+  *touch(vcpu: number, start: number, end: number, shared: boolean): Proc<void> {
+    this.checkVcpu(vcpu);
+    const attrs = this.kvm.attrs!;
+    yield* attrs.payKicks(vcpu);
+    yield* perRegion(start, end, function* (first, n) {
+      if (shared) yield* attrs.sharedAccess(first, n);
+      attrs.checkAccess(first, n, !shared);
+    });
+  }
+
+  *pay_kicks(vcpu: number): Proc<void> {
+    yield* this.kvm.attrs!.payKicks(vcpu);
+  }
+
+  /** Host bytes behind this VM's guest memory now: private (guest_memfd), shared (the VMM's backing), and both at once. */
+  conversionFootprint(): { privateBytes: number; sharedBytes: number; doubleBytes: number } {
+    const gmem = this.kvm.gmem;
+    const shared = this.vmm.shared;
+    let both = 0;
+    if (shared !== null && shared.kind !== 'in_place') {
+      const a = gmem.allocated.words;
+      const b = shared.populated.words;
+      for (let i = 0; i < a.length; i++) {
+        const w = a[i]! & b[i]!;
+        if (w !== 0) both += popcount32(w);
+      }
+    }
+    return { privateBytes: gmem.allocated.count * 4096, sharedBytes: shared?.bytes() ?? 0, doubleBytes: both * 4096 };
+  }
+
   /** The guest kernel of a VM that has one. */
   get guest(): GuestKernel {
     const k = this.kernel;
@@ -183,10 +250,22 @@ export class Vm implements GuestPlatform {
   }
 
   /** arch_accept_memory() and the idle tick run on the calling vCPU's own thread. */
-  private checkVcpu(vcpu: number): void {
+  checkVcpu(vcpu: number): void {
     assert(vcpu >= 0 && vcpu < this.vcpus.length, 'no such vCPU', { vm: this.name, vcpu });
     const p = this.sim.current;
     assert(p !== null && p.cpu === this.vcpus[vcpu], 'arch_accept_memory must run on its vCPU', { vm: this.name, vcpu });
+  }
+
+  /**
+   * The VM stops (its VMM closes the VM fd after the guest shut down): KVM tears the TD down on
+   * the calling thread (models/kvm/tdx_teardown.ts: HKID released, every page reclaimed and put,
+   * guest_memfd released), then the host's record of the VM ends. TDX only.
+   */
+  *shutdown(): Proc<TdxTeardownResult> {
+    assert(this.kvm.tdx !== null, 'VM shutdown is modelled for TDs only', this.name);
+    const result = yield* tdx_vm_destroy(this.kvm, this.vcpus.length, this.fidelity === 'per-page');
+    this.host.release(this.record);
+    return result;
   }
 
   /** This VM's host-side metrics under `prefix` (e.g. `vm1`): its vCPUs' time, KVM, the VMM, its TD, the model. */
@@ -205,6 +284,10 @@ export class Vm implements GuestPlatform {
     this.vmm.metrics(`${prefix}.vmm`, out);
     this.kvm.tdx?.td.metrics(`${prefix}.tdx`, out);
     this.tdxAccept?.metrics(`${prefix}.model`, out);
+    if (this.kvm.attrs !== null && this.kind === 'tdx') {
+      out[`${prefix}.guest.map_gpa.calls`] = this.enc.mapGpaCalls;
+      out[`${prefix}.guest.map_gpa.retries`] = this.enc.mapGpaRetries;
+    }
   }
 
   /**
@@ -218,13 +301,34 @@ export class Vm implements GuestPlatform {
     const gmem = kvm.gmem;
     gmem.checkInvariants();
     assert(!kvm.locksHeld, 'KVM locks still held at the end of the run', `${kvm.mmuLock.describe()}; ${kvm.slotsLock.describe()}`);
+    if (kvm.tdx?.tornDown === true) {
+      checkTornDown(this.name, kvm.tdx, this.host, this.record);
+      return;
+    }
     if (kvm.tdx !== null) {
       kvm.tdx.checkInvariants();
       checkTdBacking(this.name, kvm.tdx.td.sept, gmem);
       checkTdPamt(this.name, kvm.tdx.td.sept, gmem, kvm.tdx.module.pamt);
     }
     if (kvm.sev !== null) checkSnpBacking(this.name, kvm.sev, gmem);
+    kvm.attrs?.checkInvariants();
+    this.vmm.shared?.checkInvariants();
   }
+}
+
+/**
+ * A torn-down TD left nothing behind: the module has no Td for its HKID and the HKID is free in
+ * the KOT, no page of its control, S-EPT or private memory is a TD page in the PAMT (so the
+ * kernel's refcounts of its ranges fell back, checked by the host), its owner holds no host
+ * memory and the host's record of it ended.
+ */
+function checkTornDown(vm: string, tdx: KvmTdx, host: Host, record: HostVmRecord): void {
+  const { module, td } = tdx;
+  assert(module.tdOf(td.hkid) !== td, 'a torn-down TD is still in the module', vm);
+  assert(module.kot.get(td.hkid)?.state === 'free', 'a torn-down TD\'s HKID is not free in the KOT', { vm, hkid: td.hkid });
+  assert(td.childPages === 0 && td.lifecycle === 'reclaimed', 'a torn-down TD still has pages in the module', { vm, children: td.childPages, lifecycle: td.lifecycle });
+  for (const hpa of [...tdx.controlHpas, ...tdx.septHpas]) if (module.pamt.inUse(hpa)) assert(false, 'a page of a torn-down TD is still a TD page in the PAMT', { vm, hpa });
+  assert(host.memory.usedBytesBy(record.owner) === 0 && host.hasEnded(record), 'a torn-down TD still holds host memory or runs on the host', { vm, bytes: host.memory.usedBytesBy(record.owner) });
 }
 
 /**
@@ -288,7 +392,13 @@ function checkSnpBacking(vm: string, sev: KvmSev, gmem: GuestMemfd): void {
       assert(a === PAGES_PER_2M, 'a 2M RMP entry over pages not all assigned', { vm, region: r });
     }
   }
-  assert(counters.rmpupdate2m === entries2m, 'RMPUPDATE(2M) count and 2M RMP entries disagree', { vm, updates: counters.rmpupdate2m, entries: entries2m });
-  assert(counters.rmpupdate4k + PAGES_PER_2M * counters.rmpupdate2m === assigned, 'RMPUPDATE counts and assigned pages disagree', { vm, u4k: counters.rmpupdate4k, u2m: counters.rmpupdate2m, assigned });
+  assert(counters.rmpupdate2m - counters.psmash === entries2m, 'RMPUPDATE(2M) count and 2M RMP entries disagree', { vm, updates: counters.rmpupdate2m, entries: entries2m });
+  assert(counters.rmpupdate4k + PAGES_PER_2M * counters.rmpupdate2m - counters.rmpupdateShared === assigned, 'RMPUPDATE counts and assigned pages disagree', { vm, u4k: counters.rmpupdate4k, u2m: counters.rmpupdate2m, assigned });
   assert(sev.validatedPages() === validated, 'PVALIDATE counts and validated pages disagree', { vm, counted: sev.validatedPages(), validated });
+}
+
+function popcount32(x: number): number {
+  let v = x - ((x >>> 1) & 0x55555555);
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return (((v + (v >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 }

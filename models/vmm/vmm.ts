@@ -1,12 +1,16 @@
-import { countMetric, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
+import { countMetric, prefixedMetrics, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
 import { hex } from '../arch/units.ts';
 import type { Kvm } from '../kvm/kvm.ts';
 import type { KvmUserspace } from '../kvm/userspace.ts';
+import { CONVERT_MEMORY_METRICS, kvm_convert_memory, type ConvertCounters } from './convert_memory.ts';
+import { SHARED_BACKING_METRICS, type SharedBacking } from './shared_backing.ts';
 
 /** What Vmm.metrics() writes (`vm1.vmm`). */
 export const VMM_METRICS: MetricSpecs = {
   'map_gpa_range.exits': countMetric('exits', 'KVM_HC_MAP_GPA_RANGE exits the VMM handled'),
   'map_gpa_range.pages': countMetric('pages', '4K pages those exits covered'),
+  ...prefixedMetrics('convert', CONVERT_MEMORY_METRICS),
+  ...prefixedMetrics('shared', SHARED_BACKING_METRICS),
 };
 
 /**
@@ -23,6 +27,9 @@ export class Vmm implements KvmUserspace {
   /** Exits to userspace handled, by kind. */
   mapGpaRangeExits = 0;
   mapGpaRangePages = 0;
+  /** The shared backing, when the run converts memory (KVM has memory attributes); null otherwise. */
+  shared: SharedBacking | null = null;
+  readonly convert: ConvertCounters = { toPrivate: 0, toShared: 0, punched: 0 };
 
   constructor(
     readonly sim: Sim,
@@ -31,7 +38,7 @@ export class Vmm implements KvmUserspace {
     readonly kvm: Kvm,
   ) {}
 
-  *map_gpa_range(gpa: number, pages: number, _toPrivate: boolean, link: number): Proc<void> {
+  *map_gpa_range(gpa: number, pages: number, toPrivate: boolean, link: number): Proc<void> {
     const { sim, kvm } = this;
     this.mapGpaRangeExits++;
     this.mapGpaRangePages += pages;
@@ -39,12 +46,19 @@ export class Vmm implements KvmUserspace {
     const id = traced ? sim.opBegin('KVM_HC_MAP_GPA_RANGE', { gpa: hex(gpa), size: pages * 4096, vm: this.name }, link, `vmm/${this.name}`) : 0;
     // Back to userspace and QEMU's exit dispatch, then the ioctl into KVM.
     yield sim.stallFor(kvm.costs.userspaceExitNs);
-    yield* kvm.kvm_vm_set_mem_attributes_unchanged();
+    if (this.shared !== null) yield* kvm_convert_memory(kvm, this.shared, this.convert, gpa, pages, toPrivate, id);
+    else yield* kvm.kvm_vm_set_mem_attributes_unchanged();
     if (traced) sim.opEnd(id);
   }
 
   metrics(prefix: string, out: Record<string, number>): void {
     out[`${prefix}.map_gpa_range.exits`] = this.mapGpaRangeExits;
     out[`${prefix}.map_gpa_range.pages`] = this.mapGpaRangePages;
+    if (this.shared !== null) {
+      out[`${prefix}.convert.to_private`] = this.convert.toPrivate;
+      out[`${prefix}.convert.to_shared`] = this.convert.toShared;
+      out[`${prefix}.convert.punched_folios`] = this.convert.punched;
+      this.shared.metrics(`${prefix}.shared`, out);
+    }
   }
 }
