@@ -5,6 +5,7 @@ import { acceptLatency } from './accept_latency.ts';
 import { multiVmBoot } from './multi_vm_boot.ts';
 import { pamtMemory } from './pamt_memory.ts';
 import { pamtContention } from './pamt_contention.ts';
+import { hotplugInit } from './hotplug_init.ts';
 
 /** Every registered experiment, in the order `cvmsim list` shows them. */
 export const experiments: Experiment[] = [
@@ -14,6 +15,7 @@ export const experiments: Experiment[] = [
   multiVmBoot,
   pamtMemory,
   pamtContention,
+  hotplugInit,
 ];
 
 export function findExperiment(name: string): Experiment | undefined {
