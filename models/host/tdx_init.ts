@@ -196,8 +196,12 @@ export class TdxHostInit {
     yield sim.stallFor(c.sysRdFields * c.sysRdNs);
     sys.counters.sysRd += c.sysRdFields;
     this.step('get_tdx_sys_info');
-    yield this.map.getOnlineMems();
-    this.step('get_online_mems');
+    // The seed era read e820 and took no hotplug lock; the memblock policies hold mem_hotplug_lock for read.
+    const locks = this.policy !== 'none';
+    if (locks) {
+      yield this.map.getOnlineMems();
+      this.step('get_online_mems');
+    }
     let ret = 0;
     try {
       this.memlist = this.buildTdxMemlist();
@@ -249,7 +253,7 @@ export class TdxHostInit {
       this.checkPamtCoversTdmrs();
       return 0;
     } finally {
-      this.map.putOnlineMems();
+      if (locks) this.map.putOnlineMems();
     }
   }
 
