@@ -1,7 +1,7 @@
 import { GiB, countMetric, measureMetric } from '../sim/index.ts';
 import { Vm } from '../models/vm/vm.ts';
 import { finishedBoot, startBoot } from '../models/workloads/boot.ts';
-import { numberParam, type Experiment } from './experiment.ts';
+import { enumParam, numberParam, type Experiment } from './experiment.ts';
 import { buildHost, checkGuestParams, checkHostParams, finishHost, guestConfigFrom, guestParams, ownerMetricSpecs, platformParams, vmConfigFrom } from './wiring.ts';
 
 /**
@@ -18,6 +18,7 @@ import { buildHost, checkGuestParams, checkHostParams, finishHost, guestConfigFr
 const pamtContentionParams = {
   ...platformParams,
   ...guestParams,
+  platform: enumParam(['tdx'] as const, 'tdx', 'TDX only: the PAMT is the TDX module\'s'),
   pamt: { ...platformParams.pamt, default: 'refcount' as const },
   accept: { ...guestParams.accept, default: 'eager' as const },
   memory_gib: { ...guestParams.memory_gib, default: 2, description: 'RAM of each TD' },
@@ -41,7 +42,6 @@ export const pamtContention: Experiment<typeof pamtContentionParams> = {
     ...ownerMetricSpecs,
   },
   check(p) {
-    if (p.platform !== 'tdx') return 'pamt-contention needs platform=tdx';
     const vm = { vcpus: p.vcpus, memoryBytes: p.memory_gib * GiB };
     return checkGuestParams(p) ?? checkHostParams(p, Array.from({ length: p.vms }, () => vm));
   },

@@ -33,7 +33,8 @@ describe('fuzz configurations', () => {
   it('cover every experiment and every enum value, and reach the edges: 1 and 512 vCPUs, 1 GiB and 4 TiB', () => {
     for (const exp of experiments) {
       const mine = all.filter((c) => c.experiment === exp.name);
-      expect(mine.length).toBeGreaterThan(DRAWS / experiments.length - 2);
+      // Experiments take turns; a slot whose draws the experiment's own check keeps refusing is given up.
+      expect(mine.length).toBeGreaterThan((DRAWS / experiments.length) * 0.9);
       for (const [k, spec] of Object.entries(exp.params)) {
         const seen = new Set(mine.map((c) => c.params[k]));
         if (spec.type === 'enum') for (const v of spec.values) expect(seen, `${exp.name} ${k}=${v}`).toContain(v);
