@@ -7,6 +7,7 @@ import { pamtMemory } from './pamt_memory.ts';
 import { pamtContention } from './pamt_contention.ts';
 import { convert } from './convert.ts';
 import { pamtChurn } from './pamt_churn.ts';
+import { hotplugInit } from './hotplug_init.ts';
 
 /** Every registered experiment, in the order `cvmsim list` shows them. */
 export const experiments: Experiment[] = [
@@ -18,6 +19,7 @@ export const experiments: Experiment[] = [
   pamtContention,
   convert,
   pamtChurn,
+  hotplugInit,
 ];
 
 export function findExperiment(name: string): Experiment | undefined {

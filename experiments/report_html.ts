@@ -1,7 +1,7 @@
 import { chartGroups, tailBars } from './charts.ts';
 import type { ResultSet } from './results.ts';
 import { CHART_SCRIPT, esc, renderChart } from './svg_chart.ts';
-import { decisionTables, describeSweep, metricMatrices, summarize, type DecisionTable, type MetricMatrix } from './tables.ts';
+import { decisionTables, describeSweep, metricMatrices, outcomeTables, summarize, type DecisionTable, type MetricMatrix, type OutcomeTable } from './tables.ts';
 
 /**
  * report.html: one self-contained page (inline CSS, SVG and one small script; no network), the
@@ -16,6 +16,7 @@ export function renderReportHtml(rs: ResultSet, links: { label: string; href: st
   const summaries = summarize(rs);
   const groups = chartGroups(rs);
   const decisions = decisionTables(rs);
+  const outcomes = outcomeTables(rs);
   const out: string[] = [];
   out.push('<!DOCTYPE html>', '<html lang="en">', '<head>', '<meta charset="utf-8">');
   out.push(`<title>cvmsim report: ${esc(describeSweep(rs.sweep))}</title>`);
@@ -48,6 +49,10 @@ code, pre { font-size: 12px; }
       const bars = tailBars(rs, d.experiment);
       if (bars !== null) out.push(renderChart(bars));
     }
+  }
+  if (outcomes.length > 0) {
+    if (decisions.length === 0) out.push('<h2 id="decision">Decision summary</h2>');
+    for (const o of outcomes) out.push(...outcomeHtml(o));
   }
   if (links.length > 0) {
     out.push('<h2>Traces</h2>', '<p>Open a <code>.jaeger.json</code> file in the Jaeger UI (Search, then "Upload"): one lane per vCPU, contention events on the ops that met it.</p>', '<ul>');
@@ -95,6 +100,18 @@ function decisionHtml(d: DecisionTable): string[] {
   }
   out.push(`<div class="table-wrap"><table class="decision" data-experiment="${esc(d.experiment)}">`, `<tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr>`, ...rows, '</table></div>');
   return out;
+}
+
+function outcomeHtml(o: OutcomeTable): string[] {
+  const cls = (c: string) => (c === 'safe' ? ' class="best"' : c.includes('unsafe') ? ' class="failed"' : '');
+  return [
+    `<h3>${esc(o.experiment)}: outcome by ${esc(o.policy)} and scenario</h3>`, `<blockquote>${esc(o.question)}</blockquote>`,
+    `<p class="note">Each cell: safe (no TD page outside the TDMRs, no convertible memory refused), unsafe (a TD got memory without PAMT), refused safe memory (convertible memory refused), init failed (the module is in error). Columns: ${esc(o.scenarioParams.join(', '))}.</p>`,
+    `<div class="table-wrap"><table class="outcome" data-experiment="${esc(o.experiment)}">`,
+    `<tr><th>${esc(o.policy)}</th>${o.columns.map((c) => `<th>${esc(c)}</th>`).join('')}</tr>`,
+    ...o.rows.map((r) => `<tr><td>${esc(r.policy)}</td>${r.cells.map((c) => `<td${cls(c)}>${esc(c)}</td>`).join('')}</tr>`),
+    '</table></div>',
+  ];
 }
 
 function matrixHtml(m: MetricMatrix): string {

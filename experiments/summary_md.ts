@@ -1,5 +1,5 @@
 import type { ResultSet } from './results.ts';
-import { decisionTables, describeSweep, summarize, type Table } from './tables.ts';
+import { decisionTables, describeSweep, outcomeTables, summarize, type Table } from './tables.ts';
 
 /** summary.md: the result set's tables in Markdown, for a pull request or a terminal. */
 export function renderSummaryMarkdown(rs: ResultSet): string {
@@ -20,6 +20,10 @@ export function renderSummaryMarkdown(rs: ResultSet): string {
       rows.push([...group, '*best*', ...g.best]);
     }
     out.push(markdownTable({ header, rows }));
+  }
+  for (const o of outcomeTables(rs)) {
+    out.push('', `### ${o.experiment}: outcome by ${o.policy} and scenario (${o.scenarioParams.join(', ')})`, '');
+    out.push(markdownTable({ header: [o.policy, ...o.columns], rows: o.rows.map((r) => [r.policy, ...r.cells]) }));
   }
   for (const s of summarize(rs)) {
     out.push('', `## ${s.experiment}`, '', `> ${s.question}`, '');

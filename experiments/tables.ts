@@ -139,7 +139,7 @@ export function metricMatrices(rs: ResultSet, experiment: string, maxSets = 4): 
  * Parameters that choose a policy the questions compare (Q1: how guest memory is accepted).
  * The Q2-Q4 policies join this list as their experiments arrive.
  */
-export const POLICY_PARAMS = ['accept'];
+export const POLICY_PARAMS = ['accept', 'policy'];
 
 /** What the decision summary compares, in this order; lower is better for every one. */
 export const DECISION_METRICS: { metric: string; label: string; unit: string; scale?: number }[] = [
@@ -232,4 +232,60 @@ export function decisionTables(rs: ResultSet): DecisionTable[] {
   }
   const hasTail = (t: DecisionTable) => t.columns.some((c) => c.metric.startsWith('alloc_'));
   return tables.sort((a, b) => Number(hasTail(b)) - Number(hasTail(a)) || (a.experiment < b.experiment ? -1 : 1));
+}
+
+// ---- The outcome table (Q3): policy by scenario, safe / unsafe / refused safe memory ----------
+
+/** An experiment reporting these flags gets an outcome table in the decision summary. */
+export const OUTCOME_METRICS = { unsafe: 'outcome_unsafe', refused: 'outcome_refused_safe', failed: 'outcome_init_failed' } as const;
+
+export interface OutcomeTable {
+  experiment: string;
+  question: string;
+  policy: string;
+  /** The scenario parameters (every other varying parameter), joined in each column label. */
+  scenarioParams: string[];
+  columns: string[];
+  rows: { policy: string; cells: string[] }[];
+}
+
+/**
+ * Per experiment that varies a policy and reports the outcome flags: one row per policy, one
+ * column per scenario, each cell "safe", "unsafe", "refused safe memory" or "init failed"
+ * (joined with " + " when several hold in some seed), read from the runs' flags.
+ */
+export function outcomeTables(rs: ResultSet): OutcomeTable[] {
+  const out: OutcomeTable[] = [];
+  for (const [experiment, info] of Object.entries(rs.experiments)) {
+    if (info.metrics[OUTCOME_METRICS.unsafe] === undefined) continue;
+    const varying = varyingParams(rs, experiment);
+    const policy = POLICY_PARAMS.find((p) => varying.includes(p));
+    if (policy === undefined) continue;
+    const scenarioParams = varying.filter((p) => p !== policy);
+    const aggs = orderedAggregates(rs, experiment);
+    const columns: string[] = [];
+    const rows = new Map<string, Map<string, string>>();
+    for (const a of aggs) {
+      const column = scenarioParams.length === 0 ? 'all' : scenarioParams.map((p) => String(a.params[p])).join(', ');
+      if (!columns.includes(column)) columns.push(column);
+      const pol = String(a.params[policy]);
+      let row = rows.get(pol);
+      if (row === undefined) rows.set(pol, (row = new Map()));
+      const flag = (m: string) => (a.metrics[m]?.mean ?? 0) > 0;
+      const parts: string[] = [];
+      if (flag(OUTCOME_METRICS.failed)) parts.push('init failed');
+      if (flag(OUTCOME_METRICS.unsafe)) parts.push('unsafe');
+      if (flag(OUTCOME_METRICS.refused)) parts.push('refused safe memory');
+      row.set(column, parts.length === 0 ? 'safe' : parts.join(' + '));
+    }
+    out.push({
+      experiment,
+      question: info.question,
+      policy,
+      scenarioParams,
+      columns,
+      rows: [...rows].map(([p, cells]) => ({ policy: p, cells: columns.map((c) => cells.get(c) ?? '') })),
+    });
+  }
+  return out;
 }

@@ -384,6 +384,61 @@ export class HostMemory {
     return pages;
   }
 
+  // ---- Fixed ranges: memblock reservations, offline memory, alloc_contig_pages() -------------
+
+  /**
+   * Takes the 2 MiB blocks of [hpa, hpa + bytes) for `owner`, each a 2M run (freed one by one
+   * with freeBlocks(order 9) or freeRange()): a hole in a NUMA node's span, memory not yet
+   * onlined, a memblock reservation. Returns false, taking nothing, if any block is not free.
+   */
+  takeRange(owner: OwnerId, kind: HostMemoryKind, hpa: Hpa, bytes: number): boolean {
+    this.checkOwner(owner, 'takeRange');
+    if (hpa % SIZE_2M !== 0 || bytes % SIZE_2M !== 0 || bytes <= 0) this.fail('takeRange', `[${hex(hpa)}, +${bytes}) is not a 2 MiB-aligned range`, { hpa: hex(hpa), bytes });
+    const k = kindIndex(kind);
+    const first = this.blockOf(hpa, 'takeRange');
+    const n = bytes / SIZE_2M;
+    this.blockOf(hpa + bytes - SIZE_2M, 'takeRange');
+    for (let b = first; b < first + n; b++) if (this.mode[b] !== MODE_FREE) return false;
+    for (let b = first; b < first + n; b++) this.take(b, 1, owner, k, MODE_BLOCKS, ORDER_2M);
+    this.account(owner, k, n * PAGES_PER_2M);
+    return true;
+  }
+
+  /** Frees every 2 MiB block of [hpa, hpa + bytes) that takeRange() or allocContig() gave `owner`. */
+  freeRange(hpa: Hpa, bytes: number, owner: OwnerId): void {
+    for (let a = hpa; a < hpa + bytes; a += SIZE_2M) this.freeBlocks(a, ORDER_2M, owner);
+  }
+
+  /**
+   * alloc_contig_pages(): `bytes` (rounded up to 2 MiB) of physically contiguous free memory,
+   * on `node` first, then the other nodes in index order (the kernel passes node_online_map);
+   * null when no node has such a run (the caller's -ENOMEM) ([linux:mm/page_alloc.c]).
+   * Simplified: the first run of free 2 MiB blocks, at any 2 MiB boundary (the kernel tries
+   * ranges aligned to the request's size and may migrate movable pages out of them; here a
+   * block in use is never moved).
+   */
+  allocContig(owner: OwnerId, kind: HostMemoryKind, bytes: number, node?: number): Hpa | null {
+    this.checkOwner(owner, 'allocContig');
+    const k = kindIndex(kind);
+    const n = Math.ceil(bytes / SIZE_2M);
+    if (!(n >= 1)) this.fail('allocContig', 'the size must be positive', { bytes });
+    const preferred = this.checkNode(node, 'allocContig');
+    for (let i = 0; i < this.nodes.length; i++) {
+      const nd = this.nodes[fallback(preferred, i)]!;
+      if (nd.freeBlocks < n) continue;
+      let run = 0;
+      for (let b = nd.firstBlock; b < nd.endBlock; b++) {
+        run = (this.freeBits[b >>> 5]! & (1 << (b & 31))) !== 0 ? run + 1 : 0;
+        if (run < n) continue;
+        const start = b - n + 1;
+        for (let j = start; j <= b; j++) this.take(j, 1, owner, k, MODE_BLOCKS, ORDER_2M);
+        this.account(owner, k, n * PAGES_PER_2M);
+        return this.hpaOf(start);
+      }
+    }
+    return null;
+  }
+
   private regionBlock(hpa: Hpa, n: number, owner: OwnerId | undefined, op: string): number {
     if (!(Number.isInteger(n) && n >= 0)) this.fail(op, 'the page count must be a non-negative integer', { n });
     const b = this.blockOf(hpa, op);

@@ -42,6 +42,19 @@ export const TDX_FLUSHVP_NOT_DONE = 0x8000082400000000n;
 export const TDX_WBCACHE_NOT_COMPLETE = 0x8000081700000000n;
 export const TDX_NO_HKID_READY_TO_WBCACHE = 0x0000082100000000n;
 
+/**
+ * Module initialisation ([tdx-module:src/vmm_dispatcher/api_calls/tdh_sys_config.c],
+ * [tdx-module:src/vmm_dispatcher/api_calls/tdh_sys_tdmr_init.c]): TDH.SYS.CONFIG refuses a TDMR
+ * that is not 1 GiB aligned (TDX_INVALID_TDMR), a TDMR's available (not reserved) area outside
+ * the CMRs (TDX_TDMR_OUTSIDE_CMRS), a PAMT outside the CMRs (TDX_PAMT_OUTSIDE_CMRS);
+ * TDH.SYS.TDMR.INIT of a TDMR already done answers TDX_TDMR_ALREADY_INITIALIZED.
+ */
+export const TDX_INVALID_TDMR = 0xc0000a0000000000n;
+export const TDX_TDMR_OUTSIDE_CMRS = 0xc0000a0200000000n;
+export const TDX_TDMR_ALREADY_INITIALIZED = 0x00000a0300000000n;
+export const TDX_PAMT_OUTSIDE_CMRS = 0xc0000a1100000000n;
+export const TDX_SYS_CONFIG_NOT_PENDING = 0xc000050c00000000n;
+
 /** The class of a status, without its operand id (KVM's TDX_SEAMCALL_STATUS_MASK). */
 export const TDX_SEAMCALL_STATUS_MASK = 0xffffffff00000000n;
 
@@ -113,6 +126,11 @@ const NAMES: ReadonlyArray<readonly [bigint, string]> = [
   [TDX_FLUSHVP_NOT_DONE, 'TDX_FLUSHVP_NOT_DONE'],
   [TDX_WBCACHE_NOT_COMPLETE, 'TDX_WBCACHE_NOT_COMPLETE'],
   [TDX_NO_HKID_READY_TO_WBCACHE, 'TDX_NO_HKID_READY_TO_WBCACHE'],
+  [TDX_INVALID_TDMR, 'TDX_INVALID_TDMR'],
+  [TDX_TDMR_OUTSIDE_CMRS, 'TDX_TDMR_OUTSIDE_CMRS'],
+  [TDX_TDMR_ALREADY_INITIALIZED, 'TDX_TDMR_ALREADY_INITIALIZED'],
+  [TDX_PAMT_OUTSIDE_CMRS, 'TDX_PAMT_OUTSIDE_CMRS'],
+  [TDX_SYS_CONFIG_NOT_PENDING, 'TDX_SYS_CONFIG_NOT_PENDING'],
 ];
 
 /** The spec name of a status's class, e.g. 'TDX_OPERAND_BUSY'. */

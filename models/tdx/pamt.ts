@@ -33,10 +33,31 @@ export const PAMT_ENTRY_SIZE = 16;
 /** Pages of a DPAMT pair per 2M (v6: fixed at 2; 512 x 16 B = 8 KiB). */
 export const PAMT_PAIR_PAGES = 2;
 
-/** A TD Memory Region: 1 GiB aligned, the unit the PAMT is laid out for (TDMR_ALIGNMENT SZ_1G). */
+/** A reserved area of a TDMR (struct tdmr_reserved_area): 4K aligned offset and size. */
+export interface ReservedArea {
+  offset: number;
+  size: number;
+}
+
+/**
+ * A TD Memory Region: 1 GiB aligned, the unit the PAMT is laid out for (TDMR_ALIGNMENT SZ_1G);
+ * with its reserved areas (holes and PAMTs inside it) when the kernel's initialisation built
+ * it from a memory list (models/host/tdx_init.ts), none otherwise.
+ */
 export interface Tdmr {
   base: number;
   size: number;
+  reserved?: readonly ReservedArea[];
+}
+
+/** Is `hpa` TDX memory of `tdmrs`: inside a TDMR and outside its reserved areas? */
+export function tdmrsCover(tdmrs: readonly Tdmr[], hpa: number): boolean {
+  for (const t of tdmrs) {
+    if (hpa < t.base || hpa >= t.base + t.size) continue;
+    for (const r of t.reserved ?? []) if (hpa >= t.base + r.offset && hpa < t.base + r.offset + r.size) return false;
+    return true;
+  }
+  return false;
 }
 
 /** The TDMRs covering host RAM ranges: each range rounded out to 1 GiB, one TDMR per range. */
@@ -143,6 +164,11 @@ export class Pamt {
     this.pair = new Float64Array(2 * regions).fill(-1);
     this.used = new Uint32Array(Math.ceil((regions * PAGES_PER_2M) / 32));
     this.pamtPages = new Uint32Array(mode === 'dynamic' ? this.used.length : 0);
+  }
+
+  /** Is `hpa` TDX memory: in a TDMR, outside its reserved areas (tdmrsCover). */
+  covers(hpa: number): boolean {
+    return tdmrsCover(this.tdmrs, hpa);
   }
 
   /** Memory reserved at module initialisation (static PAMT levels, or PAMT_1G/2M + bitmap). */

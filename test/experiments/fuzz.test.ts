@@ -89,7 +89,7 @@ describe('cvmsim fuzz', () => {
     const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.map((l) => [l.index, l.experiment])).toEqual([[0, 'accept-boot'], [1, 'accept-throughput'], [2, 'accept-latency'], [3, 'multi-vm-boot']]);
     expect(lines[0]).toMatchObject({ outcome: expect.stringMatching(/^(ok|capped)$/), seed: expect.any(Number), events: expect.any(Number) });
-    expect(r.stderr).toContain('fuzz: root seed 7 (repeat with --seed 7), accept-boot, accept-throughput, accept-latency, multi-vm-boot, pamt-memory, pamt-contention, convert, pamt-churn;');
+    expect(r.stderr).toContain('fuzz: root seed 7 (repeat with --seed 7), accept-boot, accept-throughput, accept-latency, multi-vm-boot, pamt-memory, pamt-contention, convert, pamt-churn, hotplug-init;');
     for (const e of ['accept-boot', 'accept-throughput', 'accept-latency', 'multi-vm-boot']) expect(r.stdout).toMatch(new RegExp(`^${e}\\s+1\\s`, 'm'));
     expect(r.stdout).toMatch(/fuzz: root seed 7: 4 configurations in \d+:\d\d: \d ok, \d over the 5 s cap, 0 failed; \d+ events, /);
   });
