@@ -4,7 +4,7 @@ import { Vm } from '../models/vm/vm.ts';
 import { APPLICATION_ARRIVALS, defaultApplicationConfig } from '../models/workloads/application.ts';
 import { finishedBoot, startBoot } from '../models/workloads/boot.ts';
 import { acceptMetricSpecs, acceptMetrics } from './accept_boot.ts';
-import { buildHost, checkGuestParams, checkHostParams, finishHost, guestConfigFrom, guestParams, ownerMetricSpecs, platformParams, vmConfigFrom } from './wiring.ts';
+import { buildIdenticalVms, checkIdenticalVms, finishHost, guestParams, ownerMetricSpecs, platformParams } from './wiring.ts';
 
 /**
  * multi-vm-boot: N confidential guests of M vCPUs each boot on one host, at once or staggered.
@@ -59,14 +59,9 @@ export const multiVmBoot: Experiment<typeof multiVmBootParams> = {
     vms_booted: countMetric('VMs', 'VMs that reached a shell'),
     ...ownerMetricSpecs,
   },
-  check(p) {
-    const vm = { vcpus: p.vcpus, memoryBytes: p.memory_gib * GiB };
-    return checkGuestParams(p) ?? checkHostParams(p, Array.from({ length: p.vms }, () => vm));
-  },
+  check: checkIdenticalVms,
   run(p, sim) {
-    const guest = guestConfigFrom(p);
-    const host = buildHost(sim, p, p.vms * p.vcpus, p.vms * guest.memoryBytes);
-    const vms = Array.from({ length: p.vms }, () => new Vm(sim, host, vmConfigFrom(p, guest)));
+    const { host, vms } = buildIdenticalVms(sim, p);
     const startNs = (i: number) => (p.start === 'staggered' ? Math.round(i * p.stagger_ms * MS) : 0);
     const application = p.app_gib > 0
       ? defaultApplicationConfig({ threads: p.app_threads, bytes: Math.round(p.app_gib * GiB), rateBytesPerSec: p.app_rate_gib_s * GiB, arrivals: p.app_arrivals })

@@ -1,8 +1,7 @@
-import { GiB, countMetric, measureMetric } from '../sim/index.ts';
-import { Vm } from '../models/vm/vm.ts';
+import { countMetric, measureMetric } from '../sim/index.ts';
 import { finishedBoot, startBoot } from '../models/workloads/boot.ts';
 import { enumParam, numberParam, type Experiment } from './experiment.ts';
-import { buildHost, checkGuestParams, checkHostParams, finishHost, guestConfigFrom, guestParams, ownerMetricSpecs, platformParams, vmConfigFrom } from './wiring.ts';
+import { buildIdenticalVms, checkIdenticalVms, finishHost, guestParams, ownerMetricSpecs, platformParams } from './wiring.ts';
 
 /**
  * pamt-contention (Q4): N TDs of M vCPUs boot at once on one host under the kernel's PAMT policy
@@ -41,14 +40,9 @@ export const pamtContention: Experiment<typeof pamtContentionParams> = {
     vms_booted: countMetric('TDs', 'TDs that reached a shell'),
     ...ownerMetricSpecs,
   },
-  check(p) {
-    const vm = { vcpus: p.vcpus, memoryBytes: p.memory_gib * GiB };
-    return checkGuestParams(p) ?? checkHostParams(p, Array.from({ length: p.vms }, () => vm));
-  },
+  check: checkIdenticalVms,
   run(p, sim) {
-    const guest = guestConfigFrom(p);
-    const host = buildHost(sim, p, p.vms * p.vcpus, p.vms * guest.memoryBytes);
-    const vms = Array.from({ length: p.vms }, () => new Vm(sim, host, vmConfigFrom(p, guest)));
+    const { host, vms } = buildIdenticalVms(sim, p);
     const boots = vms.map((vm) => startBoot(vm.guest, { application: null }, 0));
     sim.run();
     sim.finishRun();

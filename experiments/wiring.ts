@@ -126,6 +126,20 @@ export function buildSingleVm(sim: Sim, p: HostParams & VmParams & GuestParams, 
   return { host, vm };
 }
 
+/** `p.vms` identical VMs of the guest `p` describes on one host built for them all. */
+export function buildIdenticalVms(sim: Sim, p: HostParams & VmParams & GuestParams & { vms: number }): { host: Host; vms: Vm[]; guest: GuestConfig } {
+  const guest = guestConfigFrom(p);
+  const host = buildHost(sim, p, p.vms * p.vcpus, p.vms * guest.memoryBytes);
+  const vms = Array.from({ length: p.vms }, () => new Vm(sim, host, vmConfigFrom(p, guest)));
+  return { host, vms, guest };
+}
+
+/** The checks of an experiment of `p.vms` identical VMs: the guest's combinations, then the host's admission. */
+export function checkIdenticalVms(p: HostParams & GuestParams & { vms: number }): string | undefined {
+  const vm = { vcpus: p.vcpus, memoryBytes: p.memory_gib * GiB };
+  return checkGuestParams(p) ?? checkHostParams(p, Array.from({ length: p.vms }, () => vm));
+}
+
 /** Combinations of valid values that the guest model cannot run, as bad input (exit 2). */
 export function checkGuestParams(p: GuestParams): string | undefined {
   if (p.accept === 'background' && p.allocator === 'seed') {
