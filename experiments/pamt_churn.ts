@@ -66,11 +66,11 @@ export const pamtChurn: Experiment<typeof pamtChurnParams> = {
   check(p) {
     const vm = { vcpus: p.vcpus, memoryBytes: p.memory_gib * GiB };
     const concurrent = p.workload === 'churn' ? 1 : p.vms;
-    return checkGuestParams(p) ?? checkHostParams(fillHost(p), Array.from({ length: concurrent }, () => vm));
+    return checkGuestParams(p) ?? checkHostParams(fillHost(p), Array.from({ length: concurrent }, () => vm), fillOvercommit(p));
   },
   run(p, sim) {
     const guest = guestConfigFrom(p);
-    const host = buildHost(sim, fillHost(p), p.vms * p.vcpus, p.vms * guest.memoryBytes);
+    const host = buildHost(sim, fillHost(p), p.vms * p.vcpus, p.vms * guest.memoryBytes, fillOvercommit(p));
     const vms: Vm[] = [];
     const teardownNs: number[] = [];
     const curve: Curve = { x: [], y: [], xUnit: 's', yUnit: 'MiB', xLabel: 'virtual time', yLabel: 'DPAMT pairs' };
@@ -152,6 +152,14 @@ export const pamtChurn: Experiment<typeof pamtChurnParams> = {
 function fillHost<P extends { workload: string; host_memory_gib: number; vms: number; memory_gib: number }>(p: P): P {
   if (p.workload !== 'fill' || p.host_memory_gib !== 0) return p;
   return { ...p, host_memory_gib: p.vms * p.memory_gib };
+}
+
+/**
+ * fill: the host holds exactly the TDs' RAM, less what the PAMT and the TDs' own pages need, so
+ * it is overcommitted and runs out at a fault, as KVM allows.
+ */
+function fillOvercommit(p: { workload: string }): { overcommit?: boolean } {
+  return p.workload === 'fill' ? { overcommit: true } : {};
 }
 
 /** When each TD starts: churn draws exponential gaps from the TD's own stream; fill spaces them evenly; a storm starts all at 0. */

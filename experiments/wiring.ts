@@ -93,8 +93,8 @@ export function guestConfigFrom(p: GuestParams, overrides: Partial<GuestConfig> 
  * each vCPU its own CPU, host_memory_gib=0 gives the VMs' memory plus 25% and 2 GiB, per socket
  * rounded up to whole GiB.
  */
-export function buildHost(sim: Sim, p: HostParams, totalVcpus: number, totalMemoryBytes: number): Host {
-  return new Host(sim, hostConfigFrom(p, totalVcpus, totalMemoryBytes));
+export function buildHost(sim: Sim, p: HostParams, totalVcpus: number, totalMemoryBytes: number, extra: Partial<HostConfig> = {}): Host {
+  return new Host(sim, { ...hostConfigFrom(p, totalVcpus, totalMemoryBytes), ...extra });
 }
 
 /** The host configuration of buildHost (bad combinations throw PlatformConfigError). */
@@ -153,9 +153,9 @@ export function checkGuestParams(p: GuestParams): string | undefined {
  * on a scratch Sim and admits each VM as KVM would (a TD with more vCPUs than host CPUs, or VMs
  * whose memory does not fit, are refused), so the CLI can report bad input (exit 2) up front.
  */
-export function checkHostParams(p: HostParams, vms: readonly { vcpus: number; memoryBytes: number }[]): string | undefined {
+export function checkHostParams(p: HostParams, vms: readonly { vcpus: number; memoryBytes: number }[], extra: Partial<HostConfig> = {}): string | undefined {
   try {
-    const config = hostConfigFrom(p, vms.reduce((n, v) => n + v.vcpus, 0), vms.reduce((n, v) => n + v.memoryBytes, 0));
+    const config = { ...hostConfigFrom(p, vms.reduce((n, v) => n + v.vcpus, 0), vms.reduce((n, v) => n + v.memoryBytes, 0)), ...extra };
     return admissionRefusal(config, vms);
   } catch (e) {
     if (e instanceof PlatformConfigError) return e.message;

@@ -8,7 +8,7 @@ import { HostMemory, equalNodes, type OwnerId } from './host_memory.ts';
 import type { SnpCosts } from '../snp/snp_costs.ts';
 import { TDX_COSTS, type TdxCosts } from '../tdx/tdx_costs.ts';
 import { TDX_MODULE_METRICS, TdxModule, type TdxModuleVersion } from '../tdx/tdx_module.ts';
-import { tdmrsFor } from '../tdx/pamt.ts';
+import { tdmrPamtBytes, tdmrsFor, type PamtMode } from '../tdx/pamt.ts';
 import { PAMT_POLICIES, TDX_PAMT_KERNEL_METRICS, TdxPamtKernel, type PamtPolicy } from './tdx_pamt.ts';
 import { SNP_COSTS } from '../snp/snp_costs.ts';
 import { PlatformConfigError, costs, integerIn, oneOf, positive } from './config_check.ts';
@@ -48,6 +48,12 @@ export interface HostConfig {
    * (Dynamic PAMT, v6 series) or 'lazy' (the abandoned scheme); see models/host/tdx_pamt.ts.
    */
   pamt?: PamtPolicy;
+  /**
+   * Admit VMs whose memory does not fit: KVM itself never refuses a VM for its size (guest_memfd
+   * allocates on first use, so an overcommitted host fails a fault with -ENOMEM instead). Off by
+   * default: the experiments refuse such a host up front as bad input.
+   */
+  overcommit?: boolean;
   snpCosts?: Partial<SnpCosts>;
 }
 
@@ -115,15 +121,33 @@ export function admissionRefusal(config: HostConfig, vms: readonly { vcpus: numb
   if (topology !== undefined) return topology;
   let promised = 0;
   const rmp = config.technology === 'snp' ? Math.ceil(config.memoryBytes / 256 / SIZE_2M) * SIZE_2M : 0;
-  const usable = config.memoryBytes - rmp;
+  const pamt = config.technology === 'tdx' ? pamtReserves(config).reduce((n, b) => n + b, 0) : 0;
+  const usable = config.memoryBytes - rmp - pamt;
   for (const vm of vms) {
     if (config.technology === 'tdx' && vm.vcpus > config.cpus) {
       return `vcpus must be at most host_cpus for a TD: KVM's tdx_vm_init() caps a TD's vCPUs at num_present_cpus() (got vcpus=${vm.vcpus}, host_cpus=${config.cpus})`;
     }
     promised += vm.memoryBytes;
-    if (promised > usable) return `host_memory_gib too small: the VMs' memory (${promised / 2 ** 30} GiB) does not fit in the host's ${usable / 2 ** 30} GiB`;
+    if (promised > usable && config.overcommit !== true) return `host_memory_gib too small: the VMs' memory (${promised / 2 ** 30} GiB) does not fit in the host's ${usable / 2 ** 30} GiB`;
   }
   return undefined;
+}
+
+/**
+ * The host memory the kernel gives the TDX module's PAMT at initialisation, per TDMR (one per
+ * node), in whole 2 MiB blocks: tdmr_set_up_pamt() takes one alloc_contig_pages() per TDMR on
+ * its node for the PAMT_1G, PAMT_2M and PAMT_4K levels (static), or for PAMT_1G, PAMT_2M and the
+ * page bitmap with Dynamic PAMT, whose PAMT_4K pairs come later, page by page
+ * ([linux:arch/x86/virt/vmx/tdx/tdx.c], [dpamt-v6-2026-05]).
+ */
+export function pamtReserves(config: HostConfig): number[] {
+  const mode: PamtMode = (config.pamt ?? 'static') === 'static' ? 'static' : 'dynamic';
+  const nodes = equalNodes(config.memoryBytes, config.sockets ?? 1);
+  return tdmrsFor(nodes).map((t) => {
+    const b = tdmrPamtBytes(t);
+    const bytes = b.pamt1g + b.pamt2m + (mode === 'static' ? b.pamt4k : b.bitmap);
+    return Math.ceil(bytes / SIZE_2M) * SIZE_2M;
+  });
 }
 
 /** Host CPUs split evenly over the sockets, two per core with SMT. */
@@ -189,8 +213,17 @@ export class Host {
     if (this.tdx !== null) this.tdx.packages = sockets;
     const maxPa = nodes[nodes.length - 1]!.start + nodes[nodes.length - 1]!.bytes;
     this.tdxPamt = this.tdx === null ? null : new TdxPamtKernel(sim, pamt, this.tdx, this.memory, maxPa);
+    if (this.tdx !== null) this.reservePamt();
     this.snp = config.technology === 'snp' ? new SnpFirmware(config.snpCosts ?? {}) : null;
     this.rmp = config.technology === 'snp' ? this.reserveRmp(config.memoryBytes) : null;
+  }
+
+  /** The PAMT's memory, taken at module initialisation (pamtReserves), each TDMR's on its node. */
+  private reservePamt(): void {
+    const owner = this.memory.registerOwner('tdx-module');
+    pamtReserves(this.config).forEach((bytes, node) => {
+      if (this.memory.allocContig(owner, 'pamt', bytes, node) === null) throw new PlatformConfigError(`host memory too small for the TDX module's PAMT (${bytes} bytes on node ${node})`);
+    });
   }
 
   /**

@@ -353,7 +353,7 @@ export class TdxPamtKernel {
   metrics(prefix: string, out: Record<string, number>): void {
     const c = this.counters;
     out[`${prefix}.refcount_bytes`] = this.refcounts.length * PAMT_REFCOUNT_BYTES;
-    out[`${prefix}.pamt_pages_bytes`] = this.memory.usedBytesOfKind('pamt');
+    out[`${prefix}.pamt_pages_bytes`] = this.memory.usedBytesBy(this.owner);
     out[`${prefix}.cached_pages`] = this.cachedPages;
     out[`${prefix}.gets`] = c.gets;
     out[`${prefix}.gets_fast`] = c.getsFast;
@@ -416,7 +416,8 @@ export class TdxPamtKernel {
     if (this.dynamic) {
       const pairBytes = pamt.dynamicBytes;
       const cached = this.cachedPages * PAGE_SIZE;
-      assert(this.memory.usedBytesOfKind('pamt') === pairBytes + cached, 'host pamt pages are not the pairs plus the cached pages', { pamt: this.memory.usedBytesOfKind('pamt'), pairBytes, cached });
+      // The kernel's own PAMT pages (the module's static part at initialisation is the host's).
+      assert(this.memory.usedBytesBy(this.owner) === pairBytes + cached, 'host pamt pages are not the pairs plus the cached pages', { pamt: this.memory.usedBytesBy(this.owner), pairBytes, cached });
     }
   }
 }

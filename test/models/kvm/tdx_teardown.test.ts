@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GiB, MiB, Sim, type Proc } from '../../../sim/index.ts';
-import { Host } from '../../../models/host/host.ts';
+import { Host, pamtReserves } from '../../../models/host/host.ts';
 import type { PamtPolicy } from '../../../models/host/tdx_pamt.ts';
 import { Vm } from '../../../models/vm/vm.ts';
 import type { AcceptFidelity } from '../../../models/vm/fidelity.ts';
@@ -64,8 +64,9 @@ describe('TD teardown on a shared host', () => {
       expect(host.tdxPamt!.refcounts.every((c) => c === 0)).toBe(true);
       expect(m['host.tdx_pamt.idle_pairs']).toBe(0);
       expect(m['tdx.pamt.dynamic_bytes']).toBe(0);
-      // Only the per-vCPU caches still hold pamt pages.
-      expect(m['host.memory.by_kind.pamt.bytes'] ?? 0).toBe(m['host.tdx_pamt.cached_pages']! * 4096);
+      // Of the kernel's PAMT pages only the per-vCPU caches are left (the module's static part stays).
+      expect(m['host.memory.by_owner.tdx-pamt.bytes'] ?? 0).toBe(m['host.tdx_pamt.cached_pages']! * 4096);
+      expect(m['host.memory.by_kind.pamt.bytes']).toBe(m['host.tdx_pamt.cached_pages']! * 4096 + m['host.memory.by_owner.tdx-module.bytes']!);
       expect(m['host.memory.by_owner.vm1.bytes'] ?? 0).toBe(0);
     });
   }
@@ -78,10 +79,12 @@ describe('TD teardown on a shared host', () => {
   });
 
   it('static: teardown reclaims every page with no pair and no put', () => {
-    const { m } = runAndStop('static', 'aggregate');
+    const { m, host } = runAndStop('static', 'aggregate');
     expect(m['tdx.pamt.td_pages']).toBe(0);
     expect(m['tdx.tds_torn_down']).toBe(2);
-    expect(m['host.memory.used_bytes']).toBe(0);
+    // All that is left is the PAMT the module took at initialisation.
+    expect(m['host.memory.used_bytes']).toBe(pamtReserves(host.config).reduce((a, b) => a + b, 0));
+    expect(m['host.memory.by_owner.tdx-module.bytes']).toBe(m['host.memory.used_bytes']);
   });
 
   it('one TD stops while the other keeps its pages: the survivor\'s refcounts and pairs stay', () => {

@@ -3,7 +3,7 @@ import { GiB, MiB, Sim, type Rng } from '../../../sim/index.ts';
 import type { Experiment, Params } from '../../../experiments/experiment.ts';
 import { multiVmBoot } from '../../../experiments/multi_vm_boot.ts';
 import { defaultParams } from '../../../experiments/params.ts';
-import { Host } from '../../../models/host/host.ts';
+import { Host, pamtReserves } from '../../../models/host/host.ts';
 import { PlatformConfigError } from '../../../models/host/config_check.ts';
 import { Vm } from '../../../models/vm/vm.ts';
 import { onVcpu0, tdxVm } from '../host/fixture.ts';
@@ -95,7 +95,8 @@ describe('a host that several VMs share', () => {
     // 8 MiB of folios each, their S-EPT pages (PDPT, PD, 4 PT) and their control pages.
     const perVm = 8 * MiB + (3 + 3) * 4096 + (1 + 6 + 6) * 4096;
     expect(host.memory.usedBytesBy(host.memory.ownerOf(a.kvm.gmem.hostPage(0) * 4096))).toBe(perVm);
-    expect(host.memory.usedBytes()).toBe(2 * perVm);
+    // And the TDX module's PAMT, taken at initialisation: all PAMT levels of the host's one TDMR.
+    expect(host.memory.usedBytes()).toBe(2 * perVm + pamtReserves(host.config)[0]!);
   });
 
   it('the end-of-run invariant catches an accepted page on a host block another VM owns', () => {
