@@ -39,10 +39,10 @@ describe('aggregated per-2M steps and the per-page path agree when uncontended',
     for (const k of SAME) expect([k, agg.metrics[k]]).toEqual([k, per.metrics[k]]);
   });
 
-  it('four vCPUs on disjoint memory with TDX 1.5 (no lock in common): same end time and counts', () => {
+  it('four vCPUs on disjoint memory with TDX 1.5 (no lock in common, cache_lines=false): same end time and counts', () => {
     const { agg, per } = both((fidelity) => {
       const sim = new Sim({ seed: 3 });
-      const platform = tdxVm(sim, { gpaBytes: 64 * MiB, vcpus: 4, fidelity });
+      const platform = tdxVm(sim, { gpaBytes: 64 * MiB, vcpus: 4, fidelity, cacheLines: false });
       const end = acceptInParallel(sim, platform, 64 * MiB);
       return { end, metrics: platform.metrics() };
     });
@@ -50,5 +50,19 @@ describe('aggregated per-2M steps and the per-page path agree when uncontended',
     // compare the steady state: end times within the few retried faults, counts exactly.
     expect(Math.abs(agg.end - per.end)).toBeLessThan(1_000);
     for (const k of SAME.filter((k) => !k.startsWith('exit'))) expect([k, agg.metrics[k]]).toEqual([k, per.metrics[k]]);
+  });
+
+  it.each([1, 2])('four vCPUs sharing the TD-wide and VM-wide words (cache lines, %i socket(s)): end times within 5%%, transfers within 15%%', (sockets) => {
+    const { agg, per } = both((fidelity) => {
+      const sim = new Sim({ seed: 3 });
+      const platform = tdxVm(sim, { gpaBytes: 64 * MiB, vcpus: 4, fidelity, sockets });
+      const end = acceptInParallel(sim, platform, 64 * MiB);
+      return { end, metrics: platform.metrics() };
+    });
+    expect(Math.abs(agg.end - per.end) / per.end).toBeLessThan(0.05);
+    for (const k of ['tdx.lines.transfers', 'kvm.lines.transfers']) {
+      expect(per.metrics[k]).toBeGreaterThan(0);
+      expect(Math.abs(agg.metrics[k]! - per.metrics[k]!) / per.metrics[k]!).toBeLessThan(0.15);
+    }
   });
 });
