@@ -47,12 +47,13 @@ describe('aggregated per-2M steps and the per-page path agree when uncontended',
       return { end, metrics: platform.metrics() };
     });
     // The first exits of vCPUs 1-3 meet vCPU 0's frozen PD SPTE in the per-page path only, so
-    // compare the steady state: end times within the few retried faults, counts exactly.
-    expect(Math.abs(agg.end - per.end)).toBeLessThan(1_000);
+    // compare the steady state: end times within the few retried faults (each a TD exit and
+    // entry, ~2.5 us), counts exactly.
+    expect(Math.abs(agg.end - per.end)).toBeLessThan(20_000);
     for (const k of SAME.filter((k) => !k.startsWith('exit'))) expect([k, agg.metrics[k]]).toEqual([k, per.metrics[k]]);
   });
 
-  it.each([1, 2])('four vCPUs sharing the TD-wide and VM-wide words (cache lines, %i socket(s)): end times within 5%%, transfers within 15%%', (sockets) => {
+  it.each([1, 2])('four vCPUs sharing the TD-wide and VM-wide words (cache lines, %i socket(s)): end times within 5 percent, transfers within 15 percent', (sockets) => {
     const { agg, per } = both((fidelity) => {
       const sim = new Sim({ seed: 3 });
       const platform = tdxVm(sim, { gpaBytes: 64 * MiB, vcpus: 4, fidelity, sockets });
