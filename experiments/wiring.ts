@@ -27,6 +27,8 @@ export const hostParams = {
   smt: booleanParam(false, 'SMT: host_cpus are hardware threads, two per core (a waking vCPU prefers a core whose sibling is idle)'),
   pamt: enumParam(PAMT_POLICIES, 'static', 'TDX: the kernel\'s PAMT: static (all PAMT_4K at module init, upstream), refcount (Dynamic PAMT, v6: per-2M refcounts under a global pamt_lock) lazy (the abandoned scheme: PAMT.ADD after TDX_MISSING_PAMT_PAGE_PAIR) or hashed (refcount with 64 hashed per-2M spinlocks, a rejected alternative)'),
   sockets: numberParam({ default: 1, unit: 'sockets', description: 'host sockets: one NUMA node and one memory bandwidth each; VM n\'s memory is on node (n-1) mod sockets', min: 1, max: 8, integer: true }),
+  cache_lines: booleanParam(true, 'contended cache lines: an atomic on a shared word (the TD\'s lock words and CHLDCNT, PAMT 1G entries, mmu_lock, guest_memfd\'s file, policy and i_pages locks, zone->lock) that another CPU wrote last moves its line (80 ns, 200 ns across sockets); false: no transfers', '[estimate:cache-line-transfer] [tdx-module:src/vmm_dispatcher/api_calls/tdh_mem_page_aug.c]'),
+  tdx_clflush: booleanParam(true, 'TDX: the host kernel clflushes each page before TDH.MEM.PAGE.AUG and TDH.MEM.SEPT.ADD (tdx_clflush_pfn(), 320 ns per 4K); false: a module without CLFLUSH_BEFORE_ALLOC', '[linux:arch/x86/virt/vmx/tdx/tdx.c]'),
 };
 
 /** A VM's host side: how KVM maps its memory, how it asks for page state changes, the simulation's fidelity. */
@@ -110,6 +112,8 @@ function hostConfigFrom(p: HostParams, totalVcpus: number, totalMemoryBytes: num
     smt: p.smt,
     tdxModule: p.tdx_module,
     pamt: p.pamt,
+    cacheLines: p.cache_lines,
+    ...(p.tdx_clflush ? {} : { tdxCosts: { clflushPageNs: 0 } }),
   };
 }
 

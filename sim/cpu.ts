@@ -60,6 +60,8 @@ export interface CpuAccounting {
  */
 export class Cpu implements Schedulable {
   readonly kindId: number;
+  /** Position in sim.cpus (the order CPUs were made). */
+  readonly index: number;
   owner: Process<any> | null = null;
   readonly sliceNs: number;
   readonly backgroundShare: number;
@@ -110,6 +112,7 @@ export class Cpu implements Schedulable {
     this.onHostCpuChange = options.onHostCpuChange ?? null;
     assert(this.onHostCpuChange === null || this.host !== null, 'onHostCpuChange needs a host', name);
     this.stateSince = sim.now;
+    this.index = sim.cpus.length;
     sim.cpus.push(this);
   }
 

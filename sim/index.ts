@@ -14,6 +14,7 @@ export { Spinlock, type SpinOptions, type SpinReleaseOptions } from './spinlock.
 export { RwLock, type RwPolicy } from './rwlock.ts';
 export { TryLock, type TryLockAnswer, type LockSide } from './try_lock.ts';
 export { LockStats, type LockStatsSnapshot } from './lock_stats.ts';
+export { CacheLines, type CacheLineCosts, type CacheLinesOptions } from './cache_line.ts';
 export { Bandwidth, type BandwidthOptions } from './bandwidth.ts';
 export { Rng, RngRegistry, streamSeed } from './rng.ts';
 export { Histogram, type HistogramSnapshot } from './histogram.ts';

@@ -104,9 +104,10 @@ export const defaultGuestCosts: GuestCosts = {
   faultNs: 1 * US,
   // 12.9 GB/s: per-CPU page clearing rate, the baseline of [arora-2025-10-clear-pages] (AMD Milan).
   clearPageBytesPerSec: 12.9e9,
-  // ESTIMATE 2.5 us [estimate:ve-msr-guest]: [cvm-eval-vmexit]'s 3.85 us for a #VE-driven CPUID
-  // through KVM, minus the host's part (TD exit 200 ns, KVM ~1 us, entry 150 ns).
-  msrExceptionNs: 2_500,
+  // ESTIMATE 1.5 us [estimate:ve-msr-guest]: the guest's part of [cvm-eval-vmexit]'s 3.85 us for a
+  // #VE-driven CPUID through KVM: the exit that injects the #VE (0.65 us, as the in-module CPUID),
+  // TDG.VP.VEINFO.GET (0.65 us), #VE entry and IRET (~0.2 us); the exit to KVM and back is the host's.
+  msrExceptionNs: 1_500,
   // ESTIMATE 2 us [estimate:idle-tick-guest]: an idle tick's interrupt entry, tick_sched_timer(), RCU and scheduler tick.
   idleTickNs: 2 * US,
   // ESTIMATE 20 ns [estimate:cond-resched]: reading the thread flags (and, if set, the switch the scheduler accounts).

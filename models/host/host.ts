@@ -1,6 +1,7 @@
-import { Bandwidth, HostCpus, countMetric, measureMetric, prefixedMetrics, type MetricSpecs, type Sim } from '../../sim/index.ts';
+import { Bandwidth, CacheLines, HostCpus, countMetric, measureMetric, prefixedMetrics, type CacheLineCosts, type MetricSpecs, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 import { WriteRate } from '../arch/write_rate.ts';
+import { CACHE_LINE_COSTS, CACHE_LINE_METRICS, cacheLineMetrics, type LineOptions } from '../arch/cache_lines.ts';
 import { SIZE_2M } from '../arch/units.ts';
 import { Rmp } from '../snp/rmp.ts';
 import { SnpFirmware } from '../snp/snp_firmware.ts';
@@ -55,6 +56,13 @@ export interface HostConfig {
    */
   overcommit?: boolean;
   snpCosts?: Partial<SnpCosts>;
+  /**
+   * Contended cache lines (`cache_lines`): an atomic on a shared word (TD-wide lock words,
+   * mmu_lock, guest_memfd's, zone->lock) that another CPU wrote last moves its line. Default on;
+   * false leaves the transfers out (hold times stay).
+   */
+  cacheLines?: boolean;
+  cacheLineCosts?: CacheLineCosts;
 }
 
 export const HOST_DEFAULTS = {
@@ -105,6 +113,7 @@ export const HOST_METRICS: MetricSpecs = {
   'host.memory.free_1g_chunks': countMetric('chunks', 'aligned 1 GiB ranges entirely free (fragmentation)'),
   'host.memory.by_kind.*.bytes': countMetric('bytes', 'host memory in use by kind (gmem, sept, tdx_control, pamt, rmp, vmm_shared, kernel)'),
   'host.memory.by_owner.*.bytes': countMetric('bytes', 'host memory in use by owner (each VM, the SNP firmware)'),
+  ...prefixedMetrics('host.lines', CACHE_LINE_METRICS),
   ...prefixedMetrics('tdx', TDX_MODULE_METRICS),
   ...prefixedMetrics('host.tdx_pamt', TDX_PAMT_KERNEL_METRICS),
 };
@@ -182,6 +191,10 @@ export class Host {
   readonly snp: SnpFirmware | null;
   /** SNP: the RMP, one entry per 4K of host memory, indexed by host physical address. */
   readonly rmp: Rmp | null;
+  /** The cache lines of this machine: costs, sockets, on or off. */
+  readonly lineOptions: LineOptions;
+  /** zone->lock of each node (host-wide: every VM's guest_memfd allocates from it). */
+  readonly zoneLines: CacheLines;
   private readonly vms: HostVmRecord[] = [];
   /** Ids of VMs that stopped (release()): their memory is back, admission no longer counts them. */
   private readonly ended = new Set<number>();
@@ -209,7 +222,9 @@ export class Host {
     const nodes = equalNodes(config.memoryBytes, sockets);
     this.memory = new HostMemory(sim, { nodes });
     this.clearRate = new WriteRate(config.clearBytesPerSec ?? HOST_DEFAULTS.clearBytesPerSec);
-    this.tdx = config.technology === 'tdx' ? new TdxModule(sim, config.tdxModule ?? '1.5', config.tdxCosts ?? {}, { mode: pamt === 'static' ? 'static' : 'dynamic', tdmrs: tdmrsFor(nodes) }) : null;
+    this.lineOptions = { ...CACHE_LINE_COSTS, ...config.cacheLineCosts, sockets, enabled: config.cacheLines ?? true };
+    this.zoneLines = new CacheLines(sim, 'zone_lock', { ...this.lineOptions, lines: sockets });
+    this.tdx = config.technology === 'tdx' ? new TdxModule(sim, config.tdxModule ?? '1.5', config.tdxCosts ?? {}, { mode: pamt === 'static' ? 'static' : 'dynamic', tdmrs: tdmrsFor(nodes) }, this.lineOptions) : null;
     if (this.tdx !== null) this.tdx.packages = sockets;
     const maxPa = nodes[nodes.length - 1]!.start + nodes[nodes.length - 1]!.bytes;
     this.tdxPamt = this.tdx === null ? null : new TdxPamtKernel(sim, pamt, this.tdx, this.memory, maxPa);
@@ -289,6 +304,7 @@ export class Host {
     out['host.memory_bandwidth.bytes'] = this.sockets.reduce((n, s) => n + s.memory.totalBytes, 0);
     out['host.vms'] = this.vms.length;
     this.memory.metrics('host.memory', out);
+    if (this.zoneLines.enabled) cacheLineMetrics('host.lines', out, this.zoneLines, 'zone_lock');
     this.tdx?.metrics('tdx', out);
     if (this.tdxPamt !== null && this.tdxPamt.dynamic) this.tdxPamt.metrics('host.tdx_pamt', out);
   }
@@ -303,5 +319,6 @@ export class Host {
     this.rmp?.checkInvariants();
     this.tdx?.checkInvariants();
     this.tdxPamt?.checkInvariants();
+    this.zoneLines.checkInvariants();
   }
 }

@@ -84,6 +84,15 @@ export class GuestMemfd {
     this.hostMemory.usePages(block * SIZE_2M, n, this.owner);
   }
 
+  /** Folios that allocate(first, n) would add (a 2 MiB folio counts once). */
+  newFolios(first: number, n: number): number {
+    const fp = this.folioPages;
+    if (fp === 1) return n - this.allocated.countRange(first, n);
+    let folios = 0;
+    for (let f = first - (first % fp); f < first + n; f += fp) if (this.allocated.countRange(f, fp) === 0) folios++;
+    return folios;
+  }
+
   /** kvm_gmem_get_pfn() for `page`: allocates and clears its folio on first use. */
   *kvm_gmem_get_pfn(page: number): Proc<void> {
     yield* this.clear(this.allocate(page, 1));

@@ -1,5 +1,7 @@
-import { Mutex, RwLock, countMetric, measureMetric, prefixedMetrics, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
+import { CacheLines, Mutex, RwLock, countMetric, measureMetric, prefixedMetrics, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
+import { CACHE_LINE_METRICS, DEFAULT_LINE_OPTIONS, cacheLineMetrics, type LineOptions } from '../arch/cache_lines.ts';
 import { ExitStats } from './exit_stats.ts';
+import { GMEM_FILE, GMEM_PAGES, GMEM_POLICY, KVM_WORDS, pcpRefills } from './kvm_words.ts';
 import { GUEST_MEMFD_METRICS, type GuestMemfd } from './guest_memfd.ts';
 import { KVM_COSTS, type KvmCosts } from './kvm_costs.ts';
 import { KVM_ATTRIBUTE_METRICS, type KvmMemoryAttributes } from './memory_attributes.ts';
@@ -21,6 +23,11 @@ export type KvmRetry = (typeof KVM_RETRIES)[number];
 export interface KvmConfig {
   retry?: KvmRetry;
   costs?: Partial<KvmCosts>;
+  /** The host's cache lines (costs, sockets, on/off); default one socket, on. */
+  lines?: LineOptions;
+  /** The zone->lock words of the host's nodes (one line each) and the node this VM's folios come from. */
+  zoneLines?: CacheLines;
+  node?: number;
 }
 
 /** What Kvm.metrics() writes, under the VM's prefix (`vm1.kvm`). */
@@ -36,6 +43,7 @@ export const KVM_METRICS: MetricSpecs = {
   ret_pf_retry: countMetric('retries', 'RET_PF_RETRY rounds after a BUSY SEAMCALL or a frozen SPTE'),
   vcpu_migrations: countMetric('loads', 'vcpu_load() on another host CPU than the vCPU last ran on'),
   vcpu_migration_ns: measureMetric('ns', 'what those cost the vCPUs (TDX: IPI + TDH.VP.FLUSH on the old CPU)'),
+  ...prefixedMetrics('lines', CACHE_LINE_METRICS),
   ...prefixedMetrics('gmem', GUEST_MEMFD_METRICS),
   ...prefixedMetrics('sev', KVM_SEV_METRICS),
   ...prefixedMetrics('attr', KVM_ATTRIBUTE_METRICS),
@@ -87,6 +95,33 @@ export class Kvm {
     this.slotsLock = new Mutex(sim, `${name}/slots_lock`, 'stall');
     this.costs = { ...KVM_COSTS, ...config.costs };
     this.retry = config.retry ?? 'local';
+    this.words = new CacheLines(sim, `${name}/kvm_words`, { ...(config.lines ?? DEFAULT_LINE_OPTIONS), lines: KVM_WORDS.length });
+    this.zoneLines = config.zoneLines ?? null;
+    this.node = config.node ?? 0;
+  }
+
+  /** The VM-wide words (KVM_WORDS) as cache lines. */
+  readonly words: CacheLines;
+  /** zone->lock of each host node (host-wide), and the node of this VM's memory. */
+  readonly zoneLines: CacheLines | null;
+  readonly node: number;
+
+  /**
+   * The host work of guest_memfd's first use of `folios` folios in a row, besides the clear:
+   * each folio (gmemFolioNs) and its page-cache insert under the i_pages lock, the file reference
+   * and the shared-policy lock, and zone->lock when the pcp list needs a refill. Called before the
+   * folios are allocated (gmem.folios counts them afterwards). Returns ns to stall.
+   */
+  gmemFolioNs(folios: number): number {
+    const w = this.words;
+    const c = this.costs;
+    let ns = 0;
+    for (let i = 0; i < folios; i++) {
+      ns += c.gmemFolioNs + w.touch(GMEM_FILE) + w.touch(GMEM_POLICY) + w.touch(GMEM_PAGES, c.gmemInsertNs) + w.touch(GMEM_FILE);
+    }
+    const refills = pcpRefills(this.gmem.folios, folios);
+    for (let i = 0; i < refills; i++) ns += this.zoneLines === null ? c.zoneRefillNs : this.zoneLines.touch(this.node, c.zoneRefillNs);
+    return ns;
   }
 
   /**
@@ -142,6 +177,7 @@ export class Kvm {
     out[`${prefix}.ret_pf_retry`] = this.retries;
     out[`${prefix}.vcpu_migrations`] = this.vcpuMigrations;
     out[`${prefix}.vcpu_migration_ns`] = this.vcpuMigrationNs;
+    if (this.words.enabled) cacheLineMetrics(`${prefix}.lines`, out, this.words, KVM_WORDS);
     this.gmem.metrics(`${prefix}.gmem`, out);
     this.sev?.metrics(`${prefix}.sev`, out);
     this.attrs?.metrics(`${prefix}.attr`, out);

@@ -5,19 +5,41 @@
  */
 export interface KvmCosts {
   /**
-   * kvm_mmu_page_fault() for a private GPA, without SEAMCALLs/RMPUPDATE and without clearing:
-   * TDP MMU walk, SPTE freeze/set, guest_memfd lookup and folio allocation.
-   * [estimate:vm-exit-round-trip] (0.5-2 us) bounds a whole exit including its fault handling;
-   * ESTIMATE 150 ns of it for the fault path, with the TD exit and entry
-   * (models/tdx/tdx_costs.ts) taking the rest of the 0.5 us low end.
+   * KVM's own work on a private EPT-violation fault, without guest_memfd, SEAMCALLs and
+   * clearing: tdx_handle_ept_violation() -> __vmx_handle_ept_violation() -> kvm_mmu_page_fault():
+   * the memslot lookup, the memory-attribute check (kvm_mem_is_private(): an xarray load), the
+   * mmu_invalidate_seq checks, kvm_tdp_mmu_map()'s walk of the mirror root and the SPTE freeze
+   * and set ([linux:arch/x86/kvm/mmu/mmu.c], [linux:arch/x86/kvm/mmu/tdp_mmu.c]). ESTIMATE 300 ns
+   * [estimate:kvm-private-fault].
    */
   faultNs: number;
+  /**
+   * guest_memfd's first use of a 4K index, besides the clear and the page-cache insert
+   * ([linux:virt/kvm/guest_memfd.c] kvm_gmem_get_pfn() -> kvm_gmem_get_folio()): the file
+   * reference, the bindings and page-cache lookups that miss, mpol_shared_policy_lookup(), the
+   * folio allocation with that policy (the pcp lists), the memcg charge and the LRU add. ESTIMATE
+   * 400 ns [estimate:gmem-folio].
+   */
+  gmemFolioNs: number;
+  /**
+   * __filemap_add_folio(): the xarray store of the new folio and the mapping's counters, under
+   * the gmem inode's i_pages lock (xa_lock_irq: one per VM, exclusive). ESTIMATE 150 ns
+   * [estimate:gmem-folio].
+   */
+  gmemInsertNs: number;
+  /**
+   * The host page allocator refilling a CPU's pcp list: rmqueue_bulk() of `pcp->batch` (63) pages
+   * under zone->lock ([linux:mm/page_alloc.c]), once per 63 folios. ESTIMATE
+   * [estimate:page-allocator]: 63 x 50 ns (__rmqueue_smallest per page) = 3150 ns held.
+   */
+  zoneRefillNs: number;
   /**
    * An idle vCPU's timer tick: KVM's HLT emulation, kvm_vcpu_halt(), the hrtimer expiry and
    * the wake-up of the halted vCPU thread, without the exit/entry transitions.
    * ESTIMATE 1 us [estimate:hlt-tick-host]: [cvm-eval-vmexit]'s #VE->TDVMCALL->KVM CPUID
-   * 3.85 us minus the in-module round trip 0.65 us bounds a TDVMCALL exit to KVM at ~3.2 us;
-   * halting and waking adds a schedule-out/in of the vCPU thread (order 1 us).
+   * 3.85 us minus the in-module round trip 0.65 us bounds a TDVMCALL exit to KVM at ~3.2 us, of
+   * which the transitions take ~2.2 us ([estimate:td-exit-entry]); halting and waking adds a
+   * schedule-out/in of the vCPU thread (order 1 us).
    */
   hltNs: number;
   /**
@@ -51,7 +73,10 @@ export interface KvmCosts {
 }
 
 export const KVM_COSTS: KvmCosts = {
-  faultNs: 150,
+  faultNs: 300,
+  gmemFolioNs: 400,
+  gmemInsertNs: 150,
+  zoneRefillNs: 3_150,
   hltNs: 1_000,
   msrNs: 1_000,
   userspaceExitNs: 5_000,

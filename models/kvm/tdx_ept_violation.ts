@@ -6,6 +6,7 @@ import { tdh_mem_page_aug } from '../tdx/leaves/tdh_mem_page_aug.ts';
 import { tdh_mem_sept_add } from '../tdx/leaves/tdh_mem_sept_add.ts';
 import { Region, UPPER_SEPT_PAGES } from '../tdx/secure_ept.ts';
 import type { Kvm } from './kvm.ts';
+import { MMU_LOCK_WORD } from './kvm_words.ts';
 import type { KvmTdx } from './tdx.ts';
 
 /** The TD state of a VM's KVM: every TDX exit path needs it. */
@@ -35,7 +36,8 @@ export function* tdx_ept_violation_exit(kvm: Kvm, gpa: number, acceptLevel: TdxP
     yield sim.stallFor(pendingNs);
     pendingNs = 0;
     const status = yield* tdx_private_fault(kvm, gpa, acceptLevel);
-    pendingNs = status === KVM_SPTE_FROZEN ? 0 : module.seamcallHalfNs;
+    // read_unlock(&kvm->mmu_lock) at the end of the fault: an atomic on its line.
+    pendingNs = (status === KVM_SPTE_FROZEN ? 0 : module.seamcallHalfNs) + kvm.words.touch(MMU_LOCK_WORD);
     if (status === TDX_SUCCESS) break;
     // tdx_mem_page_aug()/tdx_sept_link_private_spt(): BUSY is -EBUSY -> RET_PF_RETRY, as is a
     // frozen SPTE; any other error is KVM_BUG_ON() in KVM, a bug in this model.
@@ -44,7 +46,7 @@ export function* tdx_ept_violation_exit(kvm: Kvm, gpa: number, acceptLevel: TdxP
     if (traced) sim.instant('RET_PF_RETRY', retryAttrs(gpa, status, kvm.retry));
     if (kvm.retry === 'reenter') break;
   }
-  yield sim.stallFor(pendingNs + module.costs.tdEntryNs);
+  yield sim.stallFor(pendingNs + module.costs.tdEntryNs + tdxOf(kvm).td.enterWords());
   kvm.exits.record('EPT_VIOLATION', sim.now - start);
   if (traced) sim.opEnd(id);
 }
@@ -75,8 +77,14 @@ function* tdx_private_fault(kvm: Kvm, gpa: number, acceptLevel: TdxPageLevel): P
   const page = gpa / 4096;
   const region = sept.region(page);
   const level = mappingLevel(tdx, region, acceptLevel);
-  if (level === TDX_PS_4K) yield* kvm.gmem.kvm_gmem_get_pfn(page);
-  else yield* kvm.gmem.getRange(region * PAGES_PER_2M, PAGES_PER_2M);
+  // guest_memfd's first use of each index (folio, page-cache insert; kvm.gmemFolioNs()), the
+  // clflush of the page(s) AUG will add (tdx_clflush_pfn()), and read_lock(&kvm->mmu_lock)'s atomic.
+  const first = level === TDX_PS_4K ? page : region * PAGES_PER_2M;
+  const pages = level === TDX_PS_4K ? 1 : PAGES_PER_2M;
+  const folios = kvm.gmem.newFolios(first, pages);
+  const hostNs = kvm.gmemFolioNs(folios) + pages * tdx.module.costs.clflushPageNs + kvm.words.touch(MMU_LOCK_WORD);
+  if (hostNs > 0) yield sim.stallFor(hostNs);
+  yield* kvm.gmem.getRange(first, pages);
   const cpu = sim.current?.cpu ?? null;
   tdx.pamtTopup(cpu);
   yield kvm.mmuLock.acquire('shared');
@@ -92,6 +100,8 @@ function* tdx_private_fault(kvm: Kvm, gpa: number, acceptLevel: TdxPageLevel): P
     }
     tdx.freezeSeptPage(region, kind);
     const hpa = tdx.allocSeptPage();
+    // tdh_mem_sept_add() flushes the new S-EPT page's lines first (tdx_clflush_page()).
+    if (tdx.module.costs.clflushPageNs > 0) yield sim.stallFor(tdx.module.costs.clflushPageNs);
     status = yield* tdx.withPamt(hpa, 1, cpu, () => tdh_mem_sept_add(td, region, kind, hpa, 0));
     tdx.thawSeptPage(region, kind);
     if (status === TDX_SUCCESS) tdx.septPageAdded(hpa);

@@ -322,8 +322,23 @@ export class Pamt {
 
   /** The aggregated accept step's commit of `n` 4K entries from `hpa` (one 2M range). */
   setRangeInUse(hpa: number, n: number): void {
-    assert(Math.floor(hpa / SIZE_2M) === Math.floor((hpa + (n - 1) * PAGE_SIZE) / SIZE_2M), 'a PAMT range commit stays in one 2M range', { hpa: hex(hpa), n });
-    for (let i = 0; i < n; i++) this.setInUse(hpa + i * PAGE_SIZE);
+    const r = Math.floor(hpa / SIZE_2M);
+    assert(r === Math.floor((hpa + (n - 1) * PAGE_SIZE) / SIZE_2M), 'a PAMT range commit stays in one 2M range', { hpa: hex(hpa), n });
+    if (this.node[r] !== PT_PAMT) assert(false, 'a TD page without PAMT backing', hex(hpa));
+    // Word by word (32 entries at a time): the same checks and commits as setInUse() per page.
+    const first = hpa / PAGE_SIZE;
+    const end = first + n;
+    for (let p = first; p < end; ) {
+      const w = p >>> 5;
+      const hi = Math.min(end, (w + 1) << 5);
+      const bits = hi - p === 32 ? 0xffffffff | 0 : ((1 << (hi - p)) - 1) << (p & 31);
+      if ((this.used[w]! & bits) !== 0) assert(false, 'a PAMT 4K entry set in use twice', hex(hpa));
+      if (this.mode === 'dynamic' && (this.pamtPages[w]! & bits) !== 0) assert(false, 'a DPAMT page handed to a TD', hex(hpa));
+      this.used[w] = this.used[w]! | bits;
+      p = hi;
+    }
+    this.count[r]! += n;
+    this.usedPages += n;
   }
 
   /** TDH.PHYMEM.PAMT.ADD's commit: set the pair's bitmap bits, make the 2M entry a PT_PAMT node. */

@@ -1,4 +1,5 @@
-import { TryLock, countMetric, type Bandwidth, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
+import { CacheLines, TryLock, countMetric, prefixedMetrics, type Bandwidth, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
+import { CACHE_LINE_METRICS, cacheLineMetrics } from '../arch/cache_lines.ts';
 import { assert } from '../../sim/assert.ts';
 import { writeMemory } from '../arch/write_rate.ts';
 import { PAGES_PER_2M, hex } from '../arch/units.ts';
@@ -29,7 +30,23 @@ export interface TdCounters {
 }
 
 /** What Td.metrics() writes, under the VM's prefix (`vm1.tdx`). */
+/**
+ * The TD-wide words every SEAMCALL of an accept touches with atomics, one cache line each
+ * ([tdx-module:src/vmm_dispatcher/api_calls/tdh_mem_page_aug.c], [tdx-module:src/td_transitions/tdh_vp_enter.c]):
+ * the TDR page's PAMT entry (check_lock_and_map_explicit_tdr(), shared), TDCS op_state_lock
+ * (shared, host priority), secure_ept_lock (sharex), TDR.CHLDCNT (_lock_xadd_64b() after each AUG
+ * and SEPT.ADD) and the TD epoch lock (TDH.VP.ENTER, shared). A shared lock is still an atomic on
+ * its word: every acquisition and release writes the line.
+ */
+export const TD_WORDS = ['tdr_pamt', 'op_state', 'secure_ept_lock', 'chldcnt', 'epoch'] as const;
+export const TDR_PAMT = 0;
+export const OP_STATE = 1;
+export const SECURE_EPT = 2;
+export const CHLDCNT = 3;
+export const EPOCH = 4;
+
 export const TD_METRICS: MetricSpecs = {
+  ...prefixedMetrics('lines', CACHE_LINE_METRICS),
   tdcalls: countMetric('TDCALLs', 'TDG.MEM.PAGE.ACCEPT calls the module completed'),
   'accept.4k': countMetric('accepts', 'successful 4K TDG.MEM.PAGE.ACCEPT'),
   'accept.2m': countMetric('accepts', 'successful 2M TDG.MEM.PAGE.ACCEPT'),
@@ -95,6 +112,31 @@ export class Td {
     this.sept = new SecureEpt(gpaBytes);
     this.secureEptLock = new TryLock(sim, `${name}/secure_ept_lock`, false);
     this.entryLocks = new SeptEntryLocks(module.version === '1.5');
+    this.words = new CacheLines(sim, `${name}/td_words`, { ...module.lineOptions, lines: TD_WORDS.length });
+  }
+
+  /** The TD-wide words (TD_WORDS) as cache lines shared by the CPUs running its SEAMCALLs. */
+  readonly words: CacheLines;
+
+  /**
+   * The lines a SEAMCALL of this TD that takes the TDR, op_state and the secure_ept_lock (AUG,
+   * SEPT.ADD) touches when it takes them: ns to stall. The releases are releaseWords().
+   */
+  lockWords(): number {
+    const w = this.words;
+    return w.touch(TDR_PAMT) + w.touch(OP_STATE) + w.touch(SECURE_EPT);
+  }
+
+  /** The releases of lockWords() after the body, and TDR.CHLDCNT's atomic add before them. */
+  releaseWords(): number {
+    const w = this.words;
+    return w.touch(CHLDCNT) + w.touch(SECURE_EPT) + w.touch(OP_STATE) + w.touch(TDR_PAMT);
+  }
+
+  /** TDH.VP.ENTER's TDR, op_state and epoch (each taken and dropped on the entry path). */
+  enterWords(): number {
+    const w = this.words;
+    return w.touch(TDR_PAMT) + w.touch(OP_STATE) + w.touch(EPOCH);
   }
 
   /**
@@ -181,6 +223,7 @@ export class Td {
     out[`${prefix}.secure_ept_lock.acquisitions`] = this.secureEptLock.stats.acquisitions;
     out[`${prefix}.secure_ept_lock.busy`] = this.secureEptLock.stats.busy;
     out[`${prefix}.bytes_zeroed`] = c.bytesZeroed;
+    if (this.words.enabled) cacheLineMetrics(`${prefix}.lines`, out, this.words, TD_WORDS);
     const rm = this.removal;
     if (rm.blocks > 0) {
       out[`${prefix}.remove.block`] = rm.blocks;

@@ -18,13 +18,26 @@ export interface TdxCosts {
    */
   zeroBytesPerSec: number;
   /**
-   * TDCALL -> asynchronous TD exit (EPT violation, VMX_EEQ_ACCEPT) -> KVM's exit dispatch.
-   * ESTIMATE [estimate:vm-exit-round-trip] (0.5-2 us): the 0.5 us low end split 200 ns exit /
-   * 150 ns KVM fault path (kvm_costs.ts) / 150 ns entry.
+   * TDCALL -> asynchronous TD exit (EPT violation, VMX_EEQ_ACCEPT) -> KVM's exit dispatch: the
+   * guest's TDCALL into the module, the module saving the TD's state and exiting to the host
+   * (SEAMRET), KVM restoring host state in tdx_vcpu_run() and dispatching the exit.
+   * ESTIMATE [estimate:td-exit-entry] from [cvm-eval-vmexit]: a CPUID through #VE -> TDVMCALL ->
+   * KVM takes 3.85 us, of which 0.65 us is the CPUID exit that injects the #VE (a TD -> module ->
+   * TD round trip, as the in-module CPUID), 0.65 us TDG.VP.VEINFO.GET, ~0.2 us the #VE entry and
+   * IRET, ~0.15 us KVM's CPUID emulation: ~2.2 us for a TDCALL exit to KVM and TDH.VP.ENTER back,
+   * split evenly.
    */
   tdExitNs: number;
-  /** TDH.VP.ENTER back into the TD; see tdExitNs. */
+  /** TDH.VP.ENTER back into the TD, up to the guest re-executing its TDCALL; see tdExitNs. */
   tdEntryNs: number;
+  /**
+   * The host kernel's clflush of a page before it hands it to the module (tdx_clflush_page() /
+   * tdx_clflush_pfn() in tdh_mem_page_aug() and tdh_mem_sept_add(), [linux:arch/x86/virt/vmx/tdx/tdx.c]:
+   * clflush_cache_range() of 64 lines; a 2M AUG flushes its 512 pages one by one). ESTIMATE
+   * [estimate:guest-cpa]: 64 clflushes of ~5 ns, 320 ns per 4 KiB. 0 leaves it out (`tdx_clflush=false`,
+   * a module with CLFLUSH_BEFORE_ALLOC clear).
+   */
+  clflushPageNs: number;
   /**
    * SEAMCALL entry and exit transitions around a leaf's body.
    * ESTIMATE [estimate:seamcall-transition] (0.3-1 us + work): low end, 300 ns.
@@ -87,8 +100,9 @@ export interface TdxCosts {
 export const TDX_COSTS: TdxCosts = {
   tdcallNs: 650,
   zeroBytesPerSec: 20e9,
-  tdExitNs: 200,
-  tdEntryNs: 150,
+  tdExitNs: 1_100,
+  tdEntryNs: 1_100,
+  clflushPageNs: 320,
   seamcallNs: 300,
   augBodyNs: 700,
   septAddBodyNs: 700,

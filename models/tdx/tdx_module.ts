@@ -1,4 +1,5 @@
-import { countMetric, type Bandwidth, type LockMode, type MetricSpecs, type Sim } from '../../sim/index.ts';
+import { CACHE_LINE_METRICS, DEFAULT_LINE_OPTIONS, cacheLineMetrics, type LineOptions } from '../arch/cache_lines.ts';
+import { CacheLines, countMetric, prefixedMetrics, type Bandwidth, type LockMode, type MetricSpecs, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
 import { WriteRate } from '../arch/write_rate.ts';
 import { SIZE_1G, SIZE_2M } from '../arch/units.ts';
@@ -35,6 +36,7 @@ export const TDX_MODULE_METRICS: MetricSpecs = {
   tds: countMetric('TDs', 'TDs created in the module'),
   'busy.total': countMetric('answers', 'TDX_OPERAND_BUSY answers to every TD'),
   'aug.total': countMetric('SEAMCALLs', 'successful TDH.MEM.PAGE.AUG of every TD'),
+  ...prefixedMetrics('lines', CACHE_LINE_METRICS),
   'pamt.dynamic': countMetric('flag', '1 if the module runs Dynamic PAMT (PAMT_4K replaced by page pairs), 0 static'),
   'pamt.static_bytes': countMetric('bytes', 'PAMT reserved at module initialisation: PAMT_1G + PAMT_2M + PAMT_4K (static) or the page bitmap (dynamic), per TDMR, 4K aligned'),
   'pamt.dynamic_bytes': countMetric('bytes', 'DPAMT page pairs in use at the end of the run (8 KiB per 2M range with TD 4K pages)'),
@@ -80,6 +82,14 @@ export class TdxModule {
    * packages whose caches TDH.PHYMEM.CACHE.WB has still to write back (a bitmap).
    */
   readonly kot = new Map<number, { state: 'assigned' | 'flushed' | 'free'; wbinvd: number }>();
+  /** How the host's cache lines behave (costs, sockets, on/off); every TD's words use them. */
+  readonly lineOptions: LineOptions;
+  /**
+   * The lock words of the PAMT's 1G entries, one line per GiB of host physical address: every
+   * AUG and SEPT.ADD walks its page's 1G entry shared (pamt_walk(): acquire and release), so
+   * vCPUs adding pages in one host GiB share the line.
+   */
+  readonly pamt1gLines: CacheLines;
   /** CPU packages (sockets) whose caches CACHE.WB writes back; the host sets it. */
   packages = 1;
   /** TDs whose TDR was reclaimed (their Td left the module). */
@@ -91,7 +101,11 @@ export class TdxModule {
     costs: Partial<TdxCosts> = {},
     /** Default: static PAMT over one 64 GiB TDMR (tests that build a module alone). */
     pamt: PamtConfig = { mode: 'static', tdmrs: [{ base: 0, size: 64 * SIZE_1G }] },
+    lineOptions: LineOptions = DEFAULT_LINE_OPTIONS,
   ) {
+    this.lineOptions = lineOptions;
+    const end = pamt.tdmrs.reduce((e, t) => Math.max(e, t.base + t.size), 0);
+    this.pamt1gLines = new CacheLines(sim, 'pamt_1g', { ...lineOptions, lines: Math.max(1, Math.ceil(end / SIZE_1G)) });
     assert((PAMT_MODES as readonly string[]).includes(pamt.mode), 'unknown PAMT mode', pamt.mode);
     this.pamt = new Pamt(pamt.mode, pamt.tdmrs);
     this.costs = { ...TDX_COSTS, ...costs };
@@ -158,6 +172,14 @@ export class TdxModule {
   }
 
   /** Half of a SEAMCALL's transitions: entry before the body, exit after it. */
+  /**
+   * The 1G PAMT entry of `hpa` walked shared (pamt_walk() and pamt_unwalk(): an acquire and a
+   * release, counted as one touch of its line): ns to stall.
+   */
+  pamt1gTouch(hpa: number): number {
+    return this.pamt1gLines.touch(Math.floor(hpa / SIZE_1G));
+  }
+
   get seamcallHalfNs(): number {
     return this.costs.seamcallNs / 2;
   }
@@ -173,6 +195,7 @@ export class TdxModule {
     out[`${prefix}.tds`] = this.tds.size + this.tdsTornDown;
     out[`${prefix}.busy.total`] = busy;
     out[`${prefix}.aug.total`] = augs;
+    if (this.pamt1gLines.enabled) cacheLineMetrics(`${prefix}.lines`, out, this.pamt1gLines, 'pamt_1g');
     const pamt = this.pamt;
     out[`${prefix}.pamt.dynamic`] = pamt.mode === 'dynamic' ? 1 : 0;
     out[`${prefix}.pamt.static_bytes`] = pamt.staticBytes;

@@ -3,13 +3,17 @@ import { assert } from '../../sim/assert.ts';
 import { writeMemory2 } from '../arch/write_rate.ts';
 import { PAGES_PER_2M, SIZE_1G, SIZE_2M, hex } from '../arch/units.ts';
 import type { Kvm } from '../kvm/kvm.ts';
+import { GMEM_FILE, GMEM_PAGES, GMEM_POLICY, MMU_LOCK_WORD, pcpRefills } from '../kvm/kvm_words.ts';
 import type { KvmTdx } from '../kvm/tdx.ts';
 import { tdx_ept_violation_exit, tdxOf } from '../kvm/tdx_ept_violation.ts';
 import { TDX_MISSING_PAMT_PAGE_PAIR, TDX_PS_1G, TDX_PS_2M, TDX_PS_4K, TDX_SUCCESS, tdxStatusName, type TdxPageLevel } from '../tdx/arch.ts';
 import { tdg_mem_page_accept } from '../tdx/leaves/tdg_mem_page_accept.ts';
 import { Region, UPPER_SEPT_PAGES, type SeptPageKind } from '../tdx/secure_ept.ts';
+import { CHLDCNT, EPOCH, OP_STATE, SECURE_EPT, TDR_PAMT } from '../tdx/td.ts';
 import { TDX_MODULE_SERVICE as MODULE, TD_EXIT_EPT_VIOLATION, levelBytes } from '../tdx/tdx_module.ts';
 import type { AcceptFidelity } from './fidelity.ts';
+
+const PAGES_PER_1G = SIZE_1G / 4096;
 
 /*
  * How TDX simulates the 4K work of an accept (AcceptFidelity):
@@ -168,9 +172,13 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
   const traced = sim.observer !== null;
   const start = sim.now;
   let septAdds: SeptPageKind[] = [];
+  let septHpas: number[] = [];
   // Dynamic PAMT: the run's host pages are known before the step (guest_memfd allocates them
   // first), so the pair of their 2M range is there before any AUG of the step commits.
   const dynamic = side.tdx.pamt !== null;
+  // guest_memfd's new folios of the run (before any allocation below) and the pcp refills they take.
+  const foliosBefore = gmem.folios;
+  const newFolios = gmem.newFolios(first, n);
   const earlyClearBytes = dynamic && augs > 0 ? gmem.allocate(first, n) : 0;
   const runHpa = dynamic && augs > 0 ? gmem.hostPage(first) * 4096 : 0;
   if (augs > 0) {
@@ -184,6 +192,7 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
       return false;
     }
     septAdds = claimed.kinds;
+    septHpas = claimed.hpas;
     for (const hpa of claimed.hpas) {
       if (dynamic) yield* pamtForSeptPage(side, hpa);
       module.pamt.setInUse(hpa);
@@ -194,11 +203,20 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
   // Each AUG is one exit (the 2M attempt on a FREE region exits and AUGs the base page, whose
   // 4K accept then needs no exit); S-EPT pages are added on the first exit.
   const bodyNs = augs * c.augBodyNs + septAdds.length * c.septAddBodyNs;
-  const exitNs = augs * (c.tdExitNs + kvm.costs.faultNs + c.seamcallNs + c.tdEntryNs) + septAdds.length * c.seamcallNs;
+  const hostNs = newFolios * kvm.costs.gmemFolioNs + (augs + septAdds.length) * c.clflushPageNs;
+  let exitNs = augs * (c.tdExitNs + kvm.costs.faultNs + c.seamcallNs + c.tdEntryNs) + septAdds.length * c.seamcallNs + hostNs;
+  const lines: StepLines = { socket: -1, augs, septAdds: septAdds.length, folios: newFolios, refills: pcpRefills(foliosBefore, newFolios), pamtLine: 0 };
   const id = traced ? sim.opBegin('TDG.MEM.PAGE.ACCEPT', { gpa: hex(from), size: n * 4096, level: TDX_PS_4K, 'cvmsim.aggregated.count': n, tdcalls, exits: augs }, link) : 0;
   if (augs > 0) {
     const exitId = traced ? sim.opBegin('tdx_handle_ept_violation', { gpa: hex(from), 'accept.level': TDX_PS_4K, 'cvmsim.aggregated.count': augs }, 0, 'kvm') : 0;
+    // guest_memfd's folios of the run (their clears are in the step's memory stream below).
+    const clearBytes = dynamic ? earlyClearBytes : gmem.allocate(first, n);
     yield kvm.mmuLock.acquire('shared');
+    if (augs > 0) {
+      lines.pamtLine = Math.floor(gmem.hostPage(first + n - 1) / PAGES_PER_1G);
+      exitNs += beginStepLines(side, lines, exitNs + bodyNs);
+      for (const hpa of septHpas) exitNs += module.pamt1gTouch(hpa);
+    }
     const exitsAt = sim.now;
     if (exclusive) {
       const augId = traced ? openSeamcallSpans(side, from, region, septAdds, augs, null) : 0;
@@ -211,12 +229,12 @@ function* acceptRunAggregated(side: TdxAcceptSide, from: number, to: number, end
     }
     // The host's clears and fills and the module's zeroing of this step as one memory stream
     // (two per step made the shared bandwidth the simulator's hot spot at 64 vCPUs).
-    const clearBytes = dynamic ? earlyClearBytes : gmem.allocate(first, n);
     const zeroBytes = (septAdds.length + n) * 4096;
     gmem.countCleared(clearBytes);
     td.countZeroed(zeroBytes);
     yield* writeMemory2(gmem.memory, clearBytes, gmem.clearRate, zeroBytes, module.zeroRate);
     kvm.mmuLock.release('shared');
+    endStepLines(side, lines);
     if (!exclusive) td.secureEptLock.release('shared');
     if (dynamic) yield* lazyPairLost(side, gmem.hostPage(first) * 4096);
     commitPamtRun(side, first, n);
@@ -357,7 +375,9 @@ function* lazyPairLost(side: TdxAcceptSide, hpa: number): Proc<void> {
 function commitPamtRun(side: TdxAcceptSide, first: number, n: number): void {
   const { td, module } = side.tdx;
   const gmem = side.kvm.gmem;
-  for (let p = first; p < first + n; p++) if (!td.sept.aug4k.test(p)) module.pamt.setInUse(gmem.hostPage(p) * 4096);
+  // Usually no page of the run was AUGed before: one word-wise commit of the contiguous host pages.
+  if (td.sept.aug4k.countRange(first, n) === 0) module.pamt.setRangeInUse(gmem.hostPage(first) * 4096, n);
+  else for (let p = first; p < first + n; p++) if (!td.sept.aug4k.test(p)) module.pamt.setInUse(gmem.hostPage(p) * 4096);
 }
 
 /**
@@ -376,4 +396,68 @@ function* exitsUnderExclusiveLock(side: TdxAcceptSide, exitNs: number, bodyNs: n
   const lock = side.septLockTime!;
   if (lock.activeCount > 0) side.counters.contendedSteps++;
   yield lock.transfer(bodyNs, (bodyNs / (exitNs + bodyNs + tdcallNs)) * 1e9);
+}
+
+/** The shared words an aggregated step's exits touch, as runs of touches on their cache lines. */
+interface StepLines {
+  /** The socket the runs were begun on (CacheLines.currentSocket()), -1 if none were. */
+  socket: number;
+  augs: number;
+  septAdds: number;
+  /** guest_memfd folios the step allocates, and the pcp refills (zone->lock) they take. */
+  folios: number;
+  refills: number;
+  /** The 1G PAMT entry (host GiB) of the step's pages. */
+  pamtLine: number;
+}
+
+/**
+ * Per AUG exit, as the per-page path touches them: mmu_lock twice (read_lock, read_unlock);
+ * the TDR's PAMT entry and op_state three times (AUG's lock and release, TDH.VP.ENTER), the
+ * secure_ept_lock twice, TDR.CHLDCNT and the epoch once, the page's 1G PAMT entry once; per
+ * S-EPT page the same as an AUG without the entry; per new folio the file reference twice, the
+ * shared-policy lock once, the i_pages lock once for the insert; zone->lock per refill. Returns
+ * the ns the exits stall for them (CacheLines.beginRun()).
+ */
+function beginStepLines(side: TdxAcceptSide, l: StepLines, spanNs: number): number {
+  const { kvm } = side;
+  const { td, module } = side.tdx;
+  const w = td.words;
+  const k = kvm.words;
+  const kc = kvm.costs;
+  l.socket = w.currentSocket();
+  const calls = l.augs + l.septAdds;
+  let ns = k.beginRun(MMU_LOCK_WORD, 2 * l.augs, 0, spanNs)
+    + k.beginRun(GMEM_FILE, 2 * l.folios, 0, spanNs)
+    + k.beginRun(GMEM_POLICY, l.folios, 0, spanNs)
+    + k.beginRun(GMEM_PAGES, l.folios, kc.gmemInsertNs, spanNs)
+    + w.beginRun(TDR_PAMT, 3 * l.augs + 2 * l.septAdds, 0, spanNs)
+    + w.beginRun(OP_STATE, 3 * l.augs + 2 * l.septAdds, 0, spanNs)
+    + w.beginRun(SECURE_EPT, 2 * calls, 0, spanNs)
+    + w.beginRun(CHLDCNT, calls, 0, spanNs)
+    + w.beginRun(EPOCH, l.augs, 0, spanNs)
+    + module.pamt1gLines.beginRun(l.pamtLine, l.augs, 0, spanNs);
+  if (l.refills > 0) ns += kvm.zoneLines === null ? l.refills * kc.zoneRefillNs : kvm.zoneLines.beginRun(kvm.node, l.refills, kc.zoneRefillNs, spanNs);
+  return ns;
+}
+
+/** The runs of beginStepLines() are over. */
+function endStepLines(side: TdxAcceptSide, l: StepLines): void {
+  const { kvm } = side;
+  const { td, module } = side.tdx;
+  const w = td.words;
+  const k = kvm.words;
+  const s = l.socket;
+  const calls = l.augs + l.septAdds;
+  k.endRun(MMU_LOCK_WORD, s, 2 * l.augs);
+  k.endRun(GMEM_FILE, s, 2 * l.folios);
+  k.endRun(GMEM_POLICY, s, l.folios);
+  k.endRun(GMEM_PAGES, s, l.folios);
+  w.endRun(TDR_PAMT, s, 3 * l.augs + 2 * l.septAdds);
+  w.endRun(OP_STATE, s, 3 * l.augs + 2 * l.septAdds);
+  w.endRun(SECURE_EPT, s, 2 * calls);
+  w.endRun(CHLDCNT, s, calls);
+  w.endRun(EPOCH, s, l.augs);
+  module.pamt1gLines.endRun(l.pamtLine, s, l.augs);
+  if (l.refills > 0 && kvm.zoneLines !== null) kvm.zoneLines.endRun(kvm.node, s, l.refills);
 }

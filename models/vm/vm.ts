@@ -112,7 +112,7 @@ export class Vm implements GuestPlatform, GuestConversionPlatform {
     const folioBytes = (this.kind === 'tdx' ? sept : backing) === '2m' ? 2097152 : 4096;
     const { owner, node } = this.record;
     const gmem = new GuestMemfd(gpaBytes / 4096, folioBytes, host.memory, owner, node, host.sockets[node]!.memory, host.clearRate);
-    this.kvm = new Kvm(sim, name, gmem, { retry, costs: config.kvmCosts ?? {} });
+    this.kvm = new Kvm(sim, name, gmem, { retry, costs: config.kvmCosts ?? {}, lines: host.lineOptions, zoneLines: host.zoneLines, node });
     this.vmm = new Vmm(sim, name, this.kvm);
     this.kvm.userspace = this.vmm;
     if (host.tdx !== null) {
@@ -300,6 +300,8 @@ export class Vm implements GuestPlatform, GuestConversionPlatform {
     const { kvm } = this;
     const gmem = kvm.gmem;
     gmem.checkInvariants();
+    kvm.words.checkInvariants();
+    kvm.tdx?.td.words.checkInvariants();
     assert(!kvm.locksHeld, 'KVM locks still held at the end of the run', `${kvm.mmuLock.describe()}; ${kvm.slotsLock.describe()}`);
     if (kvm.tdx?.tornDown === true) {
       checkTornDown(this.name, kvm.tdx, this.host, this.record);

@@ -41,13 +41,13 @@ function* augWalked(td: Td, gpa: number, hpa: number, level: TdxPageLevel): Proc
   // Check: the page's PAMT entry must be PT_NDA (a free page); KVM hands AUG a fresh folio.
   if (level === TDX_PS_4K && pamt.inUse(hpa)) assert(false, `${LEAF}(4K) of a page whose PAMT entry is in use: ${tdxStatusName(TDX_PAGE_METADATA_INCORRECT)}`, hex(hpa));
   if (level !== TDX_PS_4K && pamt.countOf(hpa) !== 0) assert(false, `${LEAF}(2M) over 4K PAMT entries in use`, hex(hpa));
-  const status = yield* augLocked(td, gpa, level);
+  const status = yield* augLocked(td, gpa, hpa, level);
   if (status === TDX_SUCCESS && level === TDX_PS_4K) pamt.setInUse(hpa);
   pamt.unwalk(walk);
   return status;
 }
 
-function* augLocked(td: Td, gpa: number, level: TdxPageLevel): Proc<bigint> {
+function* augLocked(td: Td, gpa: number, hpa: number, level: TdxPageLevel): Proc<bigint> {
   const mode = td.module.treeLockMode;
   // Lock: the secure_ept_lock, then the target entry's host-side lock.
   const tree = td.secureEptLock.tryAcquire(mode, 'host');
@@ -67,8 +67,9 @@ function* augLocked(td: Td, gpa: number, level: TdxPageLevel): Proc<bigint> {
   } else if (state !== Region.Free) {
     assert(false, `TDH.MEM.PAGE.AUG(2M) on a non-FREE entry: ${tdxStatusName(TDX_EPT_ENTRY_STATE_INCORRECT)}`, hex(gpa));
   }
-  // Commit: the leaf becomes PENDING.
-  yield td.sim.stallFor(td.module.costs.augBodyNs);
+  // Commit: the leaf becomes PENDING. The TD-wide words and the page's 1G PAMT entry are atomics
+  // on shared cache lines: a line another CPU wrote last is a transfer (Td.lockWords()).
+  yield td.sim.stallFor(td.module.costs.augBodyNs + td.lockWords() + td.module.pamt1gTouch(hpa));
   if (level === TDX_PS_4K) {
     td.sept.aug4k.set(page);
     td.counters.augs4k++;
@@ -77,7 +78,9 @@ function* augLocked(td: Td, gpa: number, level: TdxPageLevel): Proc<bigint> {
     td.sept.leaves2m++;
     td.counters.augs2m++;
   }
-  // Release, in reverse order.
+  // Release, in reverse order: TDR.CHLDCNT's atomic add, then the lock words.
+  const released = td.releaseWords();
+  if (released > 0) yield td.sim.stallFor(released);
   td.entryLocks.release(entry, 'host');
   td.secureEptLock.release(mode);
   return TDX_SUCCESS;

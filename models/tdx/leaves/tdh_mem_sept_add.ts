@@ -42,10 +42,13 @@ function* septAddWalked(td: Td, region: number, kind: SeptPageKind, hpa: number)
     status = td.countBusy(withOperand(TDX_OPERAND_BUSY, OPERAND_ID_SEPT_TREE), LEAF, gpa);
   } else {
     // Commit: fill the new page and link it; the page becomes a TD page in the PAMT; release.
-    yield sim.stallFor(module.costs.septAddBodyNs);
+    // The TD-wide words and the page's 1G PAMT entry are atomics on shared lines (Td.lockWords()).
+    yield sim.stallFor(module.costs.septAddBodyNs + td.lockWords() + module.pamt1gTouch(hpa));
     yield* td.zero(4096);
     td.commitSeptAdd(region, kind);
     pamt.setInUse(hpa);
+    const released = td.releaseWords();
+    if (released > 0) yield sim.stallFor(released);
     td.secureEptLock.release(mode);
     status = TDX_SUCCESS;
   }

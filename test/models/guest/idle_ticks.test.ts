@@ -3,6 +3,7 @@ import { MiB, Sim, type Proc } from '../../../sim/index.ts';
 import { acceptBoot } from '../../../experiments/accept_boot.ts';
 import { defaultParams } from '../../../experiments/params.ts';
 import { KVM_COSTS } from '../../../models/kvm/kvm_costs.ts';
+import { TDX_COSTS } from '../../../models/tdx/tdx_costs.ts';
 import { snpVm, tdxVm, type TestVm } from '../host/fixture.ts';
 
 /** One idle tick's exits as the host sees them: (exit, start, end) in virtual ns. */
@@ -24,8 +25,9 @@ function tickLog(make: (sim: Sim) => TestVm): string[] {
 
 describe('an idle tick as the host sees it', () => {
   it('TDX: the TSC-deadline re-arm is a TDVMCALL<WRMSR> exit (TD exit, KVM\'s MSR emulation, entry), then the HLT exit', () => {
-    const exit = 200 + KVM_COSTS.msrNs + 150; // TD exit, kvm_set_lapic_tscdeadline_msr(), TDH.VP.ENTER
-    const hlt = 200 + KVM_COSTS.hltNs + 150;
+    const { tdExitNs, tdEntryNs } = TDX_COSTS;                  // 1100 + 1100 ns
+    const exit = tdExitNs + KVM_COSTS.msrNs + tdEntryNs; // TD exit, kvm_set_lapic_tscdeadline_msr(), TDH.VP.ENTER
+    const hlt = tdExitNs + KVM_COSTS.hltNs + tdEntryNs;
     expect(tickLog((sim) => tdxVm(sim, { gpaBytes: 2 * MiB, vcpus: 1 }))).toEqual([`tsc_deadline 0 ${exit}`, `hlt ${exit} ${exit + hlt}`]);
   });
 

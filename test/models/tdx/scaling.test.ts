@@ -16,16 +16,18 @@ function acceptTime(vcpus: number, config: Partial<TestVmOptions>): number {
 }
 
 describe('how 4K-only acceptance scales with vCPUs comes out of the host-side locks', () => {
-  it('TDX 1.0: AUGs serialise on the exclusive S-EPT tree lock, so 8 vCPUs are barely faster than 4', () => {
-    const [t1, t4, t8] = [1, 4, 8].map((n) => acceptTime(n, { tdxModule: '1.0', fidelity: 'per-page' }));
-    expect(t1 / t4).toBeLessThan(3.6);
-    expect(t4 / t8).toBeLessThan(1.15);
+  it('TDX 1.0: AUGs serialise on the exclusive S-EPT tree lock, so 16 vCPUs are barely faster than 8', () => {
+    // The AUG body (700 ns) is an eighth of a 4K page's ~5.5 us: the lock saturates near 8 vCPUs
+    // (near 4 before issue 11's longer TD exits and entries).
+    const [t1, t8, t16] = [1, 8, 16].map((n) => acceptTime(n, { tdxModule: '1.0', fidelity: 'per-page', cacheLines: false }));
+    expect(t1 / t8).toBeLessThan(7.2);
+    expect(t8 / t16).toBeLessThan(1.15);
     // The plateau is the lock: at most one AUG body at a time.
-    expect(t8).toBeGreaterThanOrEqual(PAGES * TDX_COSTS.augBodyNs);
+    expect(t16).toBeGreaterThanOrEqual(PAGES * TDX_COSTS.augBodyNs);
   });
 
   it('TDX 1.5: AUGs share the lock, so acceptance scales with vCPUs until something else saturates', () => {
-    const [t1, t4, t8] = [1, 4, 8].map((n) => acceptTime(n, { tdxModule: '1.5', fidelity: 'per-page' }));
+    const [t1, t4, t8] = [1, 4, 8].map((n) => acceptTime(n, { tdxModule: '1.5', fidelity: 'per-page', cacheLines: false }));
     expect(t1 / t4).toBeGreaterThan(3.9);
     expect(t4 / t8).toBeGreaterThan(1.95);
   });
@@ -38,12 +40,24 @@ describe('how 4K-only acceptance scales with vCPUs comes out of the host-side lo
     expect(t8).toBeGreaterThanOrEqual((2 * BYTES) / bandwidth * 1e9);
   });
 
-  it('the fluid lock of aggregated TDX 1.0 steps keeps the plateau within 10% of the per-page BUSY/retry path', () => {
-    for (const n of [4, 8]) {
-      const per = acceptTime(n, { tdxModule: '1.0', fidelity: 'per-page' });
-      const agg = acceptTime(n, { tdxModule: '1.0', fidelity: 'aggregate' });
-      expect(Math.abs(agg - per) / per).toBeLessThan(0.1);
+  // Each BUSY retry re-runs KVM's fault path and tdx_clflush_pfn() before the next SEAMCALL
+  // (~0.9 us since issue 11), gaps the fluid lock leaves out: aggregated is 21-23% faster here.
+  it('the fluid lock of aggregated TDX 1.0 steps keeps the plateau within 25% of the per-page BUSY/retry path', () => {
+    for (const n of [8, 16]) {
+      const per = acceptTime(n, { tdxModule: '1.0', fidelity: 'per-page', cacheLines: false });
+      const agg = acceptTime(n, { tdxModule: '1.0', fidelity: 'aggregate', cacheLines: false });
+      expect(Math.abs(agg - per) / per).toBeLessThan(0.25);
     }
+  });
+});
+
+describe('contended cache lines cap how acceptance scales', () => {
+  it('TDX 1.5: the TD-wide and VM-wide words every exit touches make 8 vCPUs slower than without them, more across sockets', () => {
+    const [off, on, two] = [
+      acceptTime(8, { cacheLines: false }), acceptTime(8, {}), acceptTime(8, { sockets: 2 }),
+    ];
+    expect(on / off).toBeGreaterThan(1.1);
+    expect(two).toBeGreaterThan(on);
   });
 });
 
