@@ -49,7 +49,7 @@ export const pamtContention: Experiment<typeof pamtContentionParams> = {
     const guest = guestConfigFrom(p);
     const host = buildHost(sim, p, p.vms * p.vcpus, p.vms * guest.memoryBytes);
     const vms = Array.from({ length: p.vms }, () => new Vm(sim, host, vmConfigFrom(p, guest)));
-    const boots = vms.map((vm) => startBoot(vm.guest, { application: null }, 0));
+    const boots = vms.map((vm) => startBoot(vm.guest, { application: null, after: vm.startSetup() }, 0));
     sim.run();
     sim.finishRun();
     vms.forEach((vm, i) => finishedBoot(vm.guest, boots[i]!));
