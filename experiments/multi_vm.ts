@@ -10,7 +10,7 @@ import { buildHost, checkGuestParams, checkHostParams, guestConfigFrom, ownerMet
  * Several identical guests on one host for the accept-* experiments (`vms`), as multi-vm-boot
  * builds them: VM n is `vmn`, its guest's metrics are `vmn.guest.<metric>`.
  */
-export const vmsParam = numberParam({ default: 1, unit: 'VMs', description: 'identical guests on the host, started together (memory_gib and vcpus are each guest\'s); with more than one, the per-VM metrics are vmN.*', min: 1, max: 64, integer: true });
+export const vmsParam = numberParam({ default: 1, unit: 'VMs', description: 'identical guests on the host, started together (memory_gib and vcpus are each guest\'s); with more than one, the per-VM metrics are vmN.*', min: 1, max: 8, integer: true });
 
 /** The guest-side acceptance metrics, per VM (`vm*.guest.<metric>`); a function, as accept_boot.ts imports this file. */
 export function perVmAcceptSpecs(): MetricSpecs {
