@@ -35,12 +35,13 @@ export interface TdBuildCounts {
  *   TDH.VP.INIT;
  * - KVM_TDX_INIT_MEM_REGION (tdx_gmem_post_populate()): per 4 KiB of the image the guest_memfd
  *   folio and mapping, TDH.MEM.PAGE.ADD, and with KVM_TDX_MEASURE_MEMORY_REGION one
- *   TDH.MR.EXTEND per 256 bytes (TDX_EXTENDMR_CHUNKSIZE);
+ *   TDH.MR.EXTEND per 256 bytes (TDX_EXTENDMR_CHUNKSIZE; aggregated fidelity: a page's calls as
+ *   one step);
  * - KVM_TDX_FINALIZE_VM: TDH.MR.FINALIZE (OP_STATE RUNNABLE).
  * The control pages' PAMT commits were made when the VM was created (KvmTdx); here their
  * SEAMCALLs take their time. A failed SEAMCALL is KVM_BUG_ON (nothing else runs on the TD).
  */
-export function* tdx_td_build(kvm: Kvm, vcpus: number, image: TdImage, allocImagePage: () => number | null, cpu: Cpu | null, link: number, setup: VmSetupCosts = VM_SETUP_COSTS, costs: TdBuildCosts = TD_BUILD_COSTS): Proc<TdBuildCounts> {
+export function* tdx_td_build(kvm: Kvm, vcpus: number, image: TdImage, allocImagePage: () => number | null, cpu: Cpu | null, link: number, perPage: boolean, setup: VmSetupCosts = VM_SETUP_COSTS, costs: TdBuildCosts = TD_BUILD_COSTS): Proc<TdBuildCounts> {
   const tdx = kvm.tdx;
   if (tdx === null) return assert(false, 'tdx_td_build of a VM that is not a TD', kvm.name) as never;
   const { module, td } = tdx;
@@ -87,6 +88,14 @@ export function* tdx_td_build(kvm: Kvm, vcpus: number, image: TdImage, allocImag
     counts.seamcalls++;
     counts.pagesAdded++;
     if (off >= image.measuredBytes) continue;
+    const chunks = 4096 / TDX_EXTENDMR_CHUNKSIZE;
+    if (!perPage) {
+      // Aggregated: the page's 16 calls as one step (tdh_mr_extend's `chunks`).
+      check(yield* tdh_mr_extend(td, costs, tdrHpa, gpa, region, chunks), 'TDH.MR.EXTEND', tdx);
+      counts.seamcalls += chunks;
+      counts.chunksMeasured += chunks;
+      continue;
+    }
     for (let c = 0; c < 4096; c += TDX_EXTENDMR_CHUNKSIZE) {
       check(yield* tdh_mr_extend(td, costs, tdrHpa, gpa + c, region), 'TDH.MR.EXTEND', tdx);
       counts.seamcalls++;

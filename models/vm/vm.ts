@@ -162,6 +162,7 @@ export class Vm implements GuestPlatform, GuestConversionPlatform {
       vcpus: this.vcpus.length,
       snp: host.snp,
       allocImagePage: () => host.memory.allocPage(record.owner, 'firmware', record.node),
+      perPage: this.fidelity === 'per-page',
     };
     const vmm = this.vmm;
     if (this.kvm.tdx !== null) this.kvm.tdx.td.opState = 'initialized';

@@ -36,6 +36,8 @@ export interface VmSetupPlan {
   snp: SnpFirmware | null;
   /** A 4K host page for the image (guest_memfd of the firmware memslot), or null when the host is out of memory. */
   allocImagePage: () => number | null;
+  /** Every TDH.MR.EXTEND its own step (fidelity=per-page), or a page's 16 as one. */
+  perPage: boolean;
   costs?: VmSetupCosts;
 }
 
@@ -65,7 +67,7 @@ export function* vmm_setup_vm(vmm: Vmm, plan: VmSetupPlan, cpu: Cpu | null): Pro
     c.attrStores += yield* kvm_set_memory_attributes_at_start(kvm, s.start / 4096, (s.end - s.start) / 4096, id);
   }
   if (kvm.tdx !== null) {
-    const r = yield* tdx_td_build(kvm, plan.vcpus, { gpa: imageGpa, bytes: FIRMWARE_IMAGE_BYTES, measuredBytes: FIRMWARE_MEASURED_BYTES_TDX }, plan.allocImagePage, cpu, id, costs);
+    const r = yield* tdx_td_build(kvm, plan.vcpus, { gpa: imageGpa, bytes: FIRMWARE_IMAGE_BYTES, measuredBytes: FIRMWARE_MEASURED_BYTES_TDX }, plan.allocImagePage, cpu, id, plan.perPage, costs);
     c.imagePages += r.pagesAdded;
     c.measureOps += r.chunksMeasured;
     c.seamcalls += r.seamcalls;

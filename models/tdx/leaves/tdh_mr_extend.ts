@@ -14,13 +14,17 @@ const LEAF = 'TDH.MR.EXTEND';
  * (TDX_OP_STATE_INCORRECT); the GPA's S-EPT leaf MAPPED (the page was added). Commit: three
  * 128-byte SHA-384 blocks (one header with "MR.EXTEND" and the GPA, two of page data) with the
  * YMM state saved around them. Release.
+ *
+ * `chunks` > 1: that many consecutive calls (the 256-byte chunks of one page, KVM's loop) as one
+ * timed step, the TDR taken once: nothing else runs on a TD being built, so the calls cannot
+ * interleave with another actor (the aggregated fidelity; per-page runs each call alone).
  */
-export function* tdh_mr_extend(td: Td, costs: TdBuildCosts, tdrHpa: number, gpa: number, link: number): Proc<bigint> {
+export function* tdh_mr_extend(td: Td, costs: TdBuildCosts, tdrHpa: number, gpa: number, link: number, chunks = 1): Proc<bigint> {
   const { module, sim } = td;
   const pamt = module.pamt;
   const traced = sim.observer !== null;
-  const id = traced ? sim.opBegin(LEAF, { td: td.name, gpa: hex(gpa) }, link, TDX_MODULE_SERVICE) : 0;
-  yield sim.stallFor(module.seamcallHalfNs);
+  const id = traced ? sim.opBegin(LEAF, chunks === 1 ? { td: td.name, gpa: hex(gpa) } : { td: td.name, gpa: hex(gpa), size: chunks * 256, 'size.each': 256, 'cvmsim.aggregated.count': chunks }, link, TDX_MODULE_SERVICE) : 0;
+  yield sim.stallFor(chunks * module.seamcallHalfNs);
   let status: bigint = TDX_SUCCESS;
   const tdr = pamt.walk4k(tdrHpa, 'exclusive');
   if (typeof tdr === 'bigint') {
@@ -28,12 +32,12 @@ export function* tdh_mr_extend(td: Td, costs: TdBuildCosts, tdrHpa: number, gpa:
   } else {
     if (td.opState !== 'initialized') status = TDX_OP_STATE_INCORRECT;
     else {
-      yield sim.stallFor(costs.mrExtendBodyNs + 3 * costs.sha384BlockNs);
-      td.image.chunksMeasured++;
+      yield sim.stallFor(chunks * (costs.mrExtendBodyNs + 3 * costs.sha384BlockNs));
+      td.image.chunksMeasured += chunks;
     }
     pamt.unwalk(tdr);
   }
-  yield sim.stallFor(module.seamcallHalfNs);
+  yield sim.stallFor(chunks * module.seamcallHalfNs);
   if (traced) sim.opEnd(id, { status: hex(status) });
   return status;
 }
