@@ -53,7 +53,7 @@ export const acceptLatency: Experiment<typeof acceptLatencyParams> = {
       chunkPages: p.chunk_pages,
       arrivals: p.app_arrivals,
     });
-    const result = runGuest(sim, k, { application });
+    const result = runGuest(sim, k, { application, after: vm.startSetup() });
     const app = result.application!;
     const lat = k.metrics.allocLatency.snapshot();
     return {

@@ -32,6 +32,13 @@ export interface EnumParam<V extends string = string> {
   values: readonly V[];
   description: string;
   source?: string;
+  /**
+   * A preset: for some of its values, defaults of other parameters (e.g. kernel_config=defconfig
+   * sets deferred_struct_page_init=false). Applied when the parameters are resolved
+   * (params.ts applyPresets): a parameter given explicitly (--config, --set, a baseline case)
+   * keeps its value.
+   */
+  presets?: Readonly<Record<string, Readonly<Record<string, ParamValue>>>>;
 }
 export interface BooleanParam {
   type: 'boolean';
@@ -57,6 +64,11 @@ export function numberParam(spec: Omit<NumberParam, 'type'>): NumberParam {
 
 export function enumParam<const V extends string>(values: readonly V[], defaultValue: NoInfer<V>, description: string, source?: string): EnumParam<V> {
   return { type: 'enum', values, default: defaultValue, description, ...(source === undefined ? {} : { source }) };
+}
+
+/** `spec` with presets: for a value, the defaults it gives other parameters. */
+export function withPresets<V extends string>(spec: EnumParam<V>, presets: Partial<Record<V, Readonly<Record<string, ParamValue>>>>): EnumParam<V> {
+  return { ...spec, presets: presets as Record<string, Readonly<Record<string, ParamValue>>> };
 }
 
 export function booleanParam(defaultValue: boolean, description: string, source?: string): BooleanParam {

@@ -34,6 +34,7 @@ const MILESTONES = [
   ['boot_to_init_s', 'init', 'VM start to run_init_process()'],
   ['boot_to_userspace_s', 'userspace', 'VM start to a shell'],
   ['firmware_s', 'exit_boot_services', 'VM start to ExitBootServices'],
+  ['vm_setup_s', 'vm_setup_done', 'VM start to the firmware\'s first instruction (the VMM\'s setup)'],
 ] as const;
 
 const perVmSpecs = Object.fromEntries(MILESTONES.map(([name, , what]) => [`vm*.${name}`, measureMetric('s', `${what}, this VM`)]));
@@ -66,7 +67,7 @@ export const multiVmBoot: Experiment<typeof multiVmBootParams> = {
     const application = p.app_gib > 0
       ? defaultApplicationConfig({ threads: p.app_threads, bytes: Math.round(p.app_gib * GiB), rateBytesPerSec: p.app_rate_gib_s * GiB, arrivals: p.app_arrivals })
       : null;
-    const boots = vms.map((vm, i) => startBoot(vm.guest, { application }, startNs(i)));
+    const boots = vms.map((vm, i) => startBoot(vm.guest, { application, after: vm.startSetup(startNs(i)) }, startNs(i)));
     sim.run();
     sim.finishRun();
     const results = vms.map((vm, i) => finishedBoot(vm.guest, boots[i]!));

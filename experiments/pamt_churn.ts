@@ -91,7 +91,7 @@ export const pamtChurn: Experiment<typeof pamtChurnParams> = {
         if (starts[i]! > 0) yield sim.sleep(starts[i]!);
         const vm = new Vm(sim, host, vmConfigFrom(p, guest));
         vms.push(vm);
-        const boot = startBoot(vm.guest, { application: null }, 0);
+        const boot = startBoot(vm.guest, { application: null, after: vm.startSetup() }, 0);
         boots.push(boot);
         yield boot.join();
         if (p.workload === 'fill') {

@@ -43,7 +43,7 @@ export const pamtContention: Experiment<typeof pamtContentionParams> = {
   check: checkIdenticalVms,
   run(p, sim) {
     const { host, vms } = buildIdenticalVms(sim, p);
-    const boots = vms.map((vm) => startBoot(vm.guest, { application: null }, 0));
+    const boots = vms.map((vm) => startBoot(vm.guest, { application: null, after: vm.startSetup() }, 0));
     sim.run();
     sim.finishRun();
     vms.forEach((vm, i) => finishedBoot(vm.guest, boots[i]!));

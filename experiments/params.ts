@@ -125,21 +125,62 @@ export interface ParamSources {
   sets?: string[];
 }
 
-/** defaults < config file < --set, every value checked; keys sorted. */
+/**
+ * defaults < preset < config file < --set, every value checked; keys sorted. A preset parameter
+ * (EnumParam.presets, e.g. kernel_config) gives the parameters it names the preset's values
+ * unless they were given explicitly.
+ */
 export function resolveParams(exp: Experiment, sources: ParamSources): Params {
   const p = defaultParams(exp);
+  const explicit = new Set<string>();
   if (sources.config !== undefined) {
     for (const [k, raw] of Object.entries(sources.config.values)) {
       const field = `--config ${sources.config.path}: ${k}`;
       p[k] = parseParamValue(field, paramSpec(exp, k, field), raw);
+      explicit.add(k);
     }
   }
   for (const s of sources.sets ?? []) {
     const [k, raw] = splitAssignment('--set', s);
     const field = `--set ${k}`;
     p[k] = parseParamValue(field, paramSpec(exp, k, field), raw);
+    explicit.add(k);
   }
-  return sortedParams(p);
+  return sortedParams(applyPresets(exp, p, explicit));
+}
+
+/**
+ * The presets of `p`'s preset parameters applied to every parameter they name that is not in
+ * `explicit` (so an explicit value always wins). Returns `p`, changed in place.
+ */
+export function applyPresets(exp: Experiment, p: Params, explicit: ReadonlySet<string>): Params {
+  for (const [name, spec] of Object.entries(exp.params)) {
+    if (spec.type !== 'enum' || spec.presets === undefined) continue;
+    const preset = spec.presets[String(p[name])];
+    if (preset === undefined) continue;
+    for (const [k, v] of Object.entries(preset)) {
+      if (!Object.hasOwn(exp.params, k) || explicit.has(k)) continue;
+      p[k] = v;
+    }
+  }
+  return p;
+}
+
+/**
+ * The values a run gets for the parameters it does not set, given the preset parameters' values
+ * in `p`: the defaults with `p`'s presets applied (what `--set` of only the off-default values
+ * reproduces).
+ */
+export function presetDefaults(exp: Experiment, p: Params): Params {
+  const d = defaultParams(exp);
+  const presetNames = new Set<string>();
+  for (const [name, spec] of Object.entries(exp.params)) {
+    if (spec.type === 'enum' && spec.presets !== undefined && Object.hasOwn(p, name)) {
+      d[name] = p[name]!;
+      presetNames.add(name);
+    }
+  }
+  return applyPresets(exp, d, presetNames);
 }
 
 /** The experiment's own check of a combination of values (Experiment.check), as a UsageError. */
@@ -155,7 +196,7 @@ export function checkParams(exp: Experiment, values: Record<string, unknown>, wh
     const field = `${where}: ${k}`;
     p[k] = parseParamValue(field, paramSpec(exp, k, field), raw);
   }
-  return sortedParams(p);
+  return sortedParams(applyPresets(exp, p, new Set(Object.keys(values))));
 }
 
 /** JSON.parse's message with the position turned into line and column. */

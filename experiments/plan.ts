@@ -40,6 +40,9 @@ export function parseGrid(exp: Experiment, args: string[], fixedBySet: Set<strin
     const spec = paramSpec(exp, k, field);
     if (grid.some((g) => g.param === k)) throw new UsageError(field, `expected each parameter on one --grid, got '${k}' twice`);
     if (fixedBySet.has(k)) throw new UsageError(field, `'${k}' is also fixed by --set; give it on one of them`);
+    if (spec.type === 'enum' && spec.presets !== undefined) {
+      throw new UsageError(field, `'${k}' is a preset (it sets the defaults of ${[...new Set(Object.values(spec.presets).flatMap((p) => Object.keys(p)))].join(', ')}); a sweep cannot vary it: run one sweep per value with --set ${k}=<value>, or put those parameters on the grid`);
+    }
     const raws = list.split(',').map((s) => s.trim());
     if (raws.some((r) => r === '')) throw new UsageError(field, `expected a comma-separated list of values, got '${list}'`);
     const values: ParamValue[] = raws.map((r) => parseParamValue(field, spec, r));

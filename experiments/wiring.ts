@@ -1,9 +1,9 @@
 import { GiB, MiB, US, prefixedMetrics, type MetricSpecs, type Sim } from '../sim/index.ts';
-import { booleanParam, enumParam, numberParam, type ParamsOf } from './experiment.ts';
+import { booleanParam, enumParam, numberParam, withPresets, type ParamsOf } from './experiment.ts';
 import { ACCEPT_STRATEGIES, FIRMWARE_ACCEPTS, defaultGuestConfig, type GuestConfig } from '../models/guest/kernel.ts';
 import { THP_MODES } from '../models/guest/khugepaged.ts';
 import { ALLOCATOR_MODES } from '../models/guest/page_alloc.ts';
-import { ACCEPT_LOCK_MODES } from '../models/guest/unaccepted_memory.ts';
+import { ACCEPTING_LIST_CHECKS, ACCEPT_LOCK_MODES } from '../models/guest/unaccepted_memory.ts';
 import { PlatformConfigError } from '../models/host/config_check.ts';
 import { HOST_METRICS, Host, TECHNOLOGIES, admissionRefusal, type HostConfig } from '../models/host/host.ts';
 import { SEPT_MAPPINGS } from '../models/kvm/tdx.ts';
@@ -37,17 +37,38 @@ export const vmParams = {
   psc: enumParam(PSC_PROTOCOLS, 'ghcb', 'SNP: page state changes through GHCB batches or the MSR protocol (one 4K per VMGEXIT)', '[linux:arch/x86/coco/sev/core.c snp_accept_memory]'),
   snp_backing: enumParam(SNP_BACKINGS, '4k', 'SNP: guest_memfd folio size (upstream 4K; 2M with the unmerged THP series)', '[linux:virt/kvm/guest_memfd.c] [roth-2024-12-gmem-thp]'),
   fidelity: enumParam(ACCEPT_FIDELITIES, 'aggregate', 'host model: per-2M aggregated steps or every 4K operation its own step'),
+  vm_setup: booleanParam(true, 'the VMM\'s setup before the firmware runs, on its own thread: memslots, KVM_SET_MEMORY_ATTRIBUTES(PRIVATE) (one xarray store per 4K), the TD build (TDH.MNG.*, TDH.VP.*, TDH.MEM.PAGE.ADD and TDH.MR.EXTEND of the 4 MiB TDVF image, TDH.MR.FINALIZE) or the SNP launch (SNP_LAUNCH_START/UPDATE/FINISH); boot times include it (false: the VM is ready at VM start)', '[qemu:accel/kvm/kvm-all.c kvm_convert_memory] [qemu:target/i386/kvm/tdx.c tdx_finalize_vm] [linux:arch/x86/kvm/vmx/tdx.c] [linux:arch/x86/kvm/svm/sev.c]'),
 };
 
 /** Host and VM parameters together (the old `platformParams`). */
 export const platformParams = { ...hostParams, ...vmParams };
 
+/** Kernel configurations users run, as presets of the guest parameters below. */
+export const KERNEL_CONFIGS = ['distro', 'defconfig'] as const;
+
+/**
+ * `kernel_config`: a preset of the guest kernel's build options the model has parameters for.
+ * `distro` keeps every default ([distro-kernel-config]); `defconfig` is x86_64_defconfig
+ * ([linux:arch/x86/configs/x86_64_defconfig]), the base of many confidential-container guest
+ * kernels ([dstack-kernel-config]): no CONFIG_DEFERRED_STRUCT_PAGE_INIT, CONFIG_NO_HZ=y
+ * (NO_HZ_IDLE: the tick stops on idle CPUs), CONFIG_HZ_1000=y, CONFIG_PREEMPT_VOLUNTARY=y (the
+ * model's only preemption model), and CONFIG_TRANSPARENT_HUGEPAGE unset (no default in
+ * mm/Kconfig): khugepaged never raises the watermarks, the model's thp=never. A parameter given
+ * explicitly (--set, --config) keeps its value.
+ */
+export const kernelConfigParam = withPresets(
+  enumParam(KERNEL_CONFIGS, 'distro', 'preset of the guest kernel\'s build options: distro (the defaults of deferred_struct_page_init, thp, hz, nohz_idle) or defconfig (x86_64_defconfig: deferred_struct_page_init=false, thp=never, hz=1000, nohz_idle=true); an explicit --set of one of those wins', '[distro-kernel-config] [linux:arch/x86/configs/x86_64_defconfig]'),
+  { defconfig: { deferred_struct_page_init: false, thp: 'never', hz: 1000, nohz_idle: true } },
+);
+
 /** The guest kernel. */
 export const guestParams = {
+  kernel_config: kernelConfigParam,
   memory_gib: numberParam({ default: 4, unit: 'GiB', description: 'guest RAM', min: 1, max: 4096, integer: true }),
   vcpus: numberParam({ default: 4, unit: 'vCPUs', description: 'guest vCPUs', min: 1, max: 512, integer: true }),
   accept: enumParam(ACCEPT_STRATEGIES, 'lazy', 'accept_memory=eager|lazy, or lazy plus background acceptor threads (option 3 of the seed-era changelog, never merged)', '[linux:mm/page_alloc.c] [unaccepted-v7-2022-06]'),
   accept_lock: enumParam(ACCEPT_LOCK_MODES, 'dropped', 'unaccepted_memory_lock held across arch_accept_memory (v6.5) or dropped with accepting_list (upstream)', '[linux-commit:50e782a86c98]'),
+  accepting_list_check: enumParam(ACCEPTING_LIST_CHECKS, 'upstream', 'accept_memory()\'s accepting_list overlap test: upstream (entry->end <= range.start skips an adjacent entry) or v6.6 (entry->end < range.start: an entry ending where the range starts is a false overlap, the caller spins until it is done)', '[linux-commit:50e782a86c98] [roth-2023-11-accepting-list-off-by-one]'),
   allocator: enumParam(ALLOCATOR_MODES, 'upstream', 'seed-era PageUnaccepted buddy pages, or zone->unaccepted_pages with cond_accept_memory', '[linux:mm/page_alloc.c cond_accept_memory] [unaccepted-v2-2022-01]'),
   firmware: enumParam(FIRMWARE_ACCEPTS, 'lazy', 'firmware pre-accepts firmware_accept_mib (lazy) or all memory (PcdLazyAcceptPartialMemorySize=0)', '[edk2:PcdLazyAcceptPartialMemorySize]'),
   firmware_accept_mib: numberParam({ default: 512, unit: 'MiB', description: 'PcdLazyAcceptPartialMemorySize', min: 0, max: 1 << 22, integer: true, source: '[edk2:PcdLazyAcceptPartialMemorySize] [linux:Documentation/arch/x86/tdx.rst]' }),
@@ -74,6 +95,7 @@ export function guestConfigFrom(p: GuestParams, overrides: Partial<GuestConfig> 
     vcpus: p.vcpus,
     accept: p.accept,
     acceptLock: p.accept_lock,
+    acceptingListCheck: p.accepting_list_check,
     allocator: p.allocator,
     firmware: p.firmware,
     firmwareAcceptBytes: p.firmware_accept_mib * MiB,
@@ -119,7 +141,7 @@ function hostConfigFrom(p: HostParams, totalVcpus: number, totalMemoryBytes: num
 
 /** A VM's configuration from its parameters and its guest's. */
 export function vmConfigFrom(p: VmParams, guest: GuestConfig): VmConfig {
-  return { guest, sept: p.sept, psc: p.psc, snpBacking: p.snp_backing, fidelity: p.fidelity };
+  return { guest, sept: p.sept, psc: p.psc, snpBacking: p.snp_backing, fidelity: p.fidelity, setup: p.vm_setup };
 }
 
 /** One host with one VM on it, as the single-guest experiments run. */

@@ -13,7 +13,7 @@ import { buildMemoryMap, lowestBytes, subtractRanges, totalBytes, type MemoryMap
 import { GuestMetrics } from './metrics.ts';
 import { createZones, deferred_grow_zone, setDeferredBoundary } from './mm_init.ts';
 import { PageAllocator, type AllocatorMode } from './page_alloc.ts';
-import { UnacceptedMemory, type AcceptLockMode } from './unaccepted_memory.ts';
+import { UnacceptedMemory, type AcceptLockMode, type AcceptingListCheck } from './unaccepted_memory.ts';
 
 /**
  * accept_memory= and option 3 of the unaccepted-memory changelog ([unaccepted-v7-2022-06]):
@@ -34,6 +34,8 @@ export interface GuestConfig {
   vcpus: number;
   accept: AcceptStrategy;
   acceptLock: AcceptLockMode;
+  /** accept_memory()'s accepting_list overlap test: upstream, or the v6.6 off-by-one. */
+  acceptingListCheck: AcceptingListCheck;
   allocator: AllocatorMode;
   firmware: FirmwareAccept;
   /**
@@ -82,6 +84,7 @@ export function defaultGuestConfig(overrides: Partial<GuestConfig> = {}): GuestC
     vcpus: 4,
     accept: 'lazy',
     acceptLock: 'dropped',
+    acceptingListCheck: 'upstream',
     allocator: 'upstream',
     firmware: 'lazy',
     firmwareAcceptBytes: 512 * SZ_1M,
@@ -177,7 +180,7 @@ export class GuestKernel {
     this.ledger = new AcceptLedger(this.map.maxAddr);
     this.metrics = new GuestMetrics(config.vcpus);
     this.arch = new ArchAccept(sim, this.platform, this.vcpus, this.ledger, this.metrics);
-    this.unaccepted = new UnacceptedMemory(sim, this.table, this.arch, config.acceptLock, this.costs, this.metrics);
+    this.unaccepted = new UnacceptedMemory(sim, this.table, this.arch, config.acceptLock, this.costs, this.metrics, config.acceptingListCheck);
     this.memblock = new Memblock(this.map.ram);
     const zones = createZones(this);
     setDeferredBoundary(zones, config.deferredStructPageInit);

@@ -34,6 +34,8 @@ export class GuestMetrics {
   readonly acceptedCurveBytes: number[] = [];
   /** accept_memory() callers that found an overlapping range on accepting_list, and their spin time. */
   acceptingListWaits = 0;
+  /** Of those, waits for an entry that shared no unit with the caller's range (the v6.6 overlap test's false overlaps). */
+  acceptingListFalseWaits = 0;
   acceptingListWaitNs = 0;
   /** MAX_ORDER blocks accepted by cond_accept_memory() while watermarks were still zero. */
   wmarkZeroBlocks = 0;

@@ -15,6 +15,24 @@ import type { AcceptCause, GuestMetrics } from './metrics.ts';
 export const ACCEPT_LOCK_MODES = ['held', 'dropped'] as const;
 export type AcceptLockMode = (typeof ACCEPT_LOCK_MODES)[number];
 
+/**
+ * accept_memory()'s overlap test against each accepting_list entry, in units [start, end):
+ * - `upstream`: `entry->end <= range.start` skips an entry that ends where the range starts
+ *   (the off-by-one fix, [roth-2023-11-accepting-list-off-by-one]);
+ * - `v6.6`: `entry->end < range.start` as [linux-commit:50e782a86c98] added it (v6.6 era): an
+ *   entry ending exactly at range.start counts as an overlap, so a caller accepting the adjacent
+ *   units spins until that entry is done although they share no unit (a false overlap; no real
+ *   overlap is missed).
+ */
+export const ACCEPTING_LIST_CHECKS = ['upstream', 'v6.6'] as const;
+export type AcceptingListCheck = (typeof ACCEPTING_LIST_CHECKS)[number];
+
+/** Whether accept_memory() finds `entry` overlapping `range` (units) with the given test. */
+export function acceptingListOverlaps(check: AcceptingListCheck, entry: { start: number; end: number }, range: { start: number; end: number }): boolean {
+  if (check === 'upstream' ? entry.end <= range.start : entry.end < range.start) return false;
+  return !(entry.start >= range.end);
+}
+
 /** struct accept_range: units [start, end) some CPU is accepting, with an event for its waiters. */
 interface AcceptRange {
   start: number;
@@ -43,6 +61,8 @@ export class UnacceptedMemory {
     readonly mode: AcceptLockMode,
     readonly costs: GuestCosts,
     readonly metrics: GuestMetrics,
+    /** The overlap test of accepting_list (upstream, or the v6.6 off-by-one). */
+    readonly overlapCheck: AcceptingListCheck = 'upstream',
   ) {
     this.unaccepted_memory_lock = new Spinlock(sim, 'unaccepted_memory_lock');
   }
@@ -117,7 +137,12 @@ export class UnacceptedMemory {
 
   /** An accepting_list entry sharing a unit with `range` (unit granularity, as the kernel checks). */
   private overlapping(range: { start: number; end: number }): AcceptRange | null {
-    for (const e of this.accepting_list) if (e.end > range.start && e.start < range.end) return e;
+    for (const e of this.accepting_list) {
+      if (!acceptingListOverlaps(this.overlapCheck, e, range)) continue;
+      // The v6.6 test's false overlap: the entry ends where the range starts, no unit shared.
+      if (e.end <= range.start) this.metrics.acceptingListFalseWaits++;
+      return e;
+    }
     return null;
   }
 

@@ -111,7 +111,7 @@ export const HOST_METRICS: MetricSpecs = {
   'host.memory.free_bytes': countMetric('bytes', 'host memory free at the end of the run'),
   'host.memory.reserved_bytes': countMetric('bytes', 'host memory in blocks taken from the free pool (partly used blocks whole)'),
   'host.memory.free_1g_chunks': countMetric('chunks', 'aligned 1 GiB ranges entirely free (fragmentation)'),
-  'host.memory.by_kind.*.bytes': countMetric('bytes', 'host memory in use by kind (gmem, sept, tdx_control, pamt, rmp, vmm_shared, kernel)'),
+  'host.memory.by_kind.*.bytes': countMetric('bytes', 'host memory in use by kind (gmem, sept, tdx_control, pamt, rmp, vmm_shared, kernel, firmware: the initial image in the firmware memslot)'),
   'host.memory.by_owner.*.bytes': countMetric('bytes', 'host memory in use by owner (each VM, the SNP firmware)'),
   ...prefixedMetrics('host.lines', CACHE_LINE_METRICS),
   ...prefixedMetrics('tdx', TDX_MODULE_METRICS),

@@ -43,7 +43,7 @@ export type OwnerId = number;
 export const NO_OWNER: OwnerId = 0;
 
 /** What a block is used for (the metrics break usage down by kind). */
-export const HOST_MEMORY_KINDS = ['gmem', 'sept', 'tdx_control', 'pamt', 'rmp', 'vmm_shared', 'kernel'] as const;
+export const HOST_MEMORY_KINDS = ['gmem', 'sept', 'tdx_control', 'pamt', 'rmp', 'vmm_shared', 'kernel', 'firmware'] as const;
 export type HostMemoryKind = (typeof HOST_MEMORY_KINDS)[number];
 
 /** Orders in the kernel's sense (a block of 2^order 4 KiB pages); this allocator serves 9..18. */

@@ -337,3 +337,33 @@ export class KvmMemoryAttributes {
     for (let i = 0; i < sw.length; i++) if ((sw[i]! & pw[i]!) !== 0) assert(false, 'a private page mapped shared in the EPT/NPT', { vm: this.kvm.name, page: i * 32 });
   }
 }
+
+/**
+ * The VMM's KVM_SET_MEMORY_ATTRIBUTES(PRIVATE) of one memslot at VM start, before any vCPU runs
+ * (QEMU marks every guest_memfd-backed RAM block private when it registers the memslot,
+ * [qemu:accel/kvm/kvm-all.c kvm_convert_memory]; kvm_vm_set_mem_attributes(),
+ * [linux:virt/kvm/kvm_main.c kvm_vm_set_mem_attributes]): under slots_lock, the early-return walk
+ * stops at the first GFN (the xarray is empty), xa_reserve() per GFN, mmu_lock for write with
+ * nothing mapped yet (no zap, no flush, no vCPU to kick), xa_store() per GFN, mmu_lock for write
+ * again for the per-2M mixed flags. The costs are the conversion path's
+ * ([estimate:set-memory-attributes-conversion], [estimate:tdp-zap-leaf]), so the time grows with
+ * the memslot: one xarray store per 4K page. A run that converts memory keeps the attributes in
+ * KvmMemoryAttributes, which starts all private: what this ioctl leaves. Returns the xa_store()s.
+ */
+export function* kvm_set_memory_attributes_at_start(kvm: Kvm, first: number, n: number, link: number, costs: ConversionCosts = CONVERSION_COSTS): Proc<number> {
+  const sim = kvm.sim;
+  assert(first >= 0 && n > 0, 'KVM_SET_MEMORY_ATTRIBUTES of an empty range (-EINVAL)', { first, n });
+  const traced = sim.observer !== null;
+  const id = traced ? sim.opBegin('KVM_SET_MEMORY_ATTRIBUTES', { gpa: hex(first * 4096), size: n * 4096, private: true, vm: kvm.name }, link, 'kvm') : 0;
+  yield kvm.slotsLock.acquire();
+  yield sim.stallFor(costs.xaWalkPerPageNs + costs.setAttributesBaseNs + (n * costs.xaStorePerPageNs) / 2);
+  yield kvm.mmuLock.acquire('exclusive');
+  kvm.mmuLock.release('exclusive');
+  yield sim.stallFor((n * costs.xaStorePerPageNs) / 2);
+  yield kvm.mmuLock.acquire('exclusive');
+  yield sim.stallFor(Math.ceil(n / PAGES_PER_2M) * costs.mixedPer2mNs);
+  kvm.mmuLock.release('exclusive');
+  kvm.slotsLock.release();
+  if (traced) sim.opEnd(id);
+  return n;
+}

@@ -47,6 +47,8 @@ export class KvmSev {
     rmpupdate4k: 0, rmpupdate2m: 0, pvalidate4k: 0, pvalidate2m: 0, pvalidateSizeMismatch: 0,
     rmpupdateShared: 0, psmash: 0, pvalidateRescinded: 0,
   };
+  /** Host addresses of the firmware image's pages SNP_LAUNCH_UPDATE made private and validated (outside guest RAM's guest_memfd). */
+  readonly imagePages: number[] = [];
 
   constructor(
     readonly asid: number,

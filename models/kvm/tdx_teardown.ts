@@ -89,6 +89,8 @@ export function* tdx_vm_destroy(kvm: Kvm, vcpus: number, perPage: boolean): Proc
   yield kvm.mmuLock.acquire('exclusive');
   const privatePages = yield* reclaimPrivate(kvm, tdx, perPage, hints, id);
   for (const hpa of tdx.septHpas) yield* reclaimAndFree(tdx, hpa, 'sept', hints, id);
+  // The initial image's pages (TDH.MEM.PAGE.ADD, vm_setup=true): children of the TD as private pages.
+  for (const hpa of td.image.hpas) yield* reclaimAndFree(tdx, hpa, 'image', hints, id);
   const septPages = tdx.septHpas.length;
   kvm.mmuLock.release('exclusive');
 
@@ -177,7 +179,7 @@ function* reclaimOne(tdx: KvmTdx, hpa: number, level: TdxPageLevel, kind: Reclai
 }
 
 /** An S-EPT or control page: reclaimed, cleared, put (Dynamic PAMT), and freed to host memory. */
-function* reclaimAndFree(tdx: KvmTdx, hpa: number, what: 'sept' | 'control' | 'tdr', hints: number[], link: number): Proc<void> {
+function* reclaimAndFree(tdx: KvmTdx, hpa: number, what: 'sept' | 'image' | 'control' | 'tdr', hints: number[], link: number): Proc<void> {
   yield* reclaimOne(tdx, hpa, TDX_PS_4K, what === 'tdr' ? 'tdr' : 'child', hints, link);
   const kernel = tdx.pamt;
   if (kernel !== null && kernel.refcounted) yield* kernel.put(hpa, 1);

@@ -15,6 +15,13 @@ import type { TdxModule } from './tdx_module.ts';
  */
 export type TdLifecycle = 'keys_configured' | 'blocked' | 'teardown' | 'reclaimed';
 
+/**
+ * TDCS.OP_STATE: 'initialized' after TDH.MNG.INIT, when TDH.MEM.PAGE.ADD and TDH.MR.EXTEND
+ * build the initial image; 'runnable' after TDH.MR.FINALIZE (the TD may enter). A TD whose
+ * build is not simulated (vm_setup=false) is runnable from its creation.
+ */
+export type TdOpState = 'initialized' | 'runnable';
+
 /** What a TD's leaves have done, for metrics and the end-of-run balance. */
 export interface TdCounters {
   augs4k: number;
@@ -94,6 +101,14 @@ export class Td {
   lastAcceptOp = 0;
   /** TDR.LIFECYCLE_STATE (teardown, models/tdx/leaves/tdh_mng_vpflushdone.ts and after). */
   lifecycle: TdLifecycle = 'keys_configured';
+  /** TDCS.OP_STATE (the build: models/kvm/tdx_td_build.ts). */
+  opState: TdOpState = 'runnable';
+  /**
+   * The initial image: pages TDH.MEM.PAGE.ADD mapped (TD children, not guest RAM: they sit in
+   * the firmware's memslot), their host addresses (reclaimed at teardown), and the 256-byte
+   * chunks TDH.MR.EXTEND measured into MRTD.
+   */
+  readonly image = { pagesAdded: 0, chunksMeasured: 0, hpas: [] as number[] };
   /** Control pages besides the TDR added by TDH.MNG.ADDCX, TDH.VP.CREATE, TDH.VP.ADDCX. */
   controlChildren = 0;
   /** TD pages taken back by TDH.PHYMEM.PAGE.RECLAIM (4K units), the TDR excluded. */
@@ -145,7 +160,7 @@ export class Td {
    */
   get childPages(): number {
     const c = this.counters;
-    return this.controlChildren + c.septAdds + c.augs4k + 512 * c.augs2m - this.reclaimedChildren;
+    return this.controlChildren + this.image.pagesAdded + c.septAdds + c.augs4k + 512 * c.augs2m - this.reclaimedChildren;
   }
 
   /** A TDCALL completed in the module: its cost on the calling vCPU. */

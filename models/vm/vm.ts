@@ -20,6 +20,8 @@ import { TD_METRICS } from '../tdx/td.ts';
 import type { Pamt } from '../tdx/pamt.ts';
 import { VMGEXIT_PSC_MAX_COUNT, VMGEXIT_PSC_MAX_ENTRY } from '../snp/arch.ts';
 import { VMM_METRICS, Vmm } from '../vmm/vmm.ts';
+import { vmm_setup_vm } from '../vmm/vm_setup.ts';
+import type { Process } from '../../sim/index.ts';
 import { ACCEPT_FIDELITIES, type AcceptFidelity } from './fidelity.ts';
 import { PSC_PROTOCOLS, SnpGuestAccept, snp_accept_memory, type PscProtocol } from './snp_accept_memory.ts';
 import { TDX_ACCEPT_MODEL_METRICS, TdxGuestAccept, tdx_accept_memory } from './tdx_accept_memory.ts';
@@ -50,6 +52,12 @@ export interface VmConfig {
   /** 'aggregate' (default): per-2M steps; 'per-page': every 4K operation its own step. */
   fidelity?: AcceptFidelity;
   kvmCosts?: Partial<KvmCosts>;
+  /**
+   * Simulate the VMM's setup before the vCPUs start (memslots, KVM_SET_MEMORY_ATTRIBUTES, the
+   * TD build or SNP launch: models/vmm/vm_setup.ts); the caller starts it with startSetup().
+   * Default false: the VM is ready at creation.
+   */
+  setup?: boolean;
 }
 
 /** What Vm.metrics() writes under the VM's prefix (`vm1`). */
@@ -84,6 +92,8 @@ export class Vm implements GuestPlatform, GuestConversionPlatform {
   readonly kernel: GuestKernel | null;
   readonly fidelity: AcceptFidelity;
   private readonly tdxAccept: TdxGuestAccept | null = null;
+  /** Whether the VMM's setup is simulated (VmConfig.setup). */
+  readonly simulateSetup: boolean;
   private readonly snpAccept: SnpGuestAccept | null = null;
 
   /** Checks the VM's configuration (bad values throw PlatformConfigError), joins `host`, builds the VM. */
@@ -98,6 +108,7 @@ export class Vm implements GuestPlatform, GuestConversionPlatform {
     const maxEntries = integerIn('pscMaxEntries', config.pscMaxEntries, 1, VMGEXIT_PSC_MAX_COUNT, VMGEXIT_PSC_MAX_ENTRY);
     const backing = oneOf('snpBacking', config.snpBacking, SNP_BACKINGS, '4k');
     this.fidelity = oneOf('fidelity', config.fidelity, ACCEPT_FIDELITIES, 'aggregate');
+    this.simulateSetup = config.setup ?? false;
     costs('kvmCosts', config.kvmCosts, Object.keys(KVM_COSTS));
     const g = config.guest;
     const bare = config.bare;
@@ -133,6 +144,33 @@ export class Vm implements GuestPlatform, GuestConversionPlatform {
       platform: this,
       identity: { threadPrefix: `${name}/`, service: `guest/${name}`, streamPrefix: `vm.${this.record.id}.` },
     });
+  }
+
+  /**
+   * Starts the VMM's setup of this VM (models/vmm/vm_setup.ts) on the VMM's main thread, a host
+   * thread on the host's CPUs, `delayNs` from now; the guest's boot waits for it. Null when the
+   * setup is not simulated. On TDX the TD is INITIALIZED (not yet runnable) until it finishes.
+   */
+  startSetup(delayNs = 0): Process<void> | null {
+    if (!this.simulateSetup) return null;
+    const { sim, host, record } = this;
+    const name = this.name;
+    const cpu = new Cpu(sim, `${name}/qemu`, { host: host.cpus });
+    const ram = this.kernel !== null ? this.kernel.map.ram.map((r) => ({ start: r.start, end: r.end })) : [{ start: 0, end: this.kvm.gmem.allocated.pages * 4096 }];
+    const plan = {
+      ram: mergeSlots(ram),
+      vcpus: this.vcpus.length,
+      snp: host.snp,
+      allocImagePage: () => host.memory.allocPage(record.owner, 'firmware', record.node),
+      perPage: this.fidelity === 'per-page',
+    };
+    const vmm = this.vmm;
+    if (this.kvm.tdx !== null) this.kvm.tdx.td.opState = 'initialized';
+    const body = (function* () {
+      if (delayNs > 0) yield sim.sleep(delayNs);
+      yield* vmm_setup_vm(vmm, plan, cpu);
+    })();
+    return sim.spawn(body, { name: `${name}/qemu/main`, cpu, service: `vmm/${name}` });
   }
 
   /** What the guest's conversions did through this VM (MapGPA calls and RETRYs). */
@@ -329,7 +367,7 @@ function checkTornDown(vm: string, tdx: KvmTdx, host: Host, record: HostVmRecord
   assert(module.tdOf(td.hkid) !== td, 'a torn-down TD is still in the module', vm);
   assert(module.kot.get(td.hkid)?.state === 'free', 'a torn-down TD\'s HKID is not free in the KOT', { vm, hkid: td.hkid });
   assert(td.childPages === 0 && td.lifecycle === 'reclaimed', 'a torn-down TD still has pages in the module', { vm, children: td.childPages, lifecycle: td.lifecycle });
-  for (const hpa of [...tdx.controlHpas, ...tdx.septHpas]) if (module.pamt.inUse(hpa)) assert(false, 'a page of a torn-down TD is still a TD page in the PAMT', { vm, hpa });
+  for (const hpa of [...tdx.controlHpas, ...tdx.septHpas, ...td.image.hpas]) if (module.pamt.inUse(hpa)) assert(false, 'a page of a torn-down TD is still a TD page in the PAMT', { vm, hpa });
   assert(host.memory.usedBytesBy(record.owner) === 0 && host.hasEnded(record), 'a torn-down TD still holds host memory or runs on the host', { vm, bytes: host.memory.usedBytesBy(record.owner) });
 }
 
@@ -397,6 +435,24 @@ function checkSnpBacking(vm: string, sev: KvmSev, gmem: GuestMemfd): void {
   assert(counters.rmpupdate2m - counters.psmash === entries2m, 'RMPUPDATE(2M) count and 2M RMP entries disagree', { vm, updates: counters.rmpupdate2m, entries: entries2m });
   assert(counters.rmpupdate4k + PAGES_PER_2M * counters.rmpupdate2m - counters.rmpupdateShared === assigned, 'RMPUPDATE counts and assigned pages disagree', { vm, u4k: counters.rmpupdate4k, u2m: counters.rmpupdate2m, assigned });
   assert(sev.validatedPages() === validated, 'PVALIDATE counts and validated pages disagree', { vm, counted: sev.validatedPages(), validated });
+}
+
+/**
+ * The VMM's RAM memslots: QEMU registers guest RAM as one block below 4 GiB and one above
+ * ([qemu:hw/i386/pc_q35.c]); the guest's e820 RAM ranges inside each are merged, 2 MiB aligned.
+ */
+function mergeSlots(ram: readonly { start: number; end: number }[]): { start: number; end: number }[] {
+  const FOUR_G = 2 ** 32;
+  const out: { start: number; end: number }[] = [];
+  const low = ram.filter((r) => r.start < FOUR_G);
+  const high = ram.filter((r) => r.start >= FOUR_G);
+  for (const part of [low, high]) {
+    if (part.length === 0) continue;
+    const start = Math.floor(Math.min(...part.map((r) => r.start)) / 2097152) * 2097152;
+    const end = Math.ceil(Math.max(...part.map((r) => r.end)) / 2097152) * 2097152;
+    out.push({ start, end });
+  }
+  return out;
 }
 
 function popcount32(x: number): number {

@@ -4,6 +4,7 @@ import type { Kvm } from '../kvm/kvm.ts';
 import type { KvmUserspace } from '../kvm/userspace.ts';
 import { CONVERT_MEMORY_METRICS, kvm_convert_memory, type ConvertCounters } from './convert_memory.ts';
 import { SHARED_BACKING_METRICS, type SharedBacking } from './shared_backing.ts';
+import { VM_SETUP_METRICS, type VmSetupCounters } from './vm_setup.ts';
 
 /** What Vmm.metrics() writes (`vm1.vmm`). */
 export const VMM_METRICS: MetricSpecs = {
@@ -11,6 +12,7 @@ export const VMM_METRICS: MetricSpecs = {
   'map_gpa_range.pages': countMetric('pages', '4K pages those exits covered'),
   ...prefixedMetrics('convert', CONVERT_MEMORY_METRICS),
   ...prefixedMetrics('shared', SHARED_BACKING_METRICS),
+  ...prefixedMetrics('setup', VM_SETUP_METRICS),
 };
 
 /**
@@ -30,6 +32,8 @@ export class Vmm implements KvmUserspace {
   /** The shared backing, when the run converts memory (KVM has memory attributes); null otherwise. */
   shared: SharedBacking | null = null;
   readonly convert: ConvertCounters = { toPrivate: 0, toShared: 0, punched: 0 };
+  /** The VM's setup before its vCPUs start (vm_setup.ts). */
+  readonly setup: VmSetupCounters = { ns: 0, memslots: 0, attrStores: 0, imagePages: 0, measureOps: 0, seamcalls: 0, pspCommands: 0 };
 
   constructor(
     readonly sim: Sim,
@@ -54,6 +58,14 @@ export class Vmm implements KvmUserspace {
   metrics(prefix: string, out: Record<string, number>): void {
     out[`${prefix}.map_gpa_range.exits`] = this.mapGpaRangeExits;
     out[`${prefix}.map_gpa_range.pages`] = this.mapGpaRangePages;
+    const st = this.setup;
+    out[`${prefix}.setup.ns`] = st.ns;
+    out[`${prefix}.setup.memslots`] = st.memslots;
+    out[`${prefix}.setup.attr_stores`] = st.attrStores;
+    out[`${prefix}.setup.image_pages`] = st.imagePages;
+    out[`${prefix}.setup.measure_ops`] = st.measureOps;
+    out[`${prefix}.setup.seamcalls`] = st.seamcalls;
+    out[`${prefix}.setup.psp_commands`] = st.pspCommands;
     if (this.shared !== null) {
       out[`${prefix}.convert.to_private`] = this.convert.toPrivate;
       out[`${prefix}.convert.to_shared`] = this.convert.toShared;

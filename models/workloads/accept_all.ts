@@ -1,9 +1,9 @@
-import { Priority, type Proc, type Sim } from '../../sim/index.ts';
+import { Priority, type Proc, type Process, type Sim } from '../../sim/index.ts';
 import { assert } from '../../sim/index.ts';
 import { SZ_1M } from '../guest/constants.ts';
 import type { GuestKernel } from '../guest/kernel.ts';
 import { deferred_init_memmap, memblock_free_all, memmap_init } from '../guest/mm_init.ts';
-import { efiStub, firmware } from './boot.ts';
+import { efiStub, firmware, waitForSetup } from './boot.ts';
 
 /**
  * Acceptance throughput: how long `vcpus` CPUs take to accept all of a guest's unaccepted memory
@@ -24,8 +24,9 @@ export interface AcceptAllResult {
 const KERNEL_START = 16 * SZ_1M;
 const KERNEL_END = 80 * SZ_1M;
 
-export function* acceptAllWorkload(k: GuestKernel): Proc<AcceptAllResult> {
+export function* acceptAllWorkload(k: GuestKernel, setup: Process<void> | null = null): Proc<AcceptAllResult> {
   const sim = k.sim;
+  yield* waitForSetup(k, setup);
   yield* firmware(k);
   yield* efiStub(k);
   k.memblock.reserve(KERNEL_START, KERNEL_END);
@@ -51,12 +52,22 @@ function* acceptThread(k: GuestKernel): Proc<void> {
   }
 }
 
-/** Runs acceptAllWorkload on vCPU 0 and checks the guest's invariants at the end. */
-export function runAcceptAll(sim: Sim, k: GuestKernel): AcceptAllResult {
-  const p = k.spawn(acceptAllWorkload(k), 'swapper/0', 0);
-  sim.run();
-  sim.finishRun();
+/** Starts acceptAllWorkload on vCPU 0 (after the VMM's setup, when given). */
+export function startAcceptAll(k: GuestKernel, setup: Process<void> | null = null): Process<AcceptAllResult> {
+  return k.spawn(acceptAllWorkload(k, setup), 'swapper/0', 0);
+}
+
+/** An accept-all run that ended: its result, after the guest's invariants are checked. */
+export function finishedAcceptAll(k: GuestKernel, p: Process<AcceptAllResult>): AcceptAllResult {
   assert(p.state === 'done', 'accept-all did not finish', p.state);
   k.checkInvariants(0);
   return p.result!;
+}
+
+/** Runs acceptAllWorkload on vCPU 0 and checks the guest's invariants at the end. */
+export function runAcceptAll(sim: Sim, k: GuestKernel, setup: Process<void> | null = null): AcceptAllResult {
+  const p = startAcceptAll(k, setup);
+  sim.run();
+  sim.finishRun();
+  return finishedAcceptAll(k, p);
 }

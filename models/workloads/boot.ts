@@ -29,6 +29,11 @@ const IO_TLB_DEFAULT_SIZE = 64 * SZ_1M;
 
 export interface BootOptions {
   application?: ApplicationConfig | null;
+  /**
+   * The VMM's setup of the VM (memslots, memory attributes, the TD build or SNP launch), which
+   * the firmware's first instruction waits for; null or absent: the VM is ready at VM start.
+   */
+  after?: Process<void> | null;
 }
 
 export interface BootResult {
@@ -56,6 +61,7 @@ function* phase<T>(k: GuestKernel, name: string, body: Proc<T>): Proc<T> {
 export function* bootWorkload(k: GuestKernel, options: BootOptions = {}): Proc<BootResult> {
   const held: Extents = [];
   milestone(k, 'vm_start');
+  yield* waitForSetup(k, options.after ?? null);
   yield* phase(k, 'firmware', firmware(k));
   milestone(k, 'exit_boot_services');
   yield* phase(k, 'efi_stub', efiStub(k));
@@ -74,6 +80,15 @@ export function* bootWorkload(k: GuestKernel, options: BootOptions = {}): Proc<B
   if (application !== null) milestone(k, 'application_done');
   k.shutdown();
   return { application, heldPages: countPages(held) + (application?.heldPages ?? 0) };
+}
+
+/**
+ * VM start to the firmware's first instruction: the VMM's setup (a phase of the BSP's thread,
+ * which waits halted), then the `vm_setup_done` milestone.
+ */
+export function* waitForSetup(k: GuestKernel, setup: Process<void> | null): Proc<void> {
+  if (setup !== null) yield* phase(k, 'vm_setup', (function* () { yield setup.join(); })());
+  milestone(k, 'vm_setup_done');
 }
 
 /**

@@ -242,7 +242,7 @@ describe('HostMemory: used-bytes gauge and metrics', () => {
     const keys = Object.keys(out).filter((k) => k.startsWith('host.memory.'));
     expect(keys).toEqual([...keys].sort());
     expect(keys).toEqual([
-      'host.memory.by_kind.gmem.bytes', 'host.memory.by_kind.kernel.bytes', 'host.memory.by_kind.pamt.bytes',
+      'host.memory.by_kind.firmware.bytes', 'host.memory.by_kind.gmem.bytes', 'host.memory.by_kind.kernel.bytes', 'host.memory.by_kind.pamt.bytes',
       'host.memory.by_kind.rmp.bytes', 'host.memory.by_kind.sept.bytes', 'host.memory.by_kind.tdx_control.bytes',
       'host.memory.by_kind.vmm_shared.bytes', 'host.memory.by_owner.vm1.bytes', 'host.memory.by_owner.vm2.bytes',
       'host.memory.free_1g_chunks', 'host.memory.free_bytes', 'host.memory.reserved_bytes', 'host.memory.used_bytes',
