@@ -273,7 +273,8 @@ describe('TDX_OPERAND_BUSY answers and retries are span events with the status n
   });
 
   it('aggregated, TDX 1.0: the fluid lock has no BUSY answers to show, so the AUG spans carry the stretch instead', async () => {
-    const { t, m } = await tracedTd({ tdxModule: '1.0' }, 4);
+    // 8 vCPUs: the AUG body is ~1/8 of a 4K page's time, so 8 steps at once saturate the lock.
+    const { t, m } = await tracedTd({ tdxModule: '1.0' }, 8);
     expect(m['tdx.busy.total']).toBe(0);
     expect(eventsNamed(t, 'TDX_OPERAND_BUSY')).toHaveLength(0);
     const augs = t.named('TDH.MEM.PAGE.AUG');
