@@ -5,6 +5,7 @@ import { SIZE_2M } from '../arch/units.ts';
 import { Rmp } from '../snp/rmp.ts';
 import { SnpFirmware } from '../snp/snp_firmware.ts';
 import { HostMemory, equalNodes, type OwnerId } from './host_memory.ts';
+import { SNP_HOST_METRICS, SnpHostKernel } from './snp_rmpupdate.ts';
 import type { SnpCosts } from '../snp/snp_costs.ts';
 import { TDX_COSTS, type TdxCosts } from '../tdx/tdx_costs.ts';
 import { TDX_MODULE_METRICS, TdxModule, type TdxModuleVersion } from '../tdx/tdx_module.ts';
@@ -49,6 +50,11 @@ export interface HostConfig {
    */
   pamt?: PamtPolicy;
   snpCosts?: Partial<SnpCosts>;
+  /**
+   * SNP: rmpupdate() of a 4K page splits the host direct map around it (adjust_direct_map(),
+   * [linux:arch/x86/virt/svm/sev.c]); default true, false leaves the mechanism out.
+   */
+  snpDirectMapSplit?: boolean;
 }
 
 export const HOST_DEFAULTS = {
@@ -101,6 +107,7 @@ export const HOST_METRICS: MetricSpecs = {
   'host.memory.by_owner.*.bytes': countMetric('bytes', 'host memory in use by owner (each VM, the SNP firmware)'),
   ...prefixedMetrics('tdx', TDX_MODULE_METRICS),
   ...prefixedMetrics('host.tdx_pamt', TDX_PAMT_KERNEL_METRICS),
+  ...SNP_HOST_METRICS,
 };
 
 /**
@@ -158,6 +165,8 @@ export class Host {
   readonly snp: SnpFirmware | null;
   /** SNP: the RMP, one entry per 4K of host memory, indexed by host physical address. */
   readonly rmp: Rmp | null;
+  /** SNP: the host kernel's rmpupdate() with its direct-map splits and FAIL_OVERLAP retries. */
+  readonly snpKernel: SnpHostKernel | null;
   private readonly vms: HostVmRecord[] = [];
   /** Ids of VMs that stopped (release()): their memory is back, admission no longer counts them. */
   private readonly ended = new Set<number>();
@@ -191,6 +200,7 @@ export class Host {
     this.tdxPamt = this.tdx === null ? null : new TdxPamtKernel(sim, pamt, this.tdx, this.memory, maxPa);
     this.snp = config.technology === 'snp' ? new SnpFirmware(config.snpCosts ?? {}) : null;
     this.rmp = config.technology === 'snp' ? this.reserveRmp(config.memoryBytes) : null;
+    this.snpKernel = this.rmp === null ? null : new SnpHostKernel(sim, this.rmp, this.snp!.costs, config.memoryBytes, config.cpus, config.snpDirectMapSplit ?? true);
   }
 
   /**
@@ -258,6 +268,7 @@ export class Host {
     this.memory.metrics('host.memory', out);
     this.tdx?.metrics('tdx', out);
     if (this.tdxPamt !== null && this.tdxPamt.dynamic) this.tdxPamt.metrics('host.tdx_pamt', out);
+    this.snpKernel?.metrics(out);
   }
 
   /** No host CPU still held; CPU time balances; memory, the RMP and the module's TDs balance. */
