@@ -26,6 +26,7 @@ export const hostParams = {
   host_memory_gib: numberParam({ default: 0, unit: 'GiB', description: 'host RAM; 0: the VMs\' memory plus 25% and 2 GiB (enough for every page table, control page and firmware table)', min: 0, max: 65536, integer: true }),
   smt: booleanParam(false, 'SMT: host_cpus are hardware threads, two per core (a waking vCPU prefers a core whose sibling is idle)'),
   pamt: enumParam(PAMT_POLICIES, 'static', 'TDX: the kernel\'s PAMT: static (all PAMT_4K at module init, upstream), refcount (Dynamic PAMT, v6: per-2M refcounts under a global pamt_lock) lazy (the abandoned scheme: PAMT.ADD after TDX_MISSING_PAMT_PAGE_PAIR) or hashed (refcount with 64 hashed per-2M spinlocks, a rejected alternative)'),
+  snp_direct_map_split: booleanParam(true, 'SNP: rmpupdate() of a 4K page splits the host direct map around it (cpa_lock, flush_tlb_all on every host CPU; false: leave it out)', '[linux:arch/x86/virt/svm/sev.c] [roth-2024-01-cpa-lock]'),
   sockets: numberParam({ default: 1, unit: 'sockets', description: 'host sockets: one NUMA node and one memory bandwidth each; VM n\'s memory is on node (n-1) mod sockets', min: 1, max: 8, integer: true }),
 };
 
@@ -34,6 +35,8 @@ export const vmParams = {
   sept: enumParam(SEPT_MAPPINGS, '4k', 'TDX: S-EPT mapping size KVM uses (upstream maps private memory 4K only)', '[linux:arch/x86/kvm/vmx/tdx.c] [tdx-huge-page-series]'),
   psc: enumParam(PSC_PROTOCOLS, 'ghcb', 'SNP: page state changes through GHCB batches or the MSR protocol (one 4K per VMGEXIT)', '[linux:arch/x86/coco/sev/core.c snp_accept_memory]'),
   snp_backing: enumParam(SNP_BACKINGS, '4k', 'SNP: guest_memfd folio size (upstream 4K; 2M with the unmerged THP series)', '[linux:virt/kvm/guest_memfd.c] [roth-2024-12-gmem-thp]'),
+  snp_prefault: booleanParam(false, 'SNP: the VMM prefaults private memory on each page state change (unmerged QEMU patch; RMPUPDATE inside the PSC exit); false (upstream): each PVALIDATE of an unmapped page takes a nested page fault that does it', '[linux:arch/x86/kvm/svm/sev.c] [lendacky-2025-03-snp-prefault]'),
+  vmm_discard: booleanParam(true, 'the VMM discards the shared backing on each conversion to private, also the accept path\'s SNP PSC (MMU notifier: mmu_lock for write twice, in-flight faults retry); false: leave it out', '[qemu:accel/kvm/kvm-all.c kvm_convert_memory]'),
   fidelity: enumParam(ACCEPT_FIDELITIES, 'aggregate', 'host model: per-2M aggregated steps or every 4K operation its own step'),
 };
 
@@ -110,12 +113,13 @@ function hostConfigFrom(p: HostParams, totalVcpus: number, totalMemoryBytes: num
     smt: p.smt,
     tdxModule: p.tdx_module,
     pamt: p.pamt,
+    snpDirectMapSplit: p.snp_direct_map_split,
   };
 }
 
 /** A VM's configuration from its parameters and its guest's. */
 export function vmConfigFrom(p: VmParams, guest: GuestConfig): VmConfig {
-  return { guest, sept: p.sept, psc: p.psc, snpBacking: p.snp_backing, fidelity: p.fidelity };
+  return { guest, sept: p.sept, psc: p.psc, snpBacking: p.snp_backing, snpPrefault: p.snp_prefault, vmmDiscard: p.vmm_discard, fidelity: p.fidelity };
 }
 
 /** One host with one VM on it, as the single-guest experiments run. */

@@ -112,8 +112,13 @@ function* makePrivate(kvm: Kvm, first: number, n: number, huge: boolean): Proc<v
     return;
   }
   if (sev.perPage || n - assigned === 1) {
-    for (let i = 0; i < n; i++) counters.rmpupdate4k += yield* sev.host.rmp_make_private(h + i, 1, asid, false, (first + i) * 4096);
+    for (let i = 0; i < n; i++) {
+      // (A local first: `counters.x += yield* ...` would read the counter before other vCPUs run.)
+      const one = yield* sev.host.rmp_make_private(h + i, 1, asid, false, (first + i) * 4096);
+      counters.rmpupdate4k += one;
+    }
   } else {
-    counters.rmpupdate4k += yield* sev.host.rmp_make_private(h, n, asid, false, first * 4096);
+    const run = yield* sev.host.rmp_make_private(h, n, asid, false, first * 4096);
+    counters.rmpupdate4k += run;
   }
 }

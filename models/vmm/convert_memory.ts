@@ -46,7 +46,9 @@ export function* kvm_convert_memory(kvm: Kvm, shared: SharedBacking, counters: C
   const id = traced ? sim.opBegin('ram_block_discard_guest_memfd_range', { gpa: hex(gpa), size: pages * 4096 }, link, `vmm/${kvm.name}`) : 0;
   for (let p = first; p < first + pages;) {
     const run = Math.min(first + pages, (Math.floor(p / PAGES_PER_2M) + 1) * PAGES_PER_2M) - p;
-    counters.punched += yield* kvm_gmem_punch_hole(kvm, attrs, p, run, shared.kind !== 'in_place');
+    // A local first: `counters.punched += yield* ...` reads the counter before other vCPUs' exits run.
+    const punched = yield* kvm_gmem_punch_hole(kvm, attrs, p, run, shared.kind !== 'in_place');
+    counters.punched += punched;
     p += run;
   }
   if (traced) sim.opEnd(id);
