@@ -6,7 +6,7 @@ import { checkConversionAgreement, tdpStats } from '../models/vm/conversion_chec
 import { DmaWorkload } from '../models/workloads/dma_driver.ts';
 import { prefixedMetrics } from '../sim/index.ts';
 import { booleanParam, enumParam, numberParam, type Experiment } from './experiment.ts';
-import { buildHost, checkHostParams, finishHost, hostParams, ownerMetricSpecs } from './wiring.ts';
+import { buildHost, checkHostParams, finishHost, hostParams, ownerMetricSpecs, vmParams } from './wiring.ts';
 
 /**
  * convert (Q2): a confidential guest's private/shared conversions and what they cost the host.
@@ -20,6 +20,8 @@ import { buildHost, checkHostParams, finishHost, hostParams, ownerMetricSpecs } 
 
 const convertParams = {
   ...hostParams,
+  snp_prefault: vmParams.snp_prefault,
+  vmm_discard: vmParams.vmm_discard,
   memory_gib: numberParam({ default: 4, unit: 'GiB', description: 'guest RAM', min: 1, max: 256, integer: true }),
   vcpus: numberParam({ default: 4, unit: 'vCPUs', description: 'guest vCPUs', min: 1, max: 64, integer: true }),
   hz: numberParam({ default: 1000, unit: 'Hz', description: 'guest timer: an interrupt pending between MapGPA chunks makes KVM answer TDVMCALL_STATUS_RETRY', min: 0, max: 10000, integer: true, source: '[distro-kernel-config]' }),
@@ -85,7 +87,7 @@ export const convert: Experiment<typeof convertParams> = {
     const memoryBytes = p.memory_gib * GiB;
     // Room for double allocation: the shared backing may hold as much as the arena and pool again (hugetlb 1G rounds up).
     const host = buildHost(sim, p, p.vcpus, memoryBytes + (p.shared_backing === 'hugetlb1g' ? 3 * GiB : GiB));
-    const vm = new Vm(sim, host, { bare: { vcpus: p.vcpus, gpaBytes: memoryBytes } });
+    const vm = new Vm(sim, host, { bare: { vcpus: p.vcpus, gpaBytes: memoryBytes }, snpPrefault: p.snp_prefault, vmmDiscard: p.vmm_discard });
     vm.enableConversions(p.conversion_backing === 'in_place' ? 'in_place' : p.shared_backing, p.hz > 0 ? Math.round(1e9 / p.hz) : 0);
     const enc = new GuestMemEncrypt(sim, vm, vm.kind, memoryBytes);
     const swiotlb = new Swiotlb(sim, `${vm.name}/swiotlb`, p.vcpus, p.dynamic_swiotlb);

@@ -26,6 +26,7 @@ export const hostParams = {
   host_memory_gib: numberParam({ default: 0, unit: 'GiB', description: 'host RAM; 0: the VMs\' memory plus 25% and 2 GiB (enough for every page table, control page and firmware table)', min: 0, max: 65536, integer: true }),
   smt: booleanParam(false, 'SMT: host_cpus are hardware threads, two per core (a waking vCPU prefers a core whose sibling is idle)'),
   pamt: enumParam(PAMT_POLICIES, 'static', 'TDX: the kernel\'s PAMT: static (all PAMT_4K at module init, upstream), refcount (Dynamic PAMT, v6: per-2M refcounts under a global pamt_lock) lazy (the abandoned scheme: PAMT.ADD after TDX_MISSING_PAMT_PAGE_PAIR) or hashed (refcount with 64 hashed per-2M spinlocks, a rejected alternative)'),
+  snp_direct_map_split: booleanParam(true, 'SNP: rmpupdate() of a 4K page splits the host direct map around it (cpa_lock, flush_tlb_all on every host CPU; false: leave it out)', '[linux:arch/x86/virt/svm/sev.c] [roth-2024-01-cpa-lock]'),
   sockets: numberParam({ default: 1, unit: 'sockets', description: 'host sockets: one NUMA node and one memory bandwidth each; VM n\'s memory is on node (n-1) mod sockets', min: 1, max: 8, integer: true }),
   cache_lines: booleanParam(true, 'contended cache lines: an atomic on a shared word (the TD\'s lock words and CHLDCNT, PAMT 1G entries, mmu_lock, guest_memfd\'s file, policy and i_pages locks, zone->lock) that another CPU wrote last moves its line (80 ns, 200 ns across sockets); false: no transfers', '[estimate:cache-line-transfer] [tdx-module:src/vmm_dispatcher/api_calls/tdh_mem_page_aug.c]'),
   tdx_clflush: booleanParam(true, 'TDX: the host kernel clflushes each page before TDH.MEM.PAGE.AUG and TDH.MEM.SEPT.ADD (tdx_clflush_pfn(), 320 ns per 4K); false: a module without CLFLUSH_BEFORE_ALLOC', '[linux:arch/x86/virt/vmx/tdx/tdx.c]'),
@@ -36,6 +37,8 @@ export const vmParams = {
   sept: enumParam(SEPT_MAPPINGS, '4k', 'TDX: S-EPT mapping size KVM uses (upstream maps private memory 4K only)', '[linux:arch/x86/kvm/vmx/tdx.c] [tdx-huge-page-series]'),
   psc: enumParam(PSC_PROTOCOLS, 'ghcb', 'SNP: page state changes through GHCB batches or the MSR protocol (one 4K per VMGEXIT)', '[linux:arch/x86/coco/sev/core.c snp_accept_memory]'),
   snp_backing: enumParam(SNP_BACKINGS, '4k', 'SNP: guest_memfd folio size (upstream 4K; 2M with the unmerged THP series)', '[linux:virt/kvm/guest_memfd.c] [roth-2024-12-gmem-thp]'),
+  snp_prefault: booleanParam(false, 'SNP: the VMM prefaults private memory on each page state change (unmerged QEMU patch; RMPUPDATE inside the PSC exit); false (upstream): each PVALIDATE of an unmapped page takes a nested page fault that does it', '[linux:arch/x86/kvm/svm/sev.c] [lendacky-2025-03-snp-prefault]'),
+  vmm_discard: booleanParam(true, 'the VMM discards the shared backing on each conversion to private, also the accept path\'s SNP PSC (MMU notifier: mmu_lock for write twice, in-flight faults retry); false: leave it out', '[qemu:accel/kvm/kvm-all.c kvm_convert_memory]'),
   fidelity: enumParam(ACCEPT_FIDELITIES, 'aggregate', 'host model: per-2M aggregated steps or every 4K operation its own step'),
   vm_setup: booleanParam(true, 'the VMM\'s setup before the firmware runs, on its own thread: memslots, KVM_SET_MEMORY_ATTRIBUTES(PRIVATE) (one xarray store per 4K), the TD build (TDH.MNG.*, TDH.VP.*, TDH.MEM.PAGE.ADD and TDH.MR.EXTEND of the 4 MiB TDVF image, TDH.MR.FINALIZE) or the SNP launch (SNP_LAUNCH_START/UPDATE/FINISH); boot times include it (false: the VM is ready at VM start)', '[qemu:accel/kvm/kvm-all.c kvm_convert_memory] [qemu:target/i386/kvm/tdx.c tdx_finalize_vm] [linux:arch/x86/kvm/vmx/tdx.c] [linux:arch/x86/kvm/svm/sev.c]'),
 };
@@ -136,12 +139,13 @@ function hostConfigFrom(p: HostParams, totalVcpus: number, totalMemoryBytes: num
     pamt: p.pamt,
     cacheLines: p.cache_lines,
     ...(p.tdx_clflush ? {} : { tdxCosts: { clflushPageNs: 0 } }),
+    snpDirectMapSplit: p.snp_direct_map_split,
   };
 }
 
 /** A VM's configuration from its parameters and its guest's. */
 export function vmConfigFrom(p: VmParams, guest: GuestConfig): VmConfig {
-  return { guest, sept: p.sept, psc: p.psc, snpBacking: p.snp_backing, fidelity: p.fidelity, setup: p.vm_setup };
+  return { guest, sept: p.sept, psc: p.psc, snpBacking: p.snp_backing, snpPrefault: p.snp_prefault, vmmDiscard: p.vmm_discard, fidelity: p.fidelity, setup: p.vm_setup };
 }
 
 /** One host with one VM on it, as the single-guest experiments run. */

@@ -6,6 +6,7 @@ import { SIZE_2M } from '../arch/units.ts';
 import { Rmp } from '../snp/rmp.ts';
 import { SnpFirmware } from '../snp/snp_firmware.ts';
 import { HostMemory, equalNodes, type OwnerId } from './host_memory.ts';
+import { SNP_HOST_METRICS, SnpHostKernel } from './snp_rmpupdate.ts';
 import type { SnpCosts } from '../snp/snp_costs.ts';
 import { TDX_COSTS, type TdxCosts } from '../tdx/tdx_costs.ts';
 import { TDX_MODULE_METRICS, TdxModule, type TdxModuleVersion } from '../tdx/tdx_module.ts';
@@ -63,6 +64,11 @@ export interface HostConfig {
    */
   cacheLines?: boolean;
   cacheLineCosts?: CacheLineCosts;
+  /**
+   * SNP: rmpupdate() of a 4K page splits the host direct map around it (adjust_direct_map(),
+   * [linux:arch/x86/virt/svm/sev.c]); default true, false leaves the mechanism out.
+   */
+  snpDirectMapSplit?: boolean;
 }
 
 export const HOST_DEFAULTS = {
@@ -116,6 +122,7 @@ export const HOST_METRICS: MetricSpecs = {
   ...prefixedMetrics('host.lines', CACHE_LINE_METRICS),
   ...prefixedMetrics('tdx', TDX_MODULE_METRICS),
   ...prefixedMetrics('host.tdx_pamt', TDX_PAMT_KERNEL_METRICS),
+  ...SNP_HOST_METRICS,
 };
 
 /**
@@ -195,6 +202,8 @@ export class Host {
   readonly lineOptions: LineOptions;
   /** zone->lock of each node (host-wide: every VM's guest_memfd allocates from it). */
   readonly zoneLines: CacheLines;
+  /** SNP: the host kernel's rmpupdate() with its direct-map splits and FAIL_OVERLAP retries. */
+  readonly snpKernel: SnpHostKernel | null;
   private readonly vms: HostVmRecord[] = [];
   /** Ids of VMs that stopped (release()): their memory is back, admission no longer counts them. */
   private readonly ended = new Set<number>();
@@ -231,6 +240,7 @@ export class Host {
     if (this.tdx !== null) this.reservePamt();
     this.snp = config.technology === 'snp' ? new SnpFirmware(config.snpCosts ?? {}) : null;
     this.rmp = config.technology === 'snp' ? this.reserveRmp(config.memoryBytes) : null;
+    this.snpKernel = this.rmp === null ? null : new SnpHostKernel(sim, this.rmp, this.snp!.costs, config.memoryBytes, config.cpus, config.snpDirectMapSplit ?? true);
   }
 
   /** The PAMT's memory, taken at module initialisation (pamtReserves), each TDMR's on its node. */
@@ -307,6 +317,7 @@ export class Host {
     if (this.zoneLines.enabled) cacheLineMetrics('host.lines', out, this.zoneLines, 'zone_lock');
     this.tdx?.metrics('tdx', out);
     if (this.tdxPamt !== null && this.tdxPamt.dynamic) this.tdxPamt.metrics('host.tdx_pamt', out);
+    this.snpKernel?.metrics(out);
   }
 
   /** No host CPU still held; CPU time balances; memory, the RMP and the module's TDs balance. */

@@ -29,6 +29,12 @@ export interface ConversionCosts {
   discardBaseNs: number;
   discardPerPageNs: number;
   /**
+   * One mmu_lock write section of KVM's MMU notifier over a range with nothing mapped:
+   * the memslot interval-tree lookup by host address, kvm_mmu_invalidate_begin() or _end(),
+   * the TDP MMU walk of an empty range. ESTIMATE 200 ns [estimate:mmu-notifier-invalidate].
+   */
+  mmuNotifierNs: number;
+  /**
    * A host page fault of the VMM's shared mapping reached through the guest's access (GUP from
    * KVM's fault path): the allocation and page-table update, before the page is cleared at the
    * host's clear rate. ESTIMATE 500 ns [estimate:host-page-fault].
@@ -46,5 +52,6 @@ export const CONVERSION_COSTS: ConversionCosts = {
   punchHolePerFolioNs: 100,
   discardBaseNs: 2_000,
   discardPerPageNs: 100,
+  mmuNotifierNs: 200,
   hostFaultNs: 500,
 };

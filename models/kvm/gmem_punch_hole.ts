@@ -20,8 +20,7 @@ export function* kvm_gmem_punch_hole(kvm: Kvm, attrs: KvmMemoryAttributes, first
   yield sim.stallFor(costs.punchHoleBaseNs);
   let freed = 0;
   yield* attrs.writeSection(function* () {
-    attrs.invalidateInProgress++;
-    attrs.invalidateSeq++;
+    kvm.mmuInvalidateBegin(first, n);
   });
   for (let p = first; p < first + n;) {
     const regionEnd = (Math.floor(p / PAGES_PER_2M) + 1) * PAGES_PER_2M;
@@ -35,7 +34,7 @@ export function* kvm_gmem_punch_hole(kvm: Kvm, attrs: KvmMemoryAttributes, first
     p += run;
   }
   yield* attrs.writeSection(function* () {
-    attrs.invalidateInProgress--;
+    kvm.mmuInvalidateEnd();
   });
   attrs.filemapInvalidateLock.release();
   return freed;

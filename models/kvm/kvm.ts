@@ -1,3 +1,4 @@
+import { assert } from '../../sim/assert.ts';
 import { CacheLines, Mutex, RwLock, countMetric, measureMetric, prefixedMetrics, type MetricSpecs, type Proc, type Sim } from '../../sim/index.ts';
 import { CACHE_LINE_METRICS, DEFAULT_LINE_OPTIONS, cacheLineMetrics, type LineOptions } from '../arch/cache_lines.ts';
 import { ExitStats } from './exit_stats.ts';
@@ -5,6 +6,7 @@ import { GMEM_FILE, GMEM_PAGES, GMEM_POLICY, KVM_WORDS, pcpRefills } from './kvm
 import { GUEST_MEMFD_METRICS, type GuestMemfd } from './guest_memfd.ts';
 import { KVM_COSTS, type KvmCosts } from './kvm_costs.ts';
 import { KVM_ATTRIBUTE_METRICS, type KvmMemoryAttributes } from './memory_attributes.ts';
+import { KVM_MMU_NOTIFIER_METRICS, type MmuNotifierCounters } from './mmu_notifier.ts';
 import { KVM_SEV_METRICS, type KvmSev } from './sev.ts';
 import type { KvmTdx } from './tdx.ts';
 import type { KvmUserspace } from './userspace.ts';
@@ -47,6 +49,7 @@ export const KVM_METRICS: MetricSpecs = {
   ...prefixedMetrics('gmem', GUEST_MEMFD_METRICS),
   ...prefixedMetrics('sev', KVM_SEV_METRICS),
   ...prefixedMetrics('attr', KVM_ATTRIBUTE_METRICS),
+  ...prefixedMetrics('mmu_notifier', KVM_MMU_NOTIFIER_METRICS),
 };
 
 /**
@@ -83,6 +86,19 @@ export class Kvm {
   attrs: KvmMemoryAttributes | null = null;
   /** The VMM process this VM's exits to userspace go to. */
   userspace: KvmUserspace | null = null;
+  /**
+   * kvm->mmu_invalidate_seq and kvm->mmu_invalidate_in_progress ([linux:virt/kvm/kvm_main.c]
+   * kvm_mmu_invalidate_begin/end): a fault that read the sequence before an invalidation ended,
+   * or finds one in progress over its GFN, answers RET_PF_RETRY (is_page_fault_stale(),
+   * [linux:arch/x86/kvm/mmu/mmu.c]). The GFN range of the invalidations in progress is kept as
+   * the union of their ranges (kvm->mmu_invalidate_range_start/end).
+   */
+  mmuInvalidateSeq = 0;
+  mmuInvalidateInProgress = 0;
+  mmuInvalidateRangeStart = 0;
+  mmuInvalidateRangeEnd = 0;
+  /** What the MMU notifier's invalidations did (models/kvm/mmu_notifier.ts). */
+  readonly mmuNotifier: MmuNotifierCounters = { invalidations: 0, writeHolds: 0, writeHoldNs: 0, faultsDelayed: 0, faultsRetried: 0 };
 
   constructor(
     readonly sim: Sim,
@@ -144,6 +160,50 @@ export class Kvm {
   }
 
   /**
+   * A section under mmu_lock held for write: returns how long it was held and how many
+   * acquisitions (faults) queued behind it meanwhile, for the caller's own counters.
+   */
+  *mmuWriteSection(body: () => Proc<void>): Proc<{ heldNs: number; delayed: number }> {
+    const sim = this.sim;
+    yield this.mmuLock.acquire('exclusive');
+    const t0 = sim.now;
+    const waits0 = this.mmuLock.stats.contended;
+    yield* body();
+    const delayed = this.mmuLock.stats.contended - waits0;
+    this.mmuLock.release('exclusive');
+    return { heldNs: sim.now - t0, delayed };
+  }
+
+  /** kvm_mmu_invalidate_begin() over [first, first + n) (under mmu_lock for write). */
+  mmuInvalidateBegin(first: number, n: number): void {
+    if (this.mmuInvalidateInProgress === 0) {
+      this.mmuInvalidateRangeStart = first;
+      this.mmuInvalidateRangeEnd = first + n;
+    } else {
+      this.mmuInvalidateRangeStart = Math.min(this.mmuInvalidateRangeStart, first);
+      this.mmuInvalidateRangeEnd = Math.max(this.mmuInvalidateRangeEnd, first + n);
+    }
+    this.mmuInvalidateInProgress++;
+  }
+
+  /** kvm_mmu_invalidate_end() (under mmu_lock for write): the sequence moves on, faults that read it retry. */
+  mmuInvalidateEnd(): void {
+    assert(this.mmuInvalidateInProgress > 0, 'kvm_mmu_invalidate_end() without a begin', this.name);
+    this.mmuInvalidateSeq++;
+    this.mmuInvalidateInProgress--;
+  }
+
+  /**
+   * Whether a fault on `gfn` that read mmu_invalidate_seq as `seq` is stale
+   * (mmu_invalidate_retry_gfn(), [linux:include/linux/kvm_host.h]): an invalidation in progress
+   * over the GFN, or one that ended since the fault read the sequence.
+   */
+  faultIsStale(seq: number, gfn: number): boolean {
+    if (this.mmuInvalidateInProgress > 0 && gfn >= this.mmuInvalidateRangeStart && gfn < this.mmuInvalidateRangeEnd) return true;
+    return this.mmuInvalidateSeq !== seq;
+  }
+
+  /**
    * A VM exit with no work of its own, `ns` from exit to re-entry, recorded under `reason` (an
    * idle vCPU's timer tick). The vCPU thread runs it on the host CPU it holds.
    */
@@ -181,5 +241,14 @@ export class Kvm {
     this.gmem.metrics(`${prefix}.gmem`, out);
     this.sev?.metrics(`${prefix}.sev`, out);
     this.attrs?.metrics(`${prefix}.attr`, out);
+    // Only where a VMM can discard shared backing: SNP guests (their PSC reaches the VMM) and VMs that convert.
+    if (this.sev !== null || this.attrs !== null) {
+      const n = this.mmuNotifier;
+      out[`${prefix}.mmu_notifier.invalidations`] = n.invalidations;
+      out[`${prefix}.mmu_notifier.write_holds`] = n.writeHolds;
+      out[`${prefix}.mmu_notifier.write_hold_ns`] = n.writeHoldNs;
+      out[`${prefix}.mmu_notifier.faults_delayed`] = n.faultsDelayed;
+      out[`${prefix}.mmu_notifier.faults_retried`] = n.faultsRetried;
+    }
   }
 }

@@ -21,7 +21,7 @@ export const KVM_ATTRIBUTE_METRICS: MetricSpecs = {
   'set.pages': countMetric('pages', '4K pages whose attribute changed'),
   'set.ns_p50': measureMetric('ns', 'KVM_SET_MEMORY_ATTRIBUTES that changed something, median'),
   'set.ns_max': measureMetric('ns', 'KVM_SET_MEMORY_ATTRIBUTES that changed something, longest'),
-  'mmu_lock_write.holds': countMetric('holds', 'mmu_lock write sections of attribute changes and invalidations'),
+  'mmu_lock_write.holds': countMetric('holds', 'mmu_lock write sections of attribute changes and guest_memfd punch holes (the shared backing\'s MMU notifier counts its own: mmu_notifier.*)'),
   'mmu_lock_write.hold_ns': measureMetric('ns', 'total mmu_lock write hold time of those'),
   'mmu_lock_write.hold_ns_max': measureMetric('ns', 'the longest one'),
   'mmu_lock_write.faults_delayed': countMetric('acquisitions', 'mmu_lock acquisitions (faults) that waited behind those write sections'),
@@ -51,9 +51,6 @@ export class KvmMemoryAttributes {
   /** Shared 4K leaves, and shared 2M leaves per region. */
   readonly shared4k: PageBitmap;
   readonly shared2m: Uint8Array;
-  /** mmu_invalidate_in_progress / mmu_invalidate_seq. */
-  invalidateInProgress = 0;
-  invalidateSeq = 0;
   readonly costs: ConversionCosts;
   readonly setNs = new Histogram('kvm.set_memory_attributes');
   readonly counters = { calls: 0, unchanged: 0, pages: 0, writeHolds: 0, writeHoldNs: 0, writeHoldMax: 0, faultsDelayed: 0, kicks: 0, kickRequests: 0, kickLostNs: 0, sharedFaults4k: 0, sharedFaults2m: 0, hugeRefused: 0 };
@@ -120,8 +117,7 @@ export class KvmMemoryAttributes {
     const id = traced ? sim.opBegin('KVM_SET_MEMORY_ATTRIBUTES', { gpa: hex(first * 4096), size: n * 4096, private: toPrivate }, link, 'kvm') : 0;
     yield sim.stallFor(costs.setAttributesBaseNs + (n * costs.xaStorePerPageNs) / 2);
     yield* this.writeSection(function* (self) {
-      self.invalidateInProgress++;
-      self.invalidateSeq++;
+      kvm.mmuInvalidateBegin(first, n);
       if (toPrivate) yield* self.zapShared(first, n);
       else if (kvm.tdx !== null) yield* tdx_zap_private_range(kvm, self, first, n);
       else yield* self.zapSnpPrivate(first, n);
@@ -134,7 +130,7 @@ export class KvmMemoryAttributes {
       const r1 = Math.floor((first + n - 1) / PAGES_PER_2M);
       yield sim.stallFor((r1 - r0 + 1) * costs.mixedPer2mNs);
       for (let r = r0; r <= r1; r++) self.updateMixed(r);
-      self.invalidateInProgress--;
+      kvm.mmuInvalidateEnd();
     });
     this.counters.calls++;
     this.counters.pages += n;
@@ -145,15 +141,9 @@ export class KvmMemoryAttributes {
 
   /** A section under mmu_lock for write, with its hold time and the faults it made wait. */
   *writeSection(body: (self: KvmMemoryAttributes) => Proc<void>): Proc<void> {
-    const { kvm } = this;
-    const sim = kvm.sim;
-    yield kvm.mmuLock.acquire('exclusive');
-    const t0 = sim.now;
-    const waits0 = kvm.mmuLock.stats.contended;
-    yield* body(this);
-    const held = sim.now - t0;
-    this.counters.faultsDelayed += kvm.mmuLock.stats.contended - waits0;
-    kvm.mmuLock.release('exclusive');
+    const self = this;
+    const { heldNs: held, delayed } = yield* this.kvm.mmuWriteSection(() => body(self));
+    this.counters.faultsDelayed += delayed;
     this.counters.writeHolds++;
     this.counters.writeHoldNs += held;
     if (held > this.counters.writeHoldMax) this.counters.writeHoldMax = held;
@@ -327,7 +317,7 @@ export class KvmMemoryAttributes {
   }
 
   checkInvariants(): void {
-    assert(this.invalidateInProgress === 0, 'an invalidation still in progress at the end of the run', this.kvm.name);
+    assert(this.kvm.mmuInvalidateInProgress === 0, 'an invalidation still in progress at the end of the run', this.kvm.name);
     assert(this.private.recount() === this.private.count, 'attribute bitmap and its count disagree', this.kvm.name);
     for (let r = 0; r < this.shared2m.length; r++) {
       if (this.shared2m[r] === 1 && this.private.countRange(r * PAGES_PER_2M, PAGES_PER_2M) !== 0) assert(false, 'a shared 2M leaf over private pages', { vm: this.kvm.name, region: r });

@@ -1,5 +1,6 @@
 import { countMetric, type MetricSpecs } from '../../sim/index.ts';
 import { PAGES_PER_2M } from '../arch/units.ts';
+import type { SnpHostKernel } from '../host/snp_rmpupdate.ts';
 import type { Rmp } from '../snp/rmp.ts';
 import type { SnpCosts } from '../snp/snp_costs.ts';
 
@@ -18,6 +19,8 @@ export interface SnpCounters {
   rmpupdateShared: number;
   psmash: number;
   pvalidateRescinded: number;
+  /** Nested page faults PVALIDATE took on private pages not yet in the NPT (snp_prefault=false). */
+  npfFaults: number;
 }
 
 /** What KvmSev.metrics() writes (`vm1.kvm.sev`). */
@@ -35,6 +38,7 @@ export const KVM_SEV_METRICS: MetricSpecs = {
   'rmpupdate.shared': countMetric('RMPUPDATEs', '4K RMP entries made shared again (conversions to shared)'),
   psmash: countMetric('PSMASHes', '2M RMP entries smashed before a partial conversion'),
   'pvalidate.rescinded': countMetric('pages', '4K pages the guest rescinded (PVALIDATE validate=0) before conversion to shared'),
+  'npf.faults': countMetric('faults', 'nested page faults taken by PVALIDATE on private pages not yet mapped (upstream: RMPUPDATE inside the fault)'),
 };
 
 /**
@@ -45,7 +49,7 @@ export class KvmSev {
   readonly counters: SnpCounters = {
     pscRequests: 0, pscEntries4k: 0, pscEntries2m: 0, userspaceExits: 0,
     rmpupdate4k: 0, rmpupdate2m: 0, pvalidate4k: 0, pvalidate2m: 0, pvalidateSizeMismatch: 0,
-    rmpupdateShared: 0, psmash: 0, pvalidateRescinded: 0,
+    rmpupdateShared: 0, psmash: 0, pvalidateRescinded: 0, npfFaults: 0,
   };
   /** Host addresses of the firmware image's pages SNP_LAUNCH_UPDATE made private and validated (outside guest RAM's guest_memfd). */
   readonly imagePages: number[] = [];
@@ -56,6 +60,15 @@ export class KvmSev {
     readonly costs: SnpCosts,
     /** Per-4K RMPUPDATEs and PVALIDATEs as separate steps (exact) or one step per entry. */
     readonly perPage: boolean,
+    /** The host kernel's rmpupdate() (direct-map splits, FAIL_OVERLAP). */
+    readonly host: SnpHostKernel,
+    /**
+     * true: the VMM prefaults on each page state change to private (KVM_PRE_FAULT_MEMORY, the
+     * unmerged QEMU patch [lendacky-2025-03-snp-prefault]), so the PSC exit makes the pages
+     * private; false (upstream): the PSC only reaches the VMM and the guest's PVALIDATE faults
+     * each page in (models/kvm/snp_npf.ts).
+     */
+    readonly prefault: boolean,
   ) {}
 
   /** 4K pages this guest validated (a 2M PVALIDATE that answered SIZEMISMATCH counts by its 4K fallback). */
@@ -76,6 +89,7 @@ export class KvmSev {
     out[`${prefix}.pvalidate.2m`] = c.pvalidate2m;
     out[`${prefix}.pvalidate.size_mismatch`] = c.pvalidateSizeMismatch;
     out[`${prefix}.validated_pages`] = this.validatedPages();
+    out[`${prefix}.npf.faults`] = c.npfFaults;
     if (c.rmpupdateShared + c.pvalidateRescinded > 0) {
       out[`${prefix}.rmpupdate.shared`] = c.rmpupdateShared;
       out[`${prefix}.psmash`] = c.psmash;

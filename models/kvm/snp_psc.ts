@@ -36,8 +36,10 @@ export function pscRanges(entries: readonly PscEntry[]): { first: number; pages:
 /**
  * VMGEXIT(SVM_VMGEXIT_PSC) with a descriptor of `entries`, until VMRUN back into the guest:
  * snp_begin_psc() forwards each run to the VMM (KVM_HC_MAP_GPA_RANGE; the VMM's
- * KVM_SET_MEMORY_ATTRIBUTES finds the range already private, under kvm->slots_lock), then every
- * entry's memory is made private: guest_memfd folio allocated and cleared on first use,
+ * KVM_SET_MEMORY_ATTRIBUTES finds the range already private, under kvm->slots_lock, and its
+ * discard of the shared backing fires the MMU notifier). Upstream that is all: the guest's
+ * PVALIDATEs fault the pages in (snp_npf.ts). With the VMM's prefault (sev.prefault) every
+ * entry's memory is made private here: guest_memfd folio allocated and cleared on first use,
  * RMPUPDATE (one 2M entry when the entry is 2M and the backing folio is 2M, else per 4K).
  */
 export function* snp_vmgexit_psc(kvm: Kvm, entries: readonly PscEntry[], link: number): Proc<void> {
@@ -52,7 +54,7 @@ export function* snp_vmgexit_psc(kvm: Kvm, entries: readonly PscEntry[], link: n
   for (const e of entries) {
     if (e.huge) sev.counters.pscEntries2m++;
     else sev.counters.pscEntries4k++;
-    yield* makePrivate(kvm, e.page, e.huge ? PAGES_PER_2M : 1, e.huge);
+    if (sev.prefault) yield* makePrivate(kvm, e.page, e.huge ? PAGES_PER_2M : 1, e.huge);
   }
   yield sim.stallFor(sev.costs.vmEntryNs);
   kvm.exits.record('VMGEXIT_PSC', sim.now - start);
@@ -61,7 +63,8 @@ export function* snp_vmgexit_psc(kvm: Kvm, entries: readonly PscEntry[], link: n
 
 /**
  * The GHCB MSR protocol (GHCB_MSR_PSC_REQ_GFN(gfn, SNP_PAGE_STATE_PRIVATE)): one 4K page per
- * VMGEXIT, forwarded to userspace by snp_begin_psc_msr(), then made private.
+ * VMGEXIT, forwarded to userspace by snp_begin_psc_msr(), then made private if the VMM
+ * prefaults (else the guest's PVALIDATE faults it in).
  */
 export function* snp_vmgexit_msr_psc(kvm: Kvm, page: number, link: number): Proc<void> {
   const sim = kvm.sim;
@@ -73,7 +76,7 @@ export function* snp_vmgexit_msr_psc(kvm: Kvm, page: number, link: number): Proc
   const id = traced ? sim.opBegin('snp_begin_psc_msr', { gpa: hex(page * 4096) }, link, 'kvm') : 0;
   yield sim.stallFor(sev.costs.vmExitNs);
   yield* kvm_hc_map_gpa_range(kvm, page, 1, id);
-  yield* makePrivate(kvm, page, 1, false);
+  if (sev.prefault) yield* makePrivate(kvm, page, 1, false);
   yield sim.stallFor(sev.costs.vmEntryNs);
   kvm.exits.record('VMGEXIT_MSR_PSC', sim.now - start);
   if (traced) sim.opEnd(id);
@@ -90,42 +93,32 @@ function* kvm_hc_map_gpa_range(kvm: Kvm, first: number, pages: number, link: num
 }
 
 /**
- * guest_memfd folios for the guest pages [first, first + n) (one 4K page or one 2M region), then
- * RMPUPDATE of the host pages behind them that are not yet assigned to this guest.
+ * The VMM's prefault of the guest pages [first, first + n) (one 4K page or one 2M region) on a
+ * PSC to private (KVM_PRE_FAULT_MEMORY, [lendacky-2025-03-snp-prefault]): guest_memfd folios
+ * allocated and cleared, then rmp_make_private() of the host pages behind them not yet assigned
+ * to this guest (a 2M entry when the entry is 2M, the folio is 2M and no 4K entry of the region
+ * is assigned; else 4K at a time).
  */
 function* makePrivate(kvm: Kvm, first: number, n: number, huge: boolean): Proc<void> {
-  const sim = kvm.sim;
   const sev = sevOf(kvm);
-  const { rmp, costs, counters, asid } = sev;
+  const { rmp, counters, asid } = sev;
   yield* kvm.gmem.getRange(first, n);
   const h = kvm.gmem.hostPage(first);
   const assigned = rmp.assigned.countRange(h, n);
   if (assigned === n) return;
-  const traced = sim.observer !== null;
-  // A 2M RMP entry needs a 2M folio and a region with no 4K entry assigned yet (else KVM
-  // handles the rest 4K at a time).
   if (huge && assigned === 0 && kvm.gmem.folioPages === PAGES_PER_2M) {
-    const id = traced ? sim.opBegin('RMPUPDATE', { gpa: hex(first * 4096), hpa: hex(h * 4096), size: n * 4096 }, 0, 'snp-firmware') : 0;
-    yield sim.stallFor(costs.rmpupdate2mNs);
-    rmp.assign(h, n, asid, true);
+    yield* sev.host.rmp_make_private(h, n, asid, true, first * 4096);
     counters.rmpupdate2m++;
-    if (traced) sim.opEnd(id);
     return;
   }
-  const todo = n - assigned;
-  if (sev.perPage || todo === 1) {
+  if (sev.perPage || n - assigned === 1) {
     for (let i = 0; i < n; i++) {
-      if (rmp.assigned.test(h + i)) continue;
-      const id = traced ? sim.opBegin('RMPUPDATE', { gpa: hex((first + i) * 4096), hpa: hex((h + i) * 4096), size: 4096 }, 0, 'snp-firmware') : 0;
-      yield sim.stallFor(costs.rmpupdate4kNs);
-      rmp.assign(h + i, 1, asid, false);
-      if (traced) sim.opEnd(id);
+      // (A local first: `counters.x += yield* ...` would read the counter before other vCPUs run.)
+      const one = yield* sev.host.rmp_make_private(h + i, 1, asid, false, (first + i) * 4096);
+      counters.rmpupdate4k += one;
     }
   } else {
-    const id = traced ? sim.opBegin('RMPUPDATE', { gpa: hex(first * 4096), hpa: hex(h * 4096), size: 4096, 'cvmsim.aggregated.count': todo }, 0, 'snp-firmware') : 0;
-    yield sim.stallFor(todo * costs.rmpupdate4kNs);
-    rmp.assign(h, n, asid, false);
-    if (traced) sim.opEnd(id);
+    const run = yield* sev.host.rmp_make_private(h, n, asid, false, first * 4096);
+    counters.rmpupdate4k += run;
   }
-  counters.rmpupdate4k += todo;
 }

@@ -30,6 +30,9 @@ export const PVALIDATE_FAIL_INPUT = 1;
 export const PVALIDATE_FAIL_SIZEMISMATCH = 6;
 export const PVALIDATE_FAIL_NOUPDATE = 255;
 
+/** RMPUPDATE return code: the firmware holds the 2 MiB range for another update (overlap); the kernel re-issues. */
+export const RMPUPDATE_FAIL_OVERLAP = 4;
+
 /** KVM hypercall number a PSC becomes in userspace (KVM_EXIT_HYPERCALL). */
 export const KVM_HC_MAP_GPA_RANGE = 12;
 

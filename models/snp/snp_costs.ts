@@ -29,6 +29,12 @@ export interface SnpCosts {
   rmpupdate2mNs: number;
   /** PVALIDATE of a 2M page; see rmpupdate2mNs. */
   pvalidate2mNs: number;
+  /**
+   * An RMPUPDATE answered FAIL_OVERLAP (the firmware holds the 2 MiB range for another update):
+   * the instruction's entry checks and its early return. ESTIMATE 100 ns
+   * [estimate:rmpupdate-fail-overlap].
+   */
+  rmpupdateFailNs: number;
 }
 
 export const SNP_COSTS: SnpCosts = {
@@ -38,4 +44,5 @@ export const SNP_COSTS: SnpCosts = {
   pvalidate4kNs: 600,
   rmpupdate2mNs: 2_000,
   pvalidate2mNs: 2_000,
+  rmpupdateFailNs: 100,
 };

@@ -3,6 +3,7 @@ import type { Proc, Sim } from '../../sim/index.ts';
 import type { AcceptPhase } from '../guest/platform.ts';
 import type { Kvm } from '../kvm/kvm.ts';
 import type { KvmSev } from '../kvm/sev.ts';
+import { snp_npf } from '../kvm/snp_npf.ts';
 import { sevOf, snp_vmgexit_msr_psc, snp_vmgexit_psc, type PscEntry } from '../kvm/snp_psc.ts';
 import { PAGES_PER_2M, SIZE_2M, hex } from '../arch/units.ts';
 import { GHCB_TERM_PVALIDATE, PVALIDATE_FAIL_NOUPDATE, PVALIDATE_FAIL_SIZEMISMATCH, SEV_TERM_SET_LINUX, SVM_VMGEXIT_PSC } from '../snp/arch.ts';
@@ -80,23 +81,29 @@ function* set_pages_state(side: SnpAcceptSide, start: number, end: number, link:
 
 /**
  * PVALIDATE(validate) of a 4K or 2M page; a 2M page the RMP holds as 4K entries answers
- * PVALIDATE_FAIL_SIZEMISMATCH and pvalidate_pages() falls back to 512 4K PVALIDATEs. Traced,
- * the answer is an event with its value and the fallback's 4K PVALIDATEs nest in the 2M one's
- * span: one span each per page, or one with `cvmsim.aggregated.count` when aggregated.
+ * PVALIDATE_FAIL_SIZEMISMATCH and pvalidate_pages() falls back to 512 4K PVALIDATEs. Upstream
+ * (no prefault) the PSC left the pages unmapped: each PVALIDATE of a page not in the NPT takes a
+ * nested page fault first (snp_npf.ts, the RMPUPDATE inside it): with 4K folios the 2M attempt
+ * faults in its first 4K page and then answers SIZEMISMATCH, and each 4K PVALIDATE of the
+ * fallback faults its own page. Traced, the answer is an event with its value and the
+ * fallback's 4K PVALIDATEs nest in the 2M one's span: one span each per page, or one with
+ * `cvmsim.aggregated.count` when aggregated.
  */
 function* pvalidate(side: SnpAcceptSide, page: number, huge: boolean): Proc<void> {
   const sim = side.sim;
-  const { rmp, costs, counters, perPage } = side.sev;
+  const kvm = side.kvm;
+  const { rmp, costs, counters, perPage, prefault } = side.sev;
   const n = huge ? PAGES_PER_2M : 1;
+  const traced = sim.observer !== null;
+  const id = traced ? sim.opBegin('PVALIDATE', { gpa: hex(page * 4096), size: n * 4096 }) : 0;
+  // The NPT walk of the first access: a 2M PVALIDATE touches its first 4K page (or, with a 2M folio, the region).
+  if (!prefault) yield* snp_npf(kvm, page, huge && kvm.gmem.folioPages === PAGES_PER_2M ? n : 1, perPage, id);
   // The hardware finds the RMP entry through the nested page table: the host page behind the GPA.
-  const h = side.kvm.gmem.hostPage(page);
+  const h = kvm.gmem.hostPage(page);
   const twice = rmp.validated.firstSet(h, n);
   if (twice >= 0) {
     assert(false, `PVALIDATE(${hex((page + twice - h) * 4096)}, validate) of a validated page: PVALIDATE_FAIL_NOUPDATE (${PVALIDATE_FAIL_NOUPDATE}); sev_es_terminate(SEV_TERM_SET_LINUX=${SEV_TERM_SET_LINUX}, GHCB_TERM_PVALIDATE=${GHCB_TERM_PVALIDATE})`, hex((page + twice - h) * 4096));
   }
-  if (rmp.assigned.countRange(h, n) !== n) assert(false, 'PVALIDATE of a page the hypervisor has not assigned to the guest', hex(page * 4096));
-  const traced = sim.observer !== null;
-  const id = traced ? sim.opBegin('PVALIDATE', { gpa: hex(page * 4096), size: n * 4096 }) : 0;
   if (!huge) {
     yield sim.compute(costs.pvalidate4kNs);
     counters.pvalidate4k++;
@@ -109,17 +116,20 @@ function* pvalidate(side: SnpAcceptSide, page: number, huge: boolean): Proc<void
       if (perPage) {
         for (let i = 0; i < n; i++) {
           const one = traced ? sim.opBegin('PVALIDATE', { gpa: hex((page + i) * 4096), size: 4096 }) : 0;
+          if (!prefault) yield* snp_npf(kvm, page + i, 1, true, one);
           yield sim.compute(costs.pvalidate4kNs);
           if (traced) sim.opEnd(one, {});
         }
       } else {
         const all = traced ? sim.opBegin('PVALIDATE', { gpa: hex(page * 4096), size: 4096, 'cvmsim.aggregated.count': n }) : 0;
+        if (!prefault) yield* snp_npf(kvm, page, n, false, all);
         yield sim.compute(n * costs.pvalidate4kNs);
         if (traced) sim.opEnd(all, {});
       }
       counters.pvalidate4k += n;
     }
   }
+  if (rmp.assigned.countRange(h, n) !== n) assert(false, 'PVALIDATE of a page the hypervisor has not assigned to the guest', hex(page * 4096));
   rmp.validate(h, n);
   if (traced) sim.opEnd(id, {});
 }

@@ -49,6 +49,13 @@ export interface VmConfig {
   pscMaxEntries?: number;
   /** SNP: guest_memfd folio size ('4k' upstream, default). */
   snpBacking?: SnpBacking;
+  /**
+   * SNP: the VMM prefaults private memory on each page state change (the unmerged QEMU patch
+   * [lendacky-2025-03-snp-prefault]); default false (upstream: PVALIDATE faults each page in).
+   */
+  snpPrefault?: boolean;
+  /** The VMM discards the shared backing on each conversion to private (QEMU, default true). */
+  vmmDiscard?: boolean;
   /** 'aggregate' (default): per-2M steps; 'per-page': every 4K operation its own step. */
   fidelity?: AcceptFidelity;
   kvmCosts?: Partial<KvmCosts>;
@@ -126,13 +133,14 @@ export class Vm implements GuestPlatform, GuestConversionPlatform {
     this.kvm = new Kvm(sim, name, gmem, { retry, costs: config.kvmCosts ?? {}, lines: host.lineOptions, zoneLines: host.zoneLines, node });
     this.vmm = new Vmm(sim, name, this.kvm);
     this.kvm.userspace = this.vmm;
+    this.vmm.discard = config.vmmDiscard ?? true;
     if (host.tdx !== null) {
       const td = host.tdx.createTd(name, this.record.key, gpaBytes, host.sockets[node]!.memory);
       this.kvm.tdx = new KvmTdx(host.tdx, td, sept, { memory: host.memory, owner, node, pamt: host.tdxPamt }, vcpus);
       this.tdxAccept = new TdxGuestAccept(sim, this.kvm, this.fidelity);
     } else {
       const snp = host.snp!;
-      this.kvm.sev = new KvmSev(this.record.key, host.rmp!, snp.costs, this.fidelity === 'per-page');
+      this.kvm.sev = new KvmSev(this.record.key, host.rmp!, snp.costs, this.fidelity === 'per-page', host.snpKernel!, config.snpPrefault ?? false);
       this.snpAccept = new SnpGuestAccept(sim, this.kvm, psc, maxEntries);
     }
     this.vcpus = [];

@@ -3,6 +3,7 @@ import { assert } from '../../sim/assert.ts';
 import { PAGES_PER_2M, hex } from '../arch/units.ts';
 import { kvm_gmem_punch_hole } from '../kvm/gmem_punch_hole.ts';
 import type { Kvm } from '../kvm/kvm.ts';
+import { ram_block_discard_range } from './ram_block_discard.ts';
 import type { SharedBacking } from './shared_backing.ts';
 
 /** What the VMM's conversions write (`vm1.vmm.convert`). */
@@ -24,11 +25,12 @@ export interface ConvertCounters {
  * [gpa, gpa + pages x 4K) on the vCPU thread that exited: KVM_SET_MEMORY_ATTRIBUTES, then the
  * discard of the backing no longer used: to shared, ram_block_discard_guest_memfd_range()
  * (fallocate(PUNCH_HOLE) on guest_memfd); to private, ram_block_discard_range() of the shared
- * backing, whose MMU notifier takes mmu_lock for write and invalidates even when nothing was
- * mapped, skipped when the shared backing is hugetlb. In place, neither (one guest_memfd holds
- * both). The punch is done per 2 MiB region (the model's bookkeeping unit).
+ * backing (models/vmm/ram_block_discard.ts), whose MMU notifier takes mmu_lock for write and
+ * invalidates even when nothing was mapped, skipped when the shared backing is hugetlb. In
+ * place, neither (one guest_memfd holds both). The punch is done per 2 MiB region (the model's
+ * bookkeeping unit). `discard` false leaves the discard to private out (the shared pages stay).
  */
-export function* kvm_convert_memory(kvm: Kvm, shared: SharedBacking, counters: ConvertCounters, gpa: number, pages: number, toPrivate: boolean, link: number): Proc<void> {
+export function* kvm_convert_memory(kvm: Kvm, shared: SharedBacking, counters: ConvertCounters, gpa: number, pages: number, toPrivate: boolean, discard: boolean, link: number): Proc<void> {
   const attrs = kvm.attrs;
   if (attrs === null) return assert(false, 'kvm_convert_memory on a VM without memory attributes', kvm.name) as never;
   const sim = kvm.sim;
@@ -36,26 +38,18 @@ export function* kvm_convert_memory(kvm: Kvm, shared: SharedBacking, counters: C
   if (toPrivate) counters.toPrivate++;
   else counters.toShared++;
   yield* attrs.kvm_vm_set_mem_attributes(first, pages, toPrivate, link);
-  const traced = sim.observer !== null;
-  const id = traced ? sim.opBegin(toPrivate ? 'ram_block_discard_range' : 'ram_block_discard_guest_memfd_range', { gpa: hex(gpa), size: pages * 4096 }, link, `vmm/${kvm.name}`) : 0;
   if (toPrivate) {
-    if (shared.kind !== 'in_place' && shared.kind !== 'hugetlb2m' && shared.kind !== 'hugetlb1g') {
-      yield sim.stallFor(attrs.costs.discardBaseNs);
-      const freed = shared.discard(first, pages);
-      yield sim.stallFor(freed * attrs.costs.discardPerPageNs);
-      yield* attrs.writeSection(function* (a) {
-        a.invalidateSeq++;
-        yield* a.zapShared(first, pages);
-      });
-    } else {
-      shared.discard(first, pages);
-    }
-  } else {
-    for (let p = first; p < first + pages;) {
-      const run = Math.min(first + pages, (Math.floor(p / PAGES_PER_2M) + 1) * PAGES_PER_2M) - p;
-      counters.punched += yield* kvm_gmem_punch_hole(kvm, attrs, p, run, shared.kind !== 'in_place');
-      p += run;
-    }
+    if (discard) yield* ram_block_discard_range(kvm, shared, attrs.costs, first, pages, link);
+    return;
+  }
+  const traced = sim.observer !== null;
+  const id = traced ? sim.opBegin('ram_block_discard_guest_memfd_range', { gpa: hex(gpa), size: pages * 4096 }, link, `vmm/${kvm.name}`) : 0;
+  for (let p = first; p < first + pages;) {
+    const run = Math.min(first + pages, (Math.floor(p / PAGES_PER_2M) + 1) * PAGES_PER_2M) - p;
+    // A local first: `counters.punched += yield* ...` reads the counter before other vCPUs' exits run.
+    const punched = yield* kvm_gmem_punch_hole(kvm, attrs, p, run, shared.kind !== 'in_place');
+    counters.punched += punched;
+    p += run;
   }
   if (traced) sim.opEnd(id);
 }

@@ -2,7 +2,9 @@ import { countMetric, prefixedMetrics, type MetricSpecs, type Proc, type Sim } f
 import { hex } from '../arch/units.ts';
 import type { Kvm } from '../kvm/kvm.ts';
 import type { KvmUserspace } from '../kvm/userspace.ts';
+import { CONVERSION_COSTS } from '../kvm/conversion_costs.ts';
 import { CONVERT_MEMORY_METRICS, kvm_convert_memory, type ConvertCounters } from './convert_memory.ts';
+import { ram_block_discard_range } from './ram_block_discard.ts';
 import { SHARED_BACKING_METRICS, type SharedBacking } from './shared_backing.ts';
 import { VM_SETUP_METRICS, type VmSetupCounters } from './vm_setup.ts';
 
@@ -21,9 +23,10 @@ export const VMM_METRICS: MetricSpecs = {
  * the VMM on that same thread, which handles it and calls back into KVM; so the VMM's work runs
  * on the host CPU the vCPU thread holds. What it handles today: KVM_HC_MAP_GPA_RANGE
  * (kvm_handle_hc_map_gpa_range() -> kvm_convert_memory(), [qemu:accel/kvm/kvm-all.c kvm_convert_memory]), whose
- * KVM_SET_MEMORY_ATTRIBUTES finds acceptance's ranges already private. Its spans are the
- * `vmm` service. Not modelled yet: the main-loop and I/O threads (no device work is simulated)
- * and the shared backing's discard (conversions).
+ * KVM_SET_MEMORY_ATTRIBUTES finds acceptance's ranges already private, followed, to private, by
+ * the discard of the shared backing (ram_block_discard_range(): the MMU notifier takes mmu_lock
+ * for write even though nothing is mapped; `discard` false leaves it out). Its spans are the
+ * `vmm` service. Not modelled yet: the main-loop and I/O threads (no device work is simulated).
  */
 export class Vmm implements KvmUserspace {
   /** Exits to userspace handled, by kind. */
@@ -34,6 +37,8 @@ export class Vmm implements KvmUserspace {
   readonly convert: ConvertCounters = { toPrivate: 0, toShared: 0, punched: 0 };
   /** The VM's setup before its vCPUs start (vm_setup.ts). */
   readonly setup: VmSetupCounters = { ns: 0, memslots: 0, attrStores: 0, imagePages: 0, measureOps: 0, seamcalls: 0, pspCommands: 0 };
+  /** kvm_convert_memory() discards the shared backing on every conversion to private (QEMU); false: it does not. */
+  discard = true;
 
   constructor(
     readonly sim: Sim,
@@ -50,8 +55,12 @@ export class Vmm implements KvmUserspace {
     const id = traced ? sim.opBegin('KVM_HC_MAP_GPA_RANGE', { gpa: hex(gpa), size: pages * 4096, vm: this.name }, link, `vmm/${this.name}`) : 0;
     // Back to userspace and QEMU's exit dispatch, then the ioctl into KVM.
     yield sim.stallFor(kvm.costs.userspaceExitNs);
-    if (this.shared !== null) yield* kvm_convert_memory(kvm, this.shared, this.convert, gpa, pages, toPrivate, id);
-    else yield* kvm.kvm_vm_set_mem_attributes_unchanged();
+    if (this.shared !== null) {
+      yield* kvm_convert_memory(kvm, this.shared, this.convert, gpa, pages, toPrivate, this.discard, id);
+    } else {
+      yield* kvm.kvm_vm_set_mem_attributes_unchanged();
+      if (toPrivate && this.discard) yield* ram_block_discard_range(kvm, null, CONVERSION_COSTS, gpa / 4096, pages, id);
+    }
     if (traced) sim.opEnd(id);
   }
 

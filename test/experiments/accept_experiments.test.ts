@@ -82,7 +82,9 @@ describe('accept-* experiments through their run() functions', () => {
     const a = run(acceptBoot, small, 1);
     const b = run(acceptBoot, small, 2);
     expect(b.sim.fingerprint.hex()).not.toBe(a.sim.fingerprint.hex());
-    expect(b.metrics['boot_to_userspace_s']).not.toBe(a.metrics['boot_to_userspace_s']);
+    // Since SNP acceptance faults each page in (vCPUs mostly in exits), this guest's boot time
+    // comes out equal to the ns for seeds 1 and 2; the host CPUs' run-queue wait still differs.
+    expect(b.metrics['host.cpus.wait_ns']).not.toBe(a.metrics['host.cpus.wait_ns']);
     const c = run(acceptBoot, { ...small, variation: false }, 1);
     const d = run(acceptBoot, { ...small, variation: false }, 2);
     expect(d.metrics).toEqual(c.metrics);

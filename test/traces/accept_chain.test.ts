@@ -166,7 +166,7 @@ describe('accept-boot on TDX, aggregated host path: TDCALL -> EPT violation in K
   });
 });
 
-describe('accept-boot on SEV-SNP, aggregated host path: VMGEXIT (PSC) -> snp_begin_psc -> KVM_HC_MAP_GPA_RANGE, RMPUPDATE; PVALIDATE', () => {
+describe('accept-boot on SEV-SNP, upstream aggregated host path: VMGEXIT (PSC) -> snp_begin_psc -> KVM_HC_MAP_GPA_RANGE; PVALIDATE -> NPF -> RMPUPDATE', () => {
   let run: TracedBoot;
   let t: Trace;
   beforeAll(async () => {
@@ -178,7 +178,50 @@ describe('accept-boot on SEV-SNP, aggregated host path: VMGEXIT (PSC) -> snp_beg
     expect(t.services()).toEqual(expect.arrayContaining(['cvmsim', 'guest/vm1', 'kvm', 'vmm/vm1', 'snp-firmware']));
   });
 
-  it('RMPUPDATE (snp-firmware) nests in snp_begin_psc (kvm) in the guest VMGEXIT, beside the exit to the VMM', () => {
+  it('the PSC only reaches the VMM (its discard fires the MMU notifier); RMPUPDATE (snp-firmware) nests in the NPF (kvm) that a guest PVALIDATE takes', () => {
+    const psc = t.named('snp_begin_psc').filter((r) => t.chain(r).includes('guest/vm1:accept_memory'));
+    expect(psc.length).toBeGreaterThan(0);
+    for (const p of psc) {
+      expect(t.children(p).some((c) => c.operationName === 'RMPUPDATE')).toBe(false);
+      expect(t.children(p).some((c) => c.operationName === 'KVM_HC_MAP_GPA_RANGE' && t.service(c) === 'vmm/vm1')).toBe(true);
+    }
+    expect(t.named('ram_block_discard_range').length).toBeGreaterThan(0);
+    const fromKernel = t.named('RMPUPDATE').filter((r) => t.chain(r).includes('guest/vm1:accept_memory'));
+    expect(fromKernel.length).toBeGreaterThan(0);
+    for (const r of fromKernel) {
+      const chain = t.chain(r);
+      expect(chain[0]).toBe('snp-firmware:RMPUPDATE');
+      expect(chain[1]).toBe('kvm:NPF');
+      expect(chain[2]).toBe('guest/vm1:PVALIDATE');
+      expect(nestedInTime(r, t.parent(r)!)).toBe(true);
+    }
+    // A 2M entry on 4K folios: the 2M PVALIDATE faults its first page in, the fallback's 511 4K faults are one aggregated step.
+    expect(fromKernel.some((r) => tag(r, 'cvmsim.aggregated.count') === 511)).toBe(true);
+  });
+
+  it('PVALIDATE follows the VMGEXIT; a 2M PVALIDATE answers SIZEMISMATCH and its 512 4K PVALIDATEs nest in it (size: bytes of the whole span)', () => {
+    const pvalidates = t.named('PVALIDATE').filter((p) => t.chain(p).includes('guest/vm1:accept_memory'));
+    const huge = pvalidates.filter((p) => tag(p, 'size') === 2 * MiB && tag(p, 'cvmsim.aggregated.count') === undefined);
+    expect(huge.length).toBeGreaterThan(0);
+    for (const p of huge) {
+      expect(t.parent(p)!.operationName).toBe('arch_accept_memory');
+      expect(t.events(p)).toContainEqual(expect.objectContaining({ event: 'PVALIDATE_FAIL_SIZEMISMATCH', status: '0x6', 'status.name': 'PVALIDATE_FAIL_SIZEMISMATCH' }));
+      const fallback = t.children(p).filter((c) => c.operationName === 'PVALIDATE');
+      expect(fallback.map((c) => [c.operationName, tag(c, 'size'), tag(c, 'size.each'), tag(c, 'cvmsim.aggregated.count')])).toEqual([['PVALIDATE', 2 * MiB, 4096, 512]]);
+      expect(nestedInTime(fallback[0]!, p)).toBe(true);
+    }
+  });
+
+  it('tracing changes nothing: an untraced run of the seed has the same metrics and fingerprint', () => {
+    const plain = untracedAcceptBoot({ platform: 'snp' });
+    expect(run.metrics).toEqual(plain.metrics);
+    expect(run.fingerprint).toBe(plain.fingerprint);
+  });
+});
+
+describe('accept-boot on SEV-SNP with the VMM prefaulting on PSC (snp_prefault=true): RMPUPDATE inside the PSC exit', () => {
+  it('RMPUPDATE (snp-firmware) nests in snp_begin_psc (kvm) in the guest VMGEXIT, beside the exit to the VMM', async () => {
+    const { trace: t } = await tracedAcceptBoot({ platform: 'snp', snp_prefault: true, memory_gib: 2 });
     const fromKernel = t.named('RMPUPDATE').filter((r) => t.chain(r).includes('guest/vm1:accept_memory'));
     expect(fromKernel.length).toBeGreaterThan(0);
     for (const r of fromKernel) {
@@ -191,25 +234,7 @@ describe('accept-boot on SEV-SNP, aggregated host path: VMGEXIT (PSC) -> snp_beg
     }
     // 2M PSC entries on 4K folios: each entry's 512 RMPUPDATEs are one aggregated span.
     expect(fromKernel.some((r) => tag(r, 'cvmsim.aggregated.count') === 512)).toBe(true);
-  });
-
-  it('PVALIDATE follows the VMGEXIT; a 2M PVALIDATE answers SIZEMISMATCH and its 512 4K PVALIDATEs nest in it (size: bytes of the whole span)', () => {
-    const pvalidates = t.named('PVALIDATE').filter((p) => t.chain(p).includes('guest/vm1:accept_memory'));
-    const huge = pvalidates.filter((p) => tag(p, 'size') === 2 * MiB && tag(p, 'cvmsim.aggregated.count') === undefined);
-    expect(huge.length).toBeGreaterThan(0);
-    for (const p of huge) {
-      expect(t.parent(p)!.operationName).toBe('arch_accept_memory');
-      expect(t.events(p)).toContainEqual(expect.objectContaining({ event: 'PVALIDATE_FAIL_SIZEMISMATCH', status: '0x6', 'status.name': 'PVALIDATE_FAIL_SIZEMISMATCH' }));
-      const fallback = t.children(p);
-      expect(fallback.map((c) => [c.operationName, tag(c, 'size'), tag(c, 'size.each'), tag(c, 'cvmsim.aggregated.count')])).toEqual([['PVALIDATE', 2 * MiB, 4096, 512]]);
-      expect(nestedInTime(fallback[0]!, p)).toBe(true);
-    }
-  });
-
-  it('tracing changes nothing: an untraced run of the seed has the same metrics and fingerprint', () => {
-    const plain = untracedAcceptBoot({ platform: 'snp' });
-    expect(run.metrics).toEqual(plain.metrics);
-    expect(run.fingerprint).toBe(plain.fingerprint);
+    expect(t.named('NPF').filter((r) => t.chain(r).includes('guest/vm1:accept_memory'))).toHaveLength(0);
   });
 });
 

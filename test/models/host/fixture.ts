@@ -62,10 +62,10 @@ export class TestVm implements GuestPlatform {
   readonly host: Host;
   readonly vm: Vm;
   constructor(sim: Sim, technology: 'tdx' | 'snp', options: TestVmOptions) {
-    const { gpaBytes, vcpus, cpus, memoryBytes, memoryBandwidthBytesPerSec, clearBytesPerSec, tdxModule, tdxCosts, snpCosts, cacheLines, sockets, ...vm } = options;
+    const { gpaBytes, vcpus, cpus, memoryBytes, memoryBandwidthBytesPerSec, clearBytesPerSec, tdxModule, tdxCosts, snpCosts, cacheLines, sockets, snpDirectMapSplit, ...vm } = options;
     this.host = new Host(sim, {
       technology, cpus: cpus ?? vcpus, memoryBytes: memoryBytes ?? 2 * gpaBytes + 256 * MiB,
-      ...defined({ memoryBandwidthBytesPerSec, clearBytesPerSec, tdxModule, tdxCosts, snpCosts, cacheLines, sockets }),
+      ...defined({ memoryBandwidthBytesPerSec, clearBytesPerSec, tdxModule, tdxCosts, snpCosts, cacheLines, sockets, snpDirectMapSplit }),
     });
     this.vm = new Vm(sim, this.host, { ...vm, bare: { vcpus, gpaBytes } });
   }
