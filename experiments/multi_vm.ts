@@ -1,10 +1,10 @@
-import { GiB, type MetricSpecs, type Sim } from '../sim/index.ts';
+import { type MetricSpecs, type Sim } from '../sim/index.ts';
 import { numberParam } from './experiment.ts';
 import type { GuestConfig } from '../models/guest/kernel.ts';
 import type { Host } from '../models/host/host.ts';
 import { Vm } from '../models/vm/vm.ts';
 import { acceptMetricSpecs, acceptMetrics } from './accept_boot.ts';
-import { buildHost, checkGuestParams, checkHostParams, guestConfigFrom, ownerMetricSpecs, type GuestParams, type HostParams, type VmParams } from './wiring.ts';
+import { buildIdenticalVms, checkIdenticalVms, ownerMetricSpecs, type GuestParams, type HostParams, type VmParams } from './wiring.ts';
 
 /**
  * Several identical guests on one host for the accept-* experiments (`vms`), as multi-vm-boot
@@ -21,10 +21,7 @@ export function perVmAcceptSpecs(): MetricSpecs {
 
 /** The host and `n` guests of the same configuration on it. */
 export function buildVms(sim: Sim, p: HostParams & VmParams & GuestParams, n: number, overrides: Partial<GuestConfig> = {}): { host: Host; vms: Vm[] } {
-  const guest = guestConfigFrom(p, overrides);
-  const host = buildHost(sim, p, n * guest.vcpus, n * guest.memoryBytes);
-  const vms = Array.from({ length: n }, () => new Vm(sim, host, { guest, sept: p.sept, psc: p.psc, snpBacking: p.snp_backing, fidelity: p.fidelity, setup: p.vm_setup }));
-  return { host, vms };
+  return buildIdenticalVms(sim, { ...p, vms: n }, overrides);
 }
 
 /** The guest-side acceptance metrics of every VM under `vmN.guest.`. */
@@ -36,6 +33,5 @@ export function perVmAcceptMetrics(sim: Sim, vms: readonly Vm[]): Record<string,
 
 /** The host admits `n` guests of this configuration; the guest's combination is valid. */
 export function checkVms(p: HostParams & GuestParams, n: number): string | undefined {
-  const vm = { vcpus: p.vcpus, memoryBytes: p.memory_gib * GiB };
-  return checkGuestParams(p) ?? checkHostParams(p, Array.from({ length: n }, () => vm));
+  return checkIdenticalVms({ ...p, vms: n });
 }

@@ -157,9 +157,9 @@ export function buildSingleVm(sim: Sim, p: HostParams & VmParams & GuestParams, 
 }
 
 /** `p.vms` identical VMs of the guest `p` describes on one host built for them all. */
-export function buildIdenticalVms(sim: Sim, p: HostParams & VmParams & GuestParams & { vms: number }): { host: Host; vms: Vm[]; guest: GuestConfig } {
-  const guest = guestConfigFrom(p);
-  const host = buildHost(sim, p, p.vms * p.vcpus, p.vms * guest.memoryBytes);
+export function buildIdenticalVms(sim: Sim, p: HostParams & VmParams & GuestParams & { vms: number }, overrides: Partial<GuestConfig> = {}): { host: Host; vms: Vm[]; guest: GuestConfig } {
+  const guest = guestConfigFrom(p, overrides);
+  const host = buildHost(sim, p, p.vms * guest.vcpus, p.vms * guest.memoryBytes);
   const vms = Array.from({ length: p.vms }, () => new Vm(sim, host, vmConfigFrom(p, guest)));
   return { host, vms, guest };
 }

@@ -135,22 +135,22 @@ describe('a PVALIDATE that faults, and the RMPUPDATE inside the fault', () => {
 
 describe('a conversion to private that waits for mmu_lock held for write by the discard', () => {
   it('vCPU 0 faults a page in while vCPU 1\'s PSC discards the shared backing: its mmu_lock read waits behind invalidate_range_end, and its fault retries (mmu_invalidate_seq moved)', () => {
-    // Alone, vCPU 0's NPF reaches mmu_lock at 18378 ns; vCPU 1 starts so that its
-    // invalidate_range_end holds mmu_lock for write from 18278 to 18478 ns.
+    // Alone, vCPU 0's NPF reaches mmu_lock at 18528 ns; vCPU 1 starts so that its
+    // invalidate_range_end holds mmu_lock for write from 18428 to 18628 ns.
     const { sim, obs, platform } = snp({}, 8 * MiB, 2);
     onVcpu(sim, platform, 0, 0, () => platform.arch_accept_memory(0, 0, 4096, 'runtime'));
-    onVcpu(sim, platform, 1, 9828, () => platform.arch_accept_memory(1, 4 * MiB, 4 * MiB + 4096, 'runtime'));
+    onVcpu(sim, platform, 1, 9978, () => platform.arch_accept_memory(1, 4 * MiB, 4 * MiB + 4096, 'runtime'));
     sim.run();
     platform.checkInvariants();
     expect(ops(obs, ['NPF', 'VMGEXIT', 'RMPUPDATE', 'kvm_mmu_notifier_invalidate_range_start', 'kvm_mmu_notifier_invalidate_range_end', 'RET_PF_RETRY']).slice(3)).toEqual([
       ['NPF', 8900], // vCPU 0: its PVALIDATE's fault
-      ['VMGEXIT', 9828], // vCPU 1: its PSC
-      ['RMPUPDATE', 17778], // vCPU 0, inside the fault
-      ['kvm_mmu_notifier_invalidate_range_start', 18078], // vCPU 1's discard
-      ['kvm_mmu_notifier_invalidate_range_end', 18278],
-      ['RET_PF_RETRY', 18478], // vCPU 0 got mmu_lock at 18478 (waited 100 ns): stale, retried
-      ['NPF', 18728], // vCPU 1's PVALIDATE
-      ['RMPUPDATE', 23526],
+      ['VMGEXIT', 9978], // vCPU 1: its PSC
+      ['RMPUPDATE', 17928], // vCPU 0, inside the fault
+      ['kvm_mmu_notifier_invalidate_range_start', 18228], // vCPU 1's discard
+      ['kvm_mmu_notifier_invalidate_range_end', 18428],
+      ['RET_PF_RETRY', 18628], // vCPU 0 got mmu_lock at 18628 (waited 100 ns): stale, retried
+      ['NPF', 18878], // vCPU 1's PVALIDATE
+      ['RMPUPDATE', 23826],
     ]);
     const m = platform.metrics();
     expect(m['kvm.mmu_lock.waits']).toBe(1);
@@ -159,7 +159,7 @@ describe('a conversion to private that waits for mmu_lock held for write by the 
     expect(m['kvm.mmu_notifier.faults_retried']).toBe(1);
     // The retry: back into the guest, PVALIDATE again, a second fault that finds the folio prepared.
     const npf0 = obs.log.find((e) => e.name === 'NPF')!;
-    expect(npf0.end).toBe(18478 + ENTRY + EXIT + KVM_COSTS.faultNs + ENTRY);
+    expect(npf0.end).toBe(18628 + ENTRY + EXIT + KVM_COSTS.faultNs + ENTRY);
   });
 
   it('vmm_discard=false: the PSC takes no mmu_lock for write and no fault retries', () => {
