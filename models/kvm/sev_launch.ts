@@ -1,4 +1,5 @@
-import { Mutex, type Proc } from '../../sim/index.ts';
+import type { Mutex, Proc } from '../../sim/index.ts';
+import { kvmGlobalMutex } from './kvm_globals.ts';
 import { assert } from '../../sim/assert.ts';
 import { hex } from '../arch/units.ts';
 import type { SnpFirmware } from '../snp/snp_firmware.ts';
@@ -11,15 +12,8 @@ import { VM_SETUP_COSTS, type VmSetupCosts } from './vm_setup_costs.ts';
  * (PSP) is issued under it (__sev_do_cmd_locked(), drivers/crypto/ccp/sev-dev.c, reached from
  * [linux:arch/x86/kvm/svm/sev.c]), so the launches of VMs starting together take turns at the PSP.
  */
-const sevCmdMutexes = new WeakMap<SnpFirmware, Mutex>();
-
 export function sevCmdMutexOf(kvm: Kvm, fw: SnpFirmware): Mutex {
-  let m = sevCmdMutexes.get(fw);
-  if (m === undefined) {
-    m = new Mutex(kvm.sim, 'sev_cmd_mutex', 'stall');
-    sevCmdMutexes.set(fw, m);
-  }
-  return m;
+  return kvmGlobalMutex(kvm.sim, fw, 'sev_cmd_mutex');
 }
 
 /** What the launch did, for the VMM's metrics. */

@@ -1,4 +1,5 @@
-import { Mutex, type Proc } from '../../sim/index.ts';
+import type { Mutex, Proc } from '../../sim/index.ts';
+import { kvmGlobalMutex } from './kvm_globals.ts';
 import { assert } from '../../sim/assert.ts';
 import { writeMemory } from '../arch/write_rate.ts';
 import { PAGES_PER_2M, PAGE_SIZE, SIZE_2M, hex } from '../arch/units.ts';
@@ -12,20 +13,9 @@ import type { TdxModule } from '../tdx/tdx_module.ts';
 import type { Kvm } from './kvm.ts';
 import type { KvmTdx } from './tdx.ts';
 
-/**
- * KVM's global `tdx_lock` mutex, one per host ([linux:arch/x86/kvm/vmx/tdx.c]): serialises the
- * SEAMCALLs that take the module's global locks (TDH.MNG.CREATE, VPFLUSHDONE, CACHE.WB,
- * KEY.FREEID), so they never answer BUSY. Kept by module, as KVM is loaded once per host.
- */
-const tdxLocks = new WeakMap<TdxModule, Mutex>();
-
+/** KVM's global `tdx_lock` (kvm_globals.ts), one per host. */
 export function tdxLockOf(module: TdxModule): Mutex {
-  let m = tdxLocks.get(module);
-  if (m === undefined) {
-    m = new Mutex(module.sim, 'tdx_lock', 'stall');
-    tdxLocks.set(module, m);
-  }
-  return m;
+  return kvmGlobalMutex(module.sim, module, 'tdx_lock');
 }
 
 /** What one teardown did, for the caller's metrics. */
