@@ -108,7 +108,13 @@ export class Td {
    * the firmware's memslot), their host addresses (reclaimed at teardown), and the 256-byte
    * chunks TDH.MR.EXTEND measured into MRTD.
    */
-  readonly image = { pagesAdded: 0, chunksMeasured: 0, hpas: [] as number[] };
+  readonly image = {
+    chunksMeasured: 0,
+    hpas: [] as number[],
+    get pagesAdded(): number {
+      return this.hpas.length;
+    },
+  };
   /** Control pages besides the TDR added by TDH.MNG.ADDCX, TDH.VP.CREATE, TDH.VP.ADDCX. */
   controlChildren = 0;
   /** TD pages taken back by TDH.PHYMEM.PAGE.RECLAIM (4K units), the TDR excluded. */

@@ -1,12 +1,11 @@
 import type { Proc } from '../../sim/index.ts';
 import { assert } from '../../sim/assert.ts';
-import { PAGES_PER_2M, SIZE_2M, hex } from '../arch/units.ts';
+import { PAGES_PER_2M, hex } from '../arch/units.ts';
 import type { Kvm } from '../kvm/kvm.ts';
-import type { PscEntry } from '../kvm/snp_psc.ts';
 import { snp_vmgexit_psc_shared } from '../kvm/snp_psc_shared.ts';
 import { TDVMCALL_STATUS_RETRY, TDVMCALL_STATUS_SUCCESS, tdx_map_gpa } from '../kvm/tdx_map_gpa.ts';
 import { PVALIDATE_FAIL_SIZEMISMATCH } from '../snp/arch.ts';
-import { snp_accept_memory, type SnpGuestAccept } from './snp_accept_memory.ts';
+import { pscDescriptors, snp_accept_memory, type SnpGuestAccept } from './snp_accept_memory.ts';
 import { tdx_accept_memory, type TdxGuestAccept } from './tdx_accept_memory.ts';
 
 /** What the guest's side of conversions counted (`vm1.guest.enc`). */
@@ -49,14 +48,7 @@ export function* tdx_enc_status_changed(kvm: Kvm, accept: TdxGuestAccept, counte
 export function* snp_set_memory_shared(kvm: Kvm, side: SnpGuestAccept, start: number, end: number): Proc<boolean> {
   const sim = kvm.sim;
   const sev = side.sev;
-  let p = start;
-  while (p < end) {
-    const entries: PscEntry[] = [];
-    while (p < end && entries.length < side.maxEntries) {
-      const huge = p % SIZE_2M === 0 && p + SIZE_2M <= end;
-      entries.push({ page: p / 4096, huge });
-      p += huge ? SIZE_2M : 4096;
-    }
+  for (const entries of pscDescriptors(start, end, side.maxEntries)) {
     for (const e of entries) {
       const n = e.huge ? PAGES_PER_2M : 1;
       let validated = 0;

@@ -57,20 +57,31 @@ function* early_set_pages_state(side: SnpAcceptSide, start: number, end: number,
 }
 
 /**
+ * The PSC descriptors set_pages_state() fills for [start, end): up to `maxEntries` entries each,
+ * an entry 2M where the address is 2M aligned and 2 MiB remain, else 4K
+ * ([linux:arch/x86/coco/sev/core.c snp_accept_memory]). Used for both directions.
+ */
+export function* pscDescriptors(start: number, end: number, maxEntries: number): Generator<PscEntry[]> {
+  let p = start;
+  while (p < end) {
+    const entries: PscEntry[] = [];
+    while (p < end && entries.length < maxEntries) {
+      const huge = p % SIZE_2M === 0 && p + SIZE_2M <= end;
+      entries.push({ page: p / 4096, huge });
+      p += huge ? SIZE_2M : 4096;
+    }
+    yield entries;
+  }
+}
+
+/**
  * set_pages_state(..., SNP_PAGE_STATE_PRIVATE): descriptors of up to maxEntries entries, 2M
  * where the address is 2M aligned and 2 MiB remain; one VMGEXIT per descriptor, then
  * pvalidate_pages() on it.
  */
 function* set_pages_state(side: SnpAcceptSide, start: number, end: number, link: number): Proc<void> {
   const sim = side.sim;
-  let p = start;
-  while (p < end) {
-    const entries: PscEntry[] = [];
-    while (p < end && entries.length < side.maxEntries) {
-      const huge = p % SIZE_2M === 0 && p + SIZE_2M <= end;
-      entries.push({ page: p / 4096, huge });
-      p += huge ? SIZE_2M : 4096;
-    }
+  for (const entries of pscDescriptors(start, end, side.maxEntries)) {
     const traced = sim.observer !== null;
     const id = traced ? sim.opBegin('VMGEXIT', { exit: hex(SVM_VMGEXIT_PSC), entries: entries.length, gpa: hex(entries[0]!.page * 4096) }, link) : 0;
     yield* snp_vmgexit_psc(side.kvm, entries, id);

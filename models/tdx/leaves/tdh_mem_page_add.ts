@@ -1,7 +1,8 @@
 import type { Proc } from '../../../sim/index.ts';
 import { assert } from '../../../sim/assert.ts';
 import { hex } from '../../arch/units.ts';
-import { OPERAND_ID_RDX, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT, TDX_SUCCESS, withOperand } from '../arch.ts';
+import { TDX_SUCCESS } from '../arch.ts';
+import { withBuildingTdr } from './building_tdr.ts';
 import type { Td } from '../td.ts';
 import type { TdBuildCosts } from '../td_build_costs.ts';
 import { TDX_MODULE_SERVICE } from '../tdx_module.ts';
@@ -25,30 +26,20 @@ export function* tdh_mem_page_add(td: Td, costs: TdBuildCosts, tdrHpa: number, g
   const traced = sim.observer !== null;
   const id = traced ? sim.opBegin(LEAF, { td: td.name, gpa: hex(gpa), hpa: hex(hpa) }, link, TDX_MODULE_SERVICE) : 0;
   yield sim.stallFor(module.seamcallHalfNs);
-  let status: bigint = TDX_SUCCESS;
-  // Check-lock: the TDR exclusive.
-  const tdr = pamt.walk4k(tdrHpa, 'exclusive');
-  if (typeof tdr === 'bigint') {
-    status = withOperand(TDX_OPERAND_BUSY, OPERAND_ID_RDX);
-  } else {
-    if (td.opState !== 'initialized') status = TDX_OP_STATE_INCORRECT;
-    else {
-      // Check-lock: the new page's PAMT entry.
-      const page = pamt.walk4k(hpa, 'exclusive');
-      if (typeof page === 'bigint') status = module.countPamtAnswer(page, LEAF, hpa);
-      else {
-        if (pamt.inUse(hpa)) assert(false, `${LEAF} of a page whose PAMT entry is in use`, hex(hpa));
-        // Commit.
-        yield sim.stallFor(costs.pageAddBodyNs + costs.sha384BlockNs);
-        yield* td.zero(4096);
-        pamt.setInUse(hpa);
-        td.image.pagesAdded++;
-        td.image.hpas.push(hpa);
-        pamt.unwalk(page);
-      }
-    }
-    pamt.unwalk(tdr);
-  }
+  const status = yield* withBuildingTdr(td, tdrHpa, function* () {
+    // Check-lock: the new page's PAMT entry.
+    const page = pamt.walk4k(hpa, 'exclusive');
+    if (typeof page === 'bigint') return module.countPamtAnswer(page, LEAF, hpa);
+    if (pamt.inUse(hpa)) assert(false, `${LEAF} of a page whose PAMT entry is in use`, hex(hpa));
+    // Commit.
+    yield sim.stallFor(costs.pageAddBodyNs + costs.sha384BlockNs);
+    yield* td.zero(4096);
+    pamt.setInUse(hpa);
+    td.image.hpas.push(hpa);
+    // Release.
+    pamt.unwalk(page);
+    return TDX_SUCCESS;
+  });
   yield sim.stallFor(module.seamcallHalfNs);
   if (traced) sim.opEnd(id, { status: hex(status) });
   return status;

@@ -1,6 +1,7 @@
 import type { Proc } from '../../../sim/index.ts';
 import { hex } from '../../arch/units.ts';
-import { OPERAND_ID_RDX, TDX_OPERAND_BUSY, TDX_OP_STATE_INCORRECT, TDX_SUCCESS, withOperand } from '../arch.ts';
+import { TDX_SUCCESS } from '../arch.ts';
+import { withBuildingTdr } from './building_tdr.ts';
 import type { Td } from '../td.ts';
 import type { TdBuildCosts } from '../td_build_costs.ts';
 import { TDX_MODULE_SERVICE } from '../tdx_module.ts';
@@ -21,22 +22,14 @@ const LEAF = 'TDH.MR.EXTEND';
  */
 export function* tdh_mr_extend(td: Td, costs: TdBuildCosts, tdrHpa: number, gpa: number, link: number, chunks = 1): Proc<bigint> {
   const { module, sim } = td;
-  const pamt = module.pamt;
   const traced = sim.observer !== null;
   const id = traced ? sim.opBegin(LEAF, chunks === 1 ? { td: td.name, gpa: hex(gpa) } : { td: td.name, gpa: hex(gpa), size: chunks * 256, 'size.each': 256, 'cvmsim.aggregated.count': chunks }, link, TDX_MODULE_SERVICE) : 0;
   yield sim.stallFor(chunks * module.seamcallHalfNs);
-  let status: bigint = TDX_SUCCESS;
-  const tdr = pamt.walk4k(tdrHpa, 'exclusive');
-  if (typeof tdr === 'bigint') {
-    status = withOperand(TDX_OPERAND_BUSY, OPERAND_ID_RDX);
-  } else {
-    if (td.opState !== 'initialized') status = TDX_OP_STATE_INCORRECT;
-    else {
-      yield sim.stallFor(chunks * (costs.mrExtendBodyNs + 3 * costs.sha384BlockNs));
-      td.image.chunksMeasured += chunks;
-    }
-    pamt.unwalk(tdr);
-  }
+  const status = yield* withBuildingTdr(td, tdrHpa, function* () {
+    yield sim.stallFor(chunks * (costs.mrExtendBodyNs + 3 * costs.sha384BlockNs));
+    td.image.chunksMeasured += chunks;
+    return TDX_SUCCESS;
+  });
   yield sim.stallFor(chunks * module.seamcallHalfNs);
   if (traced) sim.opEnd(id, { status: hex(status) });
   return status;
